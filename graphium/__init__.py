@@ -1,0 +1,1 @@
+"""graphium: declarative multi-host container deployment."""

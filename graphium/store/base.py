@@ -1,0 +1,138 @@
+"""The task-store interface that every backend implements (JSON file today, others later).
+
+Stores hold three kinds of record: stacks (deployment state), tasks and events. Every method is a
+complete, durable operation: when it returns, the change survives a crash. ``batch()`` groups
+several operations into one durable write.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from graphium.tasks import StackStatus, Task, TaskStatus, utcnow
+
+
+class StackRecord(BaseModel):
+    """A stack's deployment state, written back from task results."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str  # the stack name
+    name: str
+    status: StackStatus
+    phase: str = ""
+    progress: int = 0  # percent of the current run's tasks that ended
+    placements: dict[str, dict[str, Any]] = {}  # instance -> {hostId, containerId, dockerName}
+    spec: dict[str, Any] = {}  # the resolved StackSpec dump
+    hosts: list[str] = []  # hosts the stack has containers or networks on
+    error: str | None = None
+    revision: int = 0  # bumped on every change; part of a plan's fingerprint
+    created_at: str = ""
+    updated_at: str = ""
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Event(BaseModel):
+    """Something that happened, for watchers: task_created, task_updated, stack_running, ..."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    seq: int = 0  # assigned by the store, strictly increasing
+    type: str
+    stack_id: str | None = None
+    task_id: str | None = None
+    host_id: str | None = None
+    data: dict[str, Any] = {}
+    time: str = ""
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class TaskStore(Protocol):
+    """Create, claim, transition, list and count tasks; keep stacks and events. Process-safe."""
+
+    # stacks -------------------------------------------------------------------------------
+    def get_stack(self, stack_id: str) -> StackRecord | None: ...
+
+    def list_stacks(self) -> list[StackRecord]: ...
+
+    def save_stack(self, record: StackRecord, *, expected_revision: int | None = None) -> StackRecord:
+        """Insert or update; enforces stack status transitions; bumps ``revision``.
+
+        With ``expected_revision``, raises StoreError if the stored revision differs (optimistic lock).
+        """
+        ...
+
+    def delete_stack(self, stack_id: str) -> None:
+        """Remove the stack record and its tasks (the finalisation of a completed destroy)."""
+        ...
+
+    # tasks --------------------------------------------------------------------------------
+    def create_tasks(self, tasks: list[Task]) -> None:
+        """Insert tasks (ids must be new) in one durable write."""
+        ...
+
+    def get_task(self, task_id: str) -> Task: ...
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        stack_id: str | None = None,
+        host_id: str | None = None,
+    ) -> list[Task]: ...
+
+    def transition(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        agent_id: str | None = None,
+        expected: TaskStatus | None = None,
+    ) -> Task:
+        """Change a task's status (enforced), stamping the matching timestamp; returns the new record."""
+        ...
+
+    def claim(self, host_id: str, agent_id: str, lease_seconds: float) -> Task | None:
+        """Atomically take the best runnable task for ``host_id``.
+
+        Runnable: pending, every ``dependsOn`` completed. Best: highest priority, then oldest.
+        The task becomes ``assigned`` to ``agent_id`` with a lease; None when nothing is runnable.
+        """
+        ...
+
+    def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
+        """Extend the lease of a task the agent holds (StoreError if it no longer holds it)."""
+        ...
+
+    def requeue_expired(self, now: str | None = None) -> list[Task]:
+        """Return tasks whose lease expired to pending (retryCount+1), or fail them past maxRetries."""
+        ...
+
+    def stats(self, *, stack_id: str | None = None) -> dict[str, int]:
+        """``{"total": n, "pending": n, ...}`` over every status."""
+        ...
+
+    # events -------------------------------------------------------------------------------
+    def append_events(self, events: list[Event]) -> list[Event]:
+        """Store events, assigning ``seq`` and ``time``; returns them as stored."""
+        ...
+
+    def list_events(self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000) -> list[Event]: ...
+
+    # grouping -----------------------------------------------------------------------------
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the operations inside into one lock hold and one durable write."""
+        ...
+
+
+__all__ = ["Event", "StackRecord", "TaskStore", "utcnow"]

@@ -1,0 +1,123 @@
+"""Task records: the unit of work every executor runs and every store keeps.
+
+The field names keep the original design's vocabulary (``taskType``, ``hostId``, ``dependsOn``…)
+so that its task API stays familiar. Status changes go through :func:`check_transition`, the one
+place that knows the lifecycle.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from graphium.errors import TransitionError
+
+
+class TaskType(str, Enum):
+    deploy = "deploy"  # pull if needed, create and start a container
+    replace = "replace"  # swap a container for a new one, rolling back if the new one fails
+    delete = "delete"  # stop and remove a container; one already gone counts as removed
+    start = "start"  # start a stopped container (drift)
+    stop = "stop"
+    restart = "restart"
+    ensure_network = "ensure-network"  # create the stack's bridge network on a host if missing
+    remove_network = "remove-network"  # remove it once the stack has left the host
+
+
+class TaskStatus(str, Enum):
+    pending = "pending"
+    assigned = "assigned"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
+
+_ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.pending: frozenset({TaskStatus.assigned, TaskStatus.running, TaskStatus.cancelled}),
+    # assigned/running may fall back to pending when a lease expires or an agent gives a task back
+    TaskStatus.assigned: frozenset(
+        {TaskStatus.running, TaskStatus.pending, TaskStatus.failed, TaskStatus.cancelled}
+    ),
+    TaskStatus.running: frozenset(
+        {TaskStatus.completed, TaskStatus.failed, TaskStatus.pending, TaskStatus.cancelled}
+    ),
+    TaskStatus.completed: frozenset(),
+    # a failed or cancelled task may be retried explicitly
+    TaskStatus.failed: frozenset({TaskStatus.pending}),
+    TaskStatus.cancelled: frozenset({TaskStatus.pending}),
+}
+
+
+def check_transition(task_id: str, current: TaskStatus, new: TaskStatus) -> None:
+    """Raise :class:`TransitionError` unless ``current -> new`` is a legal task status change."""
+    if new not in _ALLOWED[current]:
+        raise TransitionError(f"task {task_id}: cannot go from {current.value} to {new.value}")
+
+
+def utcnow() -> str:
+    """Timestamps are ISO 8601 UTC strings: sortable, and JSON as they are."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Task(BaseModel):
+    """One task record, serialised with camelCase keys as in the original task API."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str
+    task_type: TaskType
+    status: TaskStatus = TaskStatus.pending
+    host_id: str
+    agent_id: str | None = None
+    stack_id: str | None = None
+    priority: int = 5
+    payload: dict[str, Any] = {}
+    depends_on: list[str] = []
+    date_created: str = Field(default_factory=utcnow)
+    assigned_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    lease_expires_at: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    retry_count: int = 0
+    max_retries: int = 0
+    timeout_seconds: float = 300.0
+    description: str = ""
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class StackStatus(str, Enum):
+    deploying = "deploying"
+    running = "running"
+    error = "error"
+    deleting = "deleting"
+
+
+_STACK_ALLOWED: dict[StackStatus | None, frozenset[StackStatus]] = {
+    None: frozenset({StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.deploying: frozenset({StackStatus.running, StackStatus.error, StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.running: frozenset({StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.error: frozenset({StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting}),
+}
+
+
+def check_stack_transition(stack_id: str, current: StackStatus | None, new: StackStatus) -> None:
+    """Raise :class:`TransitionError` unless the stack may move from ``current`` to ``new``."""
+    if new not in _STACK_ALLOWED[current]:
+        was = current.value if current else "absent"
+        raise TransitionError(f"stack {stack_id}: cannot go from {was} to {new.value}")
