@@ -85,6 +85,7 @@ class Task(BaseModel):
     started_at: str | None = None
     completed_at: str | None = None
     lease_expires_at: str | None = None
+    not_before: str | None = None  # retry backoff: not claimable before this time
     error: str | None = None
     result: dict[str, Any] | None = None
     retry_count: int = 0
