@@ -1,0 +1,331 @@
+"""The operations people and scripts call: plan, apply and destroy a stack.
+
+:class:`Deployer` is the async core, built from a store, an executor and an inventory; the module
+functions :func:`plan`, :func:`apply` and :func:`destroy` are blocking conveniences for scripts
+that build the default pieces (JSON-file store, local + SSH executors) themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from graphium import planner
+from graphium.errors import PlanError, StalePlanError
+from graphium.events import EventBus, EventType, Subscriber, stack_event, task_event
+from graphium.executors.base import Executor
+from graphium.inventory import load_inventory
+from graphium.loader import StackDocument, check_hosts, load_stack
+from graphium.models import Inventory
+from graphium.plan import ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
+from graphium.store.base import StackRecord, TaskStore
+from graphium.tasks import StackStatus, Task, TaskStatus, TaskType, utcnow
+from graphium.variables import resolve_variables
+
+DEFAULT_STATE = ".graphium/state.json"
+TaskEndHook = Callable[[Task], None]
+
+
+class Deployer:
+    """Plans and applies stacks against one inventory, one store and one executor."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        executor: Executor,
+        inventory: Inventory,
+        *,
+        events: EventBus | None = None,
+        parallelism: int = DEFAULT_PARALLELISM,
+        per_host: int = DEFAULT_PER_HOST,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.inventory = inventory
+        self.events = events or EventBus(store)
+        self.parallelism = parallelism
+        self.per_host = per_host
+
+    # planning -----------------------------------------------------------------------------
+    async def plan(self, doc: StackDocument, environ: Mapping[str, str] | None = None) -> Plan:
+        """Desired state (``${VAR}`` filled from ``environ``) against what the hosts run now."""
+        check_hosts(doc, self.inventory)
+        spec = resolve_variables(doc.stack, os.environ if environ is None else environ, str(doc.path))
+        observed = await self.executor.observe(self.inventory.hosts, spec.name)
+        result = planner.plan_apply(spec, self.inventory, observed, self.store.get_stack(spec.name))
+        result.inventory = self.inventory.dump()
+        return result
+
+    async def plan_destroy(self, stack_name: str) -> Plan:
+        observed = await self.executor.observe(self.inventory.hosts, stack_name)
+        result = planner.plan_destroy(stack_name, observed, self.store.get_stack(stack_name))
+        result.inventory = self.inventory.dump()
+        return result
+
+    async def check_fresh(self, plan: Plan) -> None:
+        """Refuse a saved plan if the hosts or the store changed since it was computed."""
+        hosts = [h for h in self.inventory.hosts if h.id in set(plan.hosts)]
+        missing = sorted(set(plan.hosts) - {h.id for h in hosts})
+        if missing:
+            raise StalePlanError(f"the plan uses hosts no longer in the inventory: {', '.join(missing)}")
+        observed = await self.executor.observe(hosts, plan.stack)
+        now = planner.fingerprint(plan.stack, observed, self.store.get_stack(plan.stack))
+        if now != plan.fingerprint:
+            raise StalePlanError(
+                f"the saved plan for stack {plan.stack} is stale: containers on its hosts or its stored "
+                "state changed since it was made; run plan again"
+            )
+
+    # applying -----------------------------------------------------------------------------
+    async def apply(self, plan: Plan, *, verify_fresh: bool = False) -> RunResult:
+        """Run a plan; the stack ends ``running`` (or, for a destroy, its records are removed)."""
+        if verify_fresh:
+            await self.check_fresh(plan)
+        stored = self.store.get_stack(plan.stack)
+        if plan.destroy:
+            return await self._run_destroy(plan, stored)
+        return await self._run_deploy(plan, stored)
+
+    async def _run_deploy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
+        now = utcnow()
+        record = StackRecord(
+            id=plan.stack,
+            name=plan.stack,
+            status=StackStatus.deploying,
+            phase="applying",
+            progress=0,
+            placements=stored.placements if stored else {},
+            spec=plan.stack_spec,
+            hosts=sorted(set(stored.hosts if stored else []) | set(plan.placements.values())),
+            created_at=stored.created_at if stored else now,
+            updated_at=now,
+            revision=stored.revision if stored else 0,
+        )
+        if not plan.tasks and stored is not None and stored.status is StackStatus.running:
+            return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
+        with self.store.batch():
+            record = self.store.save_stack(record)
+            self._enqueue(plan)
+            self.events.emit(stack_event(EventType.stack_deploying, plan.stack, totalTasks=len(plan.tasks)))
+        result = await self._runner(plan, record).run(plan.tasks)
+        record = self.store.get_stack(plan.stack) or record
+        placements = _placements(plan, record, result)
+        ok = result.ok
+        with self.store.batch():
+            record = record.model_copy(
+                update={
+                    "status": StackStatus.running if ok else StackStatus.error,
+                    "phase": "running" if ok else "failed",
+                    "progress": 100 if ok else record.progress,
+                    "placements": placements,
+                    "hosts": sorted({p["hostId"] for p in placements.values()} | _network_hosts(plan, result)),
+                    "error": None if ok else _failure_summary(result),
+                    "updated_at": utcnow(),
+                }
+            )
+            self.store.save_stack(record)
+            kind = EventType.stack_running if ok else EventType.stack_failed
+            self.events.emit(stack_event(kind, plan.stack, error=record.error))
+        return result
+
+    async def _run_destroy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
+        if stored is None and not plan.tasks:
+            return RunResult(tasks={}, duration=0.0)
+        record = stored or StackRecord(
+            id=plan.stack, name=plan.stack, status=StackStatus.deleting, created_at=utcnow()
+        )
+        with self.store.batch():
+            record = self.store.save_stack(
+                record.model_copy(update={"status": StackStatus.deleting, "phase": "deleting", "progress": 0})
+            )
+            self._enqueue(plan)
+            self.events.emit(stack_event(EventType.stack_deleting, plan.stack, totalTasks=len(plan.tasks)))
+        result = await self._runner(plan, record).run(plan.tasks)
+        with self.store.batch():
+            if result.ok:
+                self.store.delete_stack(plan.stack)
+                self.events.emit(stack_event(EventType.stack_deleted, plan.stack))
+            else:
+                current = self.store.get_stack(plan.stack) or record
+                self.store.save_stack(
+                    current.model_copy(
+                        update={"status": StackStatus.error, "phase": "delete-failed",
+                                "error": _failure_summary(result), "updated_at": utcnow()}
+                    )
+                )
+                self.events.emit(stack_event(EventType.stack_failed, plan.stack, error=_failure_summary(result)))
+        return result
+
+    def _enqueue(self, plan: Plan) -> None:
+        """Store the plan's tasks (a re-run of the same plan resumes the ones already stored)."""
+        new = []
+        for task in plan.tasks:
+            try:
+                self.store.get_task(task.id)
+            except Exception:
+                new.append(task.model_copy(update={"stack_id": plan.stack}))
+        if new:
+            self.store.create_tasks(new)
+            self.events.emit(*(task_event(EventType.task_created, t) for t in new))
+        plan.tasks = [self.store.get_task(t.id) for t in plan.tasks]
+
+    def _runner(self, plan: Plan, record: StackRecord) -> Runner:
+        hosts = self.inventory.by_id()
+        total = len(plan.tasks) or 1
+        ended = 0
+
+        def progress(task: Task) -> None:
+            nonlocal ended
+            if task.terminal:
+                ended += 1
+                current = self.store.get_stack(plan.stack)
+                if current is not None:
+                    self.store.save_stack(current.model_copy(update={"progress": int(100 * ended / total)}))
+
+        return Runner(
+            self.store, self.executor, hosts, events=self.events, parallelism=self.parallelism,
+            per_host=self.per_host, on_task_end=progress,
+        )
+
+
+def _placements(plan: Plan, record: StackRecord, result: RunResult) -> dict[str, dict[str, Any]]:
+    """Where each container of the stack now runs, written back from task results."""
+    placements: dict[str, dict[str, Any]] = {}
+    created: dict[str, dict[str, Any]] = {}
+    for task in result.tasks.values():
+        if task.task_type in (TaskType.deploy, TaskType.replace) and task.status is TaskStatus.completed:
+            payload = (DeployPayload if task.task_type is TaskType.deploy else ReplacePayload).model_validate(
+                task.payload
+            )
+            created[payload.container.name] = {
+                "hostId": task.host_id,
+                "containerId": (task.result or {}).get("containerId"),
+                "dockerName": payload.container.docker_name,
+            }
+    for action in plan.actions:
+        if action.kind is ActionKind.remove:
+            continue
+        entry = created.get(action.name) or record.placements.get(action.name)
+        if entry is None or entry.get("hostId") != action.host:
+            entry = {"hostId": action.host, "containerId": None, "dockerName": action.docker_name}
+        placements[action.name] = entry
+    return placements
+
+
+def _network_hosts(plan: Plan, result: RunResult) -> set[str]:
+    return {t.host_id for t in result.tasks.values() if t.task_type is TaskType.ensure_network}
+
+
+def _failure_summary(result: RunResult) -> str:
+    parts = [f"{t.host_id}: {t.description or t.task_type.value}: {t.error}" for t in result.failed]
+    if result.cancelled:
+        parts.append(f"{len(result.cancelled)} task(s) not started")
+    return "; ".join(parts) or "failed"
+
+
+# blocking conveniences for scripts ------------------------------------------------------------
+
+
+def default_executor(*, insecure_skip_host_key_check: bool = False) -> Executor:
+    """Local and SSH hosts through one router (agents are added by the agent integration)."""
+    from graphium.executors.local import LocalExecutor
+    from graphium.executors.router import HostRouter
+    from graphium.executors.ssh import SshExecutor
+    from graphium.models import Connection
+
+    return HostRouter(
+        {
+            Connection.local: LocalExecutor(),
+            Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
+        }
+    )
+
+
+def _open(
+    stack: str | Path | StackDocument | None, inventory: str | Path | Inventory | None, state: str | Path
+) -> tuple[StackDocument | None, Inventory, TaskStore]:
+    from graphium.store.json_store import JsonTaskStore
+
+    doc = load_stack(stack) if isinstance(stack, (str, Path)) else stack
+    if not isinstance(inventory, Inventory):
+        inventory = load_inventory(inventory, doc.hosts if doc else [])
+    return doc, inventory, JsonTaskStore(state)
+
+
+async def _with_deployer(
+    inventory: Inventory, store: TaskStore, parallelism: int, on_event: Subscriber | None,
+    work: Callable[[Deployer], Any],
+) -> Any:
+    executor = default_executor()
+    events = EventBus(store)
+    if on_event is not None:
+        events.subscribe(on_event)
+    try:
+        return await work(Deployer(store, executor, inventory, events=events, parallelism=parallelism))
+    finally:
+        await executor.close()
+
+
+def plan(
+    stack: str | Path | StackDocument,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    """Load a stack and compute its plan against the live hosts (changes nothing)."""
+    doc, inv, store = _open(stack, inventory, state)
+    assert doc is not None
+    result: Plan = asyncio.run(_with_deployer(inv, store, DEFAULT_PARALLELISM, None, lambda d: d.plan(doc, environ)))
+    return result
+
+
+def apply(
+    stack_or_plan: str | Path | StackDocument | Plan,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    environ: Mapping[str, str] | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+    on_event: Subscriber | None = None,
+) -> RunResult:
+    """Plan (unless given a plan, which is checked for staleness) and apply; raises nothing on task
+    failure: inspect ``RunResult.ok`` (or call :func:`graphium.runner.raise_for_result`)."""
+    given_plan = stack_or_plan if isinstance(stack_or_plan, Plan) else None
+    doc, inv, store = _open(None if given_plan else stack_or_plan, inventory, state)  # type: ignore[arg-type]
+
+    async def work(deployer: Deployer) -> RunResult:
+        if given_plan is not None:
+            return await deployer.apply(given_plan, verify_fresh=True)
+        assert doc is not None
+        return await deployer.apply(await deployer.plan(doc, environ))
+
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    return result
+
+
+def destroy(
+    stack: str | Path | StackDocument,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    parallelism: int = DEFAULT_PARALLELISM,
+    on_event: Subscriber | None = None,
+) -> RunResult:
+    """Remove every container of the stack from every host, then the stack's records."""
+    doc, inv, store = _open(stack, inventory, state)
+    assert doc is not None
+    name = doc.stack.name
+
+    async def work(deployer: Deployer) -> RunResult:
+        return await deployer.apply(await deployer.plan_destroy(name))
+
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    return result
+
+
+__all__ = ["DEFAULT_STATE", "Deployer", "PlanError", "apply", "default_executor", "destroy", "plan"]

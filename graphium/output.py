@@ -1,0 +1,245 @@
+"""Human-facing rendering: Terraform-style plans, live apply progress, status and task tables.
+
+Rich does the terminal work (colour only on a TTY, ``NO_COLOR`` honoured); when stdout is not a
+terminal the progress display degrades to one plain line per event. Secret values are never
+rendered: environment values of secret-looking or ``sensitive`` keys show as ``(sensitive)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from graphium.models import ContainerSpec
+from graphium.plan import Action, ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.runner import RunResult
+from graphium.store.base import Event, StackRecord
+from graphium.tasks import Task, TaskStatus, TaskType
+
+SENSITIVE = "(sensitive)"
+
+_SYMBOL = {
+    ActionKind.create: ("+", "green"),
+    ActionKind.replace: ("-/+", "yellow"),
+    ActionKind.remove: ("-", "red"),
+    ActionKind.drift: ("~", "magenta"),
+    ActionKind.keep: (" ", "dim"),
+}
+_STATUS_STYLE = {
+    TaskStatus.pending: "dim",
+    TaskStatus.assigned: "cyan",
+    TaskStatus.running: "cyan",
+    TaskStatus.completed: "green",
+    TaskStatus.failed: "red",
+    TaskStatus.cancelled: "yellow",
+}
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _env_text(spec: ContainerSpec) -> str:
+    secret = spec.secret_keys()
+    return ", ".join(f"{k}={SENSITIVE if k in secret else v}" for k, v in sorted(spec.environment.items()))
+
+
+def _ports_text(spec: ContainerSpec) -> str:
+    parts = []
+    for p in spec.ports:
+        host = f"{p.host_ip}:" if p.host_ip else ""
+        published = f"{host}{p.host_port}->" if p.host_port else ""
+        parts.append(f"{published}{p.container_port}/{p.protocol.value}")
+    return ", ".join(parts)
+
+
+def container_details(spec: ContainerSpec) -> list[tuple[str, str]]:
+    """The attributes worth showing for a container being created or replaced."""
+    rows = [("image", spec.image)]
+    if spec.command:
+        rows.append(("command", " ".join(spec.command + (spec.args or []))))
+    if spec.ports:
+        rows.append(("ports", _ports_text(spec)))
+    if spec.environment:
+        rows.append(("env", _env_text(spec)))
+    if spec.mounts:
+        rows.append(("mounts", ", ".join(f"{m.source or m.type.value}:{m.target}" for m in spec.mounts)))
+    if spec.restart_policy.name != "no":
+        rows.append(("restart", spec.restart_policy.name))
+    if spec.health_check:
+        rows.append(("health", " ".join(spec.health_check.docker_test())))
+    if spec.depends_on:
+        rows.append(("dependsOn", ", ".join(spec.depends_on)))
+    return rows
+
+
+def _spec_of(action: Action, tasks: dict[str, Task]) -> ContainerSpec | None:
+    for task_id in action.task_ids:
+        task = tasks.get(task_id)
+        if task is None:
+            continue
+        if task.task_type is TaskType.deploy:
+            return DeployPayload.model_validate(task.payload).container.spec
+        if task.task_type is TaskType.replace:
+            return ReplacePayload.model_validate(task.payload).container.spec
+    return None
+
+
+def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -> None:
+    """Print a plan the way Terraform users expect: one block per change, then a summary line."""
+    tasks = {t.id: t for t in plan.tasks}
+    verb = "destroy" if plan.destroy else "apply"
+    changes = [a for a in plan.actions if a.kind is not ActionKind.keep]
+    if not changes:
+        console.print(f"[green]No changes.[/] Stack [bold]{plan.stack}[/] matches its definition "
+                      f"({len(plan.actions)} container(s) up to date).")
+        return
+    console.print(f"graphium will perform the following actions to {verb} stack [bold]{plan.stack}[/]:\n")
+    for action in sorted(plan.actions, key=lambda a: (a.host, a.name)):
+        if action.kind is ActionKind.keep and not show_unchanged:
+            continue
+        symbol, style = _SYMBOL[action.kind]
+        line = Text(f"  {symbol:>3} ", style=style)
+        line.append(f"{action.name}", style="bold")
+        line.append(f" on {action.host} ({action.docker_name})")
+        if action.kind is ActionKind.replace and action.reasons:
+            line.append(f"  forces replacement: {', '.join(action.reasons)}", style=style)
+        elif action.kind is ActionKind.drift:
+            line.append(f"  changed outside graphium: {', '.join(action.reasons)}", style=style)
+        elif action.reasons:
+            line.append(f"  ({', '.join(action.reasons)})", style="dim")
+        console.print(line)
+        spec = _spec_of(action, tasks) if action.kind in (ActionKind.create, ActionKind.replace) else None
+        for key, value in container_details(spec) if spec else []:
+            console.print(f"          {key:<10} {value}", style="dim", markup=False)
+    counts = plan.counts()
+    console.print(
+        f"\n[bold]Plan:[/] {counts['create']} to create, {counts['replace']} to replace, "
+        f"{counts['remove']} to remove, {counts['drift']} drifted, {counts['keep']} unchanged "
+        f"({len(plan.tasks)} tasks)."
+    )
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The ``--json`` summary of a plan: actions and counts, never payloads (they hold secrets)."""
+    return {
+        "schema_version": 1,
+        "type": "plan",
+        "stack": plan.stack,
+        "destroy": plan.destroy,
+        "changes": plan.has_changes,
+        "counts": plan.counts(),
+        "actions": [a.dump() for a in plan.actions],
+        "tasks": [
+            {"id": t.id, "taskType": t.task_type.value, "hostId": t.host_id, "dependsOn": t.depends_on,
+             "description": t.description}
+            for t in plan.tasks
+        ],
+        "fingerprint": plan.fingerprint,
+    }
+
+
+class ProgressView:
+    """Live task progress during apply: a table on a terminal, one line per event otherwise."""
+
+    def __init__(self, console: Console, plan: Plan) -> None:
+        self._console = console
+        self._tasks = {t.id: t for t in plan.tasks}
+        self._status: dict[str, str] = {t.id: t.status.value for t in plan.tasks}
+        self._errors: dict[str, str] = {}
+        self._live: Live | None = None
+        if console.is_terminal:
+            self._live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> ProgressView:
+        if self._live:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def on_event(self, event: Event) -> None:
+        if event.task_id is None or event.task_id not in self._tasks:
+            return
+        status = str(event.data.get("status", ""))
+        self._status[event.task_id] = status
+        if event.data.get("error"):
+            self._errors[event.task_id] = str(event.data["error"])
+        if self._live:
+            self._live.update(self._table())
+        else:
+            task = self._tasks[event.task_id]
+            error = f": {event.data['error']}" if event.data.get("error") else ""
+            self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{error}", markup=False)
+
+    def _table(self) -> Table:
+        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+        table.add_column("status")
+        table.add_column("host")
+        table.add_column("task")
+        for task_id, task in self._tasks.items():
+            status = self._status[task_id]
+            style = _STATUS_STYLE.get(TaskStatus(status), "") if status in TaskStatus._value2member_map_ else ""
+            detail = task.description + (f": {self._errors[task_id]}" if task_id in self._errors else "")
+            table.add_row(Text(status, style=style), task.host_id, detail)
+        done = sum(1 for s in self._status.values() if s in ("completed", "failed", "cancelled"))
+        table.caption = f"{done}/{len(self._tasks)} tasks ended"
+        return table
+
+
+def render_result(result: RunResult, plan: Plan, console: Console) -> None:
+    if result.ok:
+        what = "destroyed" if plan.destroy else "applied"
+        console.print(
+            f"[green]Stack {plan.stack} {what}:[/] {len(result.tasks)} task(s) completed in {result.duration:.1f} s."
+        )
+        return
+    console.print(f"[red]Stack {plan.stack}: {len(result.failed)} task(s) failed, "
+                  f"{len(result.cancelled)} not started.[/]")
+    for host, failed in sorted(result.failures_by_host().items()):
+        for task in failed:
+            console.print(f"  [bold]{host}[/]: {task.description}: {task.error}", markup=True)
+
+
+def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("stack", "status", "phase", "progress", "containers", "hosts", "updated"):
+        table.add_column(column)
+    for s in stacks:
+        table.add_row(s.name, s.status.value, s.phase, f"{s.progress}%", str(len(s.placements)),
+                      ", ".join(s.hosts), s.updated_at)
+    console.print(table)
+
+
+def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> None:
+    console.print(f"[bold]{stack.name}[/]  status: {stack.status.value}  phase: {stack.phase}  "
+                  f"progress: {stack.progress}%")
+    if stack.error:
+        console.print(f"[red]error:[/] {stack.error}", markup=True)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("container", "host", "docker name", "container id"):
+        table.add_column(column)
+    for name, p in sorted(stack.placements.items()):
+        table.add_row(name, str(p.get("hostId")), str(p.get("dockerName")), str(p.get("containerId") or "")[:12])
+    console.print(table)
+    if tasks:
+        render_tasks(tasks, console)
+
+
+def render_tasks(tasks: Iterable[Task], console: Console) -> None:
+    """Tasks without payloads: the store's human view never shows secrets."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("id", "type", "status", "host", "stack", "created", "description / error"):
+        table.add_column(column)
+    for t in tasks:
+        table.add_row(t.id, t.task_type.value, Text(t.status.value, style=_STATUS_STYLE[t.status]), t.host_id,
+                      t.stack_id or "", t.date_created[:19], t.error or t.description)
+    console.print(table)

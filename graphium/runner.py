@@ -1,0 +1,190 @@
+"""Walks a plan's task DAG with bounded parallelism and records every outcome in the store.
+
+A task starts once every task it depends on has completed (deploy tasks complete only when their
+container runs and, if it declares a health check, is healthy), so ``dependsOn`` is honoured
+across hosts. On the first failure no new task starts; tasks in flight finish; tasks never started
+are cancelled with the reason. Every task ends in a terminal status in the store, so a later run
+sees exactly what happened and converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphium.errors import ExecutionError, GraphiumError
+from graphium.events import EventBus, EventType, task_event
+from graphium.executors.base import Executor
+from graphium.models import Connection, Host
+from graphium.store.base import TaskStore
+from graphium.tasks import Task, TaskStatus
+
+DEFAULT_PARALLELISM = 10
+DEFAULT_PER_HOST = 8
+
+
+@dataclass
+class RunResult:
+    """What happened to every task of one run."""
+
+    tasks: dict[str, Task]
+    duration: float
+    failed: list[Task] = field(default_factory=list)
+    cancelled: list[Task] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.cancelled
+
+    def failures_by_host(self) -> dict[str, list[Task]]:
+        out: dict[str, list[Task]] = {}
+        for task in self.failed:
+            out.setdefault(task.host_id, []).append(task)
+        return out
+
+
+class Runner:
+    """Executes tasks already stored (status pending) through an executor."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        executor: Executor,
+        hosts: Mapping[str, Host],
+        *,
+        events: EventBus | None = None,
+        parallelism: int = DEFAULT_PARALLELISM,
+        per_host: int = DEFAULT_PER_HOST,
+        on_task_end: Callable[[Task], None] | None = None,
+    ) -> None:
+        if parallelism < 1 or per_host < 1:
+            raise ValueError("parallelism must be at least 1")
+        self._store = store
+        self._executor = executor
+        self._hosts = hosts
+        self._events = events or EventBus(None)
+        self._global = asyncio.Semaphore(parallelism)
+        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._per_host_limit = per_host
+        self._on_task_end = on_task_end
+
+    async def run(self, tasks: list[Task]) -> RunResult:
+        started = time.monotonic()
+        by_id = {t.id: t for t in tasks}
+        final: dict[str, Task] = {}
+        for task in tasks:  # resuming: what already ended stays as it ended
+            if task.terminal:
+                final[task.id] = task
+        failure: list[Task] = [t for t in final.values() if t.status is not TaskStatus.completed]
+        waiting = {t.id for t in tasks if t.id not in final}
+        in_flight: dict[asyncio.Task[Task], str] = {}
+
+        def ready(task: Task) -> bool:
+            for dep in task.depends_on:
+                if dep in by_id and (dep not in final or final[dep].status is not TaskStatus.completed):
+                    return False
+            return True
+
+        while waiting or in_flight:
+            if not failure:
+                runnable = sorted(
+                    (by_id[i] for i in waiting if ready(by_id[i])), key=lambda t: (-t.priority, t.id)
+                )
+                for task in runnable:
+                    waiting.discard(task.id)
+                    in_flight[asyncio.create_task(self._run_one(task))] = task.id
+            if not in_flight:
+                break  # nothing runs and nothing can start: a failure blocks the rest
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                in_flight.pop(fut)
+                ended = fut.result()
+                final[ended.id] = ended
+                if ended.status is not TaskStatus.completed:
+                    failure.append(ended)
+
+        cancelled = self._cancel_unstarted([by_id[i] for i in sorted(waiting)], failure)
+        final.update({t.id: t for t in cancelled})
+        return RunResult(
+            tasks=final,
+            duration=time.monotonic() - started,
+            failed=[t for t in failure if t.status is TaskStatus.failed],
+            cancelled=cancelled,
+        )
+
+    async def _run_one(self, task: Task) -> Task:
+        host = self._hosts.get(task.host_id)
+        per_host = self._per_host.setdefault(task.host_id, asyncio.Semaphore(self._per_host_limit))
+        async with self._global, per_host:
+            if host is None:
+                return self._finish(task, error=f"host {task.host_id} is not in the inventory")
+            reports_itself = host.connection is Connection.agent
+            if not reports_itself:
+                with self._store.batch():
+                    task = self._store.transition(task.id, TaskStatus.running)
+                    self._events.emit(task_event(EventType.task_updated, task))
+            try:
+                result = await asyncio.wait_for(self._executor.run(task, host), task.timeout_seconds)
+            except TimeoutError:
+                return self._finish(task, error=f"timed out after {task.timeout_seconds:g} s", store=not reports_itself)
+            except GraphiumError as exc:
+                return self._finish(task, error=str(exc), store=not reports_itself)
+            except Exception as exc:  # an executor bug must not leave the task running forever
+                return self._finish(task, error=f"unexpected {type(exc).__name__}: {exc}", store=not reports_itself)
+            if reports_itself:
+                ended = self._store.get_task(task.id)
+                if self._on_task_end is not None:
+                    self._on_task_end(ended)
+                return ended
+            return self._finish(task, result=result)
+
+    def _finish(
+        self, task: Task, *, result: dict[str, Any] | None = None, error: str | None = None, store: bool = True
+    ) -> Task:
+        if not store:  # an agent reported it; re-read what the store holds
+            current = self._store.get_task(task.id)
+            if current.terminal:
+                return current
+        status = TaskStatus.failed if error is not None else TaskStatus.completed
+        with self._store.batch():
+            if self._store.get_task(task.id).status is TaskStatus.pending:
+                self._store.transition(task.id, TaskStatus.running)
+            ended = self._store.transition(task.id, status, result=result, error=error)
+            self._events.emit(task_event(EventType.task_updated, ended))
+            if self._on_task_end is not None:
+                self._on_task_end(ended)
+        return ended
+
+    def _cancel_unstarted(self, tasks: list[Task], failure: list[Task]) -> list[Task]:
+        if not tasks:
+            return []
+        first = failure[0] if failure else None
+        reason = (
+            f"not started: task {first.id} ({first.description or first.task_type.value}) "
+            f"on {first.host_id} did not complete"
+            if first
+            else "not started: its dependencies did not complete"
+        )
+        out = []
+        with self._store.batch():
+            for task in tasks:
+                ended = self._store.transition(task.id, TaskStatus.cancelled, error=reason)
+                self._events.emit(task_event(EventType.task_updated, ended))
+                out.append(ended)
+        return out
+
+
+def raise_for_result(result: RunResult) -> None:
+    """Turn a failed run into an ExecutionError whose message lists every failure by host."""
+    if result.ok:
+        return
+    lines = []
+    for host, failed in sorted(result.failures_by_host().items()):
+        for task in failed:
+            lines.append(f"  {host}: {task.description or task.task_type.value}: {task.error}")
+    if result.cancelled:
+        lines.append(f"  {len(result.cancelled)} task(s) not started")
+    raise ExecutionError("apply failed:\n" + "\n".join(lines))
