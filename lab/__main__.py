@@ -1,0 +1,70 @@
+"""Command line: `python -m lab engine up|down|status`, `python -m lab up|down|status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import lab
+
+
+def _engine(action: str) -> int:
+    if action == "up":
+        t = time.monotonic()
+        url = lab.ensure_engine()
+        lab.claim_engine()
+        print(f"export DOCKER_HOST={url}", flush=True)
+        print(f"# engine ready in {time.monotonic() - t:.2f}s", file=sys.stderr)
+    elif action == "down":
+        print("stopped" if lab.stop_engine() else "not running")
+    else:
+        running = lab.engine_running()
+        print(f"{'running' if running else 'stopped'} {lab.LOCAL.url}")
+        return 0 if running else 3
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        t = time.monotonic()
+        info = lab.ensure_lab(hosts=args.hosts, registry=args.registry)
+        lab.claim_lab()
+        for host in info.hosts:
+            print(f"{host.id:18} {host.address:12} {host.docker_url}")
+        print(f"inventory: {info.inventory}")
+        print(f"# lab ready in {time.monotonic() - t:.2f}s", file=sys.stderr)
+    elif args.action == "down":
+        t = time.monotonic()
+        lab.teardown()
+        print(f"lab down ({time.monotonic() - t:.2f}s)")
+    else:
+        status = lab.status()
+        print(json.dumps(status, indent=2))
+        return 0 if status["hosts"] and all(h["healthy"] for h in status["hosts"]) else 3
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=lab.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    eng = sub.add_parser("engine", help="the single root-namespace engine (single-host tests, demo)")
+    eng.add_argument("action", choices=["up", "down", "status"])
+    up = sub.add_parser("up", help="bring up the multi-host lab (idempotent)")
+    up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    up.add_argument("--registry", action="store_true", help="also run a registry on 10.231.0.1:5000")
+    sub.add_parser("down", help="tear the multi-host lab down (idempotent)")
+    sub.add_parser("status", help="health of the lab's hosts (exit 3 if not all healthy)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "engine":
+            return _engine(args.action)
+        return _lab(args)
+    except lab.LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
