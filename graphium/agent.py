@@ -1,0 +1,439 @@
+"""The polling agent: runs on a Docker host, pulls that host's tasks from the control server.
+
+Only outbound HTTP to the server is needed, so hosts behind NAT work. The agent long-polls the
+claim route (a new task is picked up as soon as the server has it, not on a 5 s tick), holds each
+task under a lease kept alive by heartbeats, and hands execution to
+:func:`graphium.executors.engine_tasks.execute`, the interpreter every executor shares.
+
+Failure model:
+
+* Server down or restarting: every request is retried with capped exponential backoff and jitter;
+  no network error ends the agent. A finished task's report is retried until it lands, or until
+  the server says (409/404) that the agent no longer holds the task.
+* Agent killed: its leases expire and the server requeues the tasks. A re-run is harmless because
+  execution is idempotent (a container with the task's name and spec hash is adopted, not
+  recreated); completed tasks are never claimable, so nothing completed runs twice.
+* Lease lost (heartbeat 409): someone else may own the task now, so this agent stops reporting on
+  it and lets its own execution end without writing anything.
+
+The token goes in one request header and nowhere else: it is never logged nor put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from graphium.engine import DockerEngine
+from graphium.errors import GraphiumError
+from graphium.executors.engine_tasks import execute
+from graphium.models import DEFAULT_DOCKER_HOST
+from graphium.plan import ObservedHost
+from graphium.tasks import Task, TaskStatus
+
+__all__ = ["Agent", "run_agent"]
+
+log = logging.getLogger("graphium.agent")
+
+#: Server-side cap of the claim long-poll; the read timeout leaves room above it.
+CLAIM_WAIT = 25.0
+#: The hard stop fires this long after ``timeoutSeconds`` so that the engine's own deadline
+#: (which quotes the container's health and logs) normally produces the error message.
+TIMEOUT_GRACE = 1.0
+
+
+class _Unreachable(Exception):
+    """The server could not be reached or answered 5xx: retry later."""
+
+
+class _Refused(Exception):
+    """The server refused the request for good (4xx other than 409/404 on a task)."""
+
+
+class _Backoff:
+    """Capped exponential backoff with jitter, so restarted servers are not stampeded."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base, self.cap, self.attempts = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempts)
+        self.attempts += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+@dataclass
+class TaskOutcome:
+    """What the agent did with one claimed task (kept for tests and logs)."""
+
+    task_id: str
+    status: TaskStatus | None  # completed/failed as reported; None when the report was abandoned
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Agent:
+    """One agent for one host. ``await run()`` until ``stop()`` (or a signal via :func:`run_agent`).
+
+    ``slots`` tasks may run at once (each slot long-polls on its own); the default of one keeps a
+    host's tasks strictly sequential.
+    """
+
+    def __init__(
+        self,
+        host_id: str,
+        server_url: str,
+        token: str,
+        *,
+        docker_host: str | None = None,
+        agent_id: str | None = None,
+        lease_seconds: float = 30.0,
+        claim_wait: float = CLAIM_WAIT,
+        backoff_cap: float = 5.0,
+        slots: int = 1,
+        engine: DockerEngine | None = None,
+    ) -> None:
+        if not server_url.startswith(("http://", "https://")):
+            raise GraphiumError(f"server URL must start with http:// or https://, got {server_url!r}")
+        if lease_seconds <= 0 or slots < 1:
+            raise GraphiumError("lease_seconds must be > 0 and slots >= 1")
+        self.host_id = host_id
+        self.agent_id = agent_id or f"{host_id}-{os.getpid()}"
+        self.server_url = server_url.rstrip("/")
+        self.lease_seconds = lease_seconds
+        self.claim_wait = claim_wait
+        self.backoff_cap = backoff_cap
+        self.slots = slots
+        self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        self._own_engine = engine is None
+        self.engine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
+        self._token = token
+        self._http: httpx.AsyncClient | None = None
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._observed_dirty = True
+        self._connected = True  # flips on the first failure, so each outage is logged once
+        self.outcomes: list[TaskOutcome] = []
+
+    def __repr__(self) -> str:  # never the token
+        return f"Agent(host_id={self.host_id!r}, agent_id={self.agent_id!r}, server={self.server_url!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming; running tasks finish and are reported. ``force`` abandons them too
+        (their leases expire and the server requeues them)."""
+        self._stop.set()
+        if force:
+            self._force.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Work until stopped. Never raises for network or engine trouble."""
+        read_timeout = self.claim_wait + 10.0
+        self._http = httpx.AsyncClient(
+            base_url=f"{self.server_url}/api/v1",
+            headers={"Authorization": f"Bearer {self._token}"},
+            timeout=httpx.Timeout(10.0, read=read_timeout),
+            limits=httpx.Limits(max_connections=2 * self.slots + 4),
+        )
+        log.info(
+            "agent %s for host %s: server %s, engine %s",
+            self.agent_id,
+            self.host_id,
+            self.server_url,
+            self.docker_host,
+        )
+        try:
+            await self._report_observed()
+            await asyncio.gather(*(self._slot() for _ in range(self.slots)))
+        finally:
+            await self._http.aclose()
+            self._http = None
+            if self._own_engine:
+                await self.engine.close()
+            log.info("agent %s stopped", self.agent_id)
+
+    async def _slot(self) -> None:
+        backoff = _Backoff(cap=self.backoff_cap)
+        while not self.stopping:
+            if self._observed_dirty:
+                await self._report_observed()
+            try:
+                task = await self._claim_or_stop()
+            except (_Unreachable, _Refused) as exc:
+                self._lost_server(exc)
+                await self._sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            self._server_back()
+            if task is not None:
+                await self._run_task(task)
+                self._observed_dirty = True
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _lost_server(self, exc: BaseException) -> None:
+        if self._connected:
+            self._connected = False
+            log.warning("server %s unavailable (%s); retrying with backoff", self.server_url, exc)
+        else:
+            log.debug("server still unavailable: %s", exc)
+
+    def _server_back(self) -> None:
+        if not self._connected:
+            self._connected = True
+            log.info("server %s reachable again", self.server_url)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (200,),
+        gone_ok: bool = False,
+    ) -> httpx.Response | None:
+        """One request. Returns the response for an ``ok`` status, None for 409/404 when
+        ``gone_ok`` (the task is no longer ours), raises _Unreachable (retry) or _Refused."""
+        assert self._http is not None
+        try:
+            response = await self._http.request(method, url, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise _Unreachable(_describe(exc)) from exc
+        code = response.status_code
+        if code in ok:
+            return response
+        if gone_ok and code in (404, 409):
+            return None
+        detail = response.text[:300].strip()
+        if code >= 500 or code in (408, 429):
+            raise _Unreachable(f"{method} {url} answered {code}: {detail}")
+        if code in (401, 403):  # a token problem may be fixed on the server side: keep retrying
+            raise _Unreachable(
+                f"{method} {url} answered {code} (check the agent token and --host-id): {detail}"
+            )
+        raise _Refused(f"{method} {url} answered {code}: {detail}")
+
+    async def _claim_or_stop(self) -> Task | None:
+        """Long-poll for a task; returns None on 204 or when stopping."""
+        claim = asyncio.ensure_future(
+            self._request(
+                "POST",
+                f"/agents/{self.host_id}/claim",
+                params={"wait": self.claim_wait},
+                json={"agentId": self.agent_id, "leaseSeconds": self.lease_seconds},
+                ok=(200, 204),
+            )
+        )
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not claim.done():
+            # stopping while idle: drop the poll. Should the server hand out a task at this very
+            # instant, its lease expires and it is requeued.
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError, _Unreachable, _Refused):
+                await claim
+            return None
+        response = claim.result()
+        if response is None or response.status_code == 204:
+            return None
+        try:
+            return Task.model_validate(response.json())
+        except ValueError as exc:
+            raise _Unreachable(f"claim answered an unreadable task: {exc}") from exc
+
+    # -- observed state -----------------------------------------------------------------------
+
+    async def _report_observed(self) -> None:
+        """Tell the server what graphium-managed containers this host has (planning uses it).
+        Best effort: on failure it is retried before the next claim."""
+        try:
+            observed = await self.engine.observe()
+        except GraphiumError as exc:
+            observed = ObservedHost(host=self.host_id, error=str(exc))
+            log.warning("cannot observe the engine: %s", exc)
+        try:
+            await self._request(
+                "PUT", f"/agents/{self.host_id}/observed", json=observed.dump(), ok=(200, 204)
+            )
+        except (_Unreachable, _Refused) as exc:
+            self._observed_dirty = True
+            log.debug("observed state not reported: %s", exc)
+            return
+        self._observed_dirty = False
+
+    # -- one task ------------------------------------------------------------------------------
+
+    async def _run_task(self, task: Task) -> None:
+        started = time.monotonic()
+        log.info(
+            "task %s claimed: %s%s",
+            task.id,
+            task.task_type.value,
+            f" (stack {task.stack_id})" if task.stack_id else "",
+        )
+        lost = asyncio.Event()
+        outcome = TaskOutcome(task.id, None)
+        if not await self._report(task, {"status": TaskStatus.running.value}, lost):
+            self.outcomes.append(outcome)
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(task, lost))
+        try:
+            status, result, error = await self._execute(task)
+            outcome.error, outcome.seconds = error, time.monotonic() - started
+            if status is None:
+                log.warning("task %s abandoned: agent forced to stop; its lease will expire", task.id)
+            elif lost.is_set():
+                log.warning("task %s ended (%s) but its lease was lost; not reported", task.id, status.value)
+            else:
+                body: dict[str, Any] = {"status": status.value}
+                if error is not None:
+                    body["error"] = error
+                if result is not None:
+                    body["result"] = result
+                if await self._report(task, body, lost):
+                    outcome.status = status
+                    if status is TaskStatus.completed:
+                        log.info("task %s completed in %.2fs", task.id, outcome.seconds)
+                    else:
+                        log.warning("task %s failed in %.2fs: %s", task.id, outcome.seconds, error)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self.outcomes.append(outcome)
+
+    async def _execute(self, task: Task) -> tuple[TaskStatus | None, dict[str, Any] | None, str | None]:
+        """Run the task on the engine: (completed, result, None), (failed, None, error), or
+        (None, None, None) when a forced stop abandoned it."""
+        limit = task.timeout_seconds
+        work = asyncio.ensure_future(asyncio.wait_for(execute(self.engine, task), limit + TIMEOUT_GRACE))
+        forced = asyncio.ensure_future(self._force.wait())
+        try:
+            await asyncio.wait({work, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work  # let the interpreter clean up (it shields its own cleanup)
+            return None, None, None
+        try:
+            return TaskStatus.completed, work.result(), None
+        except TimeoutError:
+            error = f"timed out: {task.task_type.value} did not finish within timeoutSeconds={limit:g}"
+            return TaskStatus.failed, None, error
+        except GraphiumError as exc:
+            return TaskStatus.failed, None, str(exc)
+        except Exception as exc:  # a bug, not the task's fault: still report it rather than hang
+            log.exception("task %s: unexpected error", task.id)
+            return TaskStatus.failed, None, f"agent error: {_describe(exc)}"
+
+    async def _report(self, task: Task, body: dict[str, Any], lost: asyncio.Event) -> bool:
+        """PUT a status until it lands. False when the task is no longer ours (409/404), the
+        server refuses the body, or a forced stop gives up."""
+        backoff = _Backoff(cap=self.backoff_cap)
+        payload = {**body, "agentId": self.agent_id}
+        while not lost.is_set() and not self._force.is_set():
+            try:
+                response = await self._request("PUT", f"/tasks/{task.id}/status", json=payload, gone_ok=True)
+            except _Unreachable as exc:
+                self._lost_server(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._force.wait(), backoff.next_delay())
+                continue
+            except _Refused as exc:
+                log.error("task %s: server refused status %s: %s", task.id, body["status"], exc)
+                return False
+            self._server_back()
+            if response is None:
+                lost.set()
+                log.warning(
+                    "task %s: no longer held by this agent (lease expired or task cancelled); "
+                    "not reporting %s",
+                    task.id,
+                    body["status"],
+                )
+                return False
+            return True
+        return False
+
+    async def _heartbeat(self, task: Task, lost: asyncio.Event) -> None:
+        """Extend the lease every third of it; a 409/404 means the lease is lost."""
+        interval = self.lease_seconds / 3
+        body = {"agentId": self.agent_id, "leaseSeconds": self.lease_seconds}
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                response = await self._request("POST", f"/tasks/{task.id}/heartbeat", json=body, gone_ok=True)
+            except (_Unreachable, _Refused) as exc:
+                log.debug("task %s: heartbeat failed: %s", task.id, exc)
+                continue
+            if response is None:
+                lost.set()
+                log.warning("task %s: lease lost (heartbeat refused); will not report it", task.id)
+                return
+
+
+def run_agent(
+    host_id: str,
+    server_url: str,
+    token: str,
+    docker_host: str | None = None,
+    agent_id: str | None = None,
+) -> None:
+    """Run an agent until SIGTERM/SIGINT: the first signal stops claiming and lets the task in
+    hand finish and be reported; a second one abandons it (its lease expires on the server)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):  # request lines are noise here, and headers must never show
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    async def main() -> None:
+        agent = Agent(host_id, server_url, token, docker_host=docker_host, agent_id=agent_id)
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            again = agent.stopping
+            log.info(
+                "%s: %s",
+                signal.Signals(signum).name,
+                "abandoning the task in hand" if again else "stopping after the task in hand",
+            )
+            agent.stop(force=again)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await agent.run()
+
+    asyncio.run(main())
