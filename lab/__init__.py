@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from . import _lease
 from . import engine as _engine
+from . import hosts as _hosts
 from ._proc import RUN_DIR, STATE_DIR, LabError, locked
 from .engine import LOCAL, REGISTRY, Engine
+from .hosts import BRIDGE_ADDRESS, LabHost, LabInfo
 from .images import IMAGES
 
 
@@ -53,7 +55,77 @@ def release_engine() -> bool:
         return _engine.stop(LOCAL)
 
 
+def ensure_lab(hosts: int = 3, registry: bool = False) -> LabInfo:
+    """Bring up (or reuse) the multi-host lab with at least `hosts` hosts; return how to reach it."""
+    with locked():
+        return _hosts.up(hosts, registry)[0]
+
+
+def lab_running() -> bool:
+    """True if the lab has hosts and all of them are healthy."""
+    hosts = _hosts.status()["hosts"]
+    return bool(hosts) and all(h["healthy"] for h in hosts)
+
+
+def lab_info() -> LabInfo:
+    """Info on the lab as it currently exists (without starting anything)."""
+    return _hosts.info()
+
+
+def teardown() -> None:
+    """Tear the whole multi-host lab down (engines, sshd, registry, namespaces, veths, bridge)."""
+    with locked():
+        _lease.clear("lab")
+        _hosts.down()
+
+
+def status() -> dict[str, object]:
+    """Health of the lab's bridge, registry and hosts."""
+    return _hosts.status()
+
+
+def stop_host_engine(host_id: str) -> bool:
+    """Stop one lab host's engine (its containers are kept, as on a daemon restart)."""
+    with locked():
+        return _hosts.stop_engine(host_id)
+
+
+def start_host_engine(host_id: str) -> bool:
+    """Start one lab host's engine again; True if it had to be started."""
+    with locked():
+        return _hosts.start_engine(host_id)
+
+
+def claim_lab() -> None:
+    """Mark the lab as brought up by hand, so test sessions leave it running."""
+    _lease.claim("lab")
+
+
+def acquire_lab(hosts: int = 3, registry: bool = False) -> LabInfo:
+    """ensure_lab() for a test session: take a lease, remember whether this session started it."""
+    with locked():
+        info, started = _hosts.up(hosts, registry)
+        _lease.acquire("lab", started)
+    return info
+
+
+def release_lab() -> bool:
+    """Drop the session's lease; tear the lab down if a session started it and nobody else uses it."""
+    with locked():
+        if not _lease.release("lab"):
+            return False
+        _lease.clear("lab")
+        _hosts.down()
+        return True
+
+
+def _up_exact(hosts: int, registry: bool) -> LabInfo:
+    with locked():
+        return _hosts.up(hosts, registry, exact=True)[0]
+
+
 __all__ = [
+    "BRIDGE_ADDRESS",
     "IMAGES",
     "LOCAL",
     "REGISTRY",
@@ -61,10 +133,22 @@ __all__ = [
     "STATE_DIR",
     "Engine",
     "LabError",
+    "LabHost",
+    "LabInfo",
     "acquire_engine",
+    "acquire_lab",
     "claim_engine",
+    "claim_lab",
     "engine_running",
     "ensure_engine",
+    "ensure_lab",
+    "lab_info",
+    "lab_running",
     "release_engine",
+    "release_lab",
+    "start_host_engine",
+    "status",
     "stop_engine",
+    "stop_host_engine",
+    "teardown",
 ]

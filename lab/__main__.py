@@ -27,15 +27,15 @@ def _engine(action: str) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    if args.action == "up":
+    if args.command == "up":
         t = time.monotonic()
-        info = lab.ensure_lab(hosts=args.hosts, registry=args.registry)
+        info = lab._up_exact(args.hosts, args.registry)
         lab.claim_lab()
         for host in info.hosts:
             print(f"{host.id:18} {host.address:12} {host.docker_url}")
         print(f"inventory: {info.inventory}")
         print(f"# lab ready in {time.monotonic() - t:.2f}s", file=sys.stderr)
-    elif args.action == "down":
+    elif args.command == "down":
         t = time.monotonic()
         lab.teardown()
         print(f"lab down ({time.monotonic() - t:.2f}s)")

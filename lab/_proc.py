@@ -132,9 +132,10 @@ def remove_tree(path: Path) -> None:
 def spawn(cmd: Sequence[str], log: Path) -> int:
     """Start a long-lived daemon in its own session with output to log; return its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}  # lab traffic stays local
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
         )
     return proc.pid
 

@@ -138,10 +138,10 @@ def _ensure_local_bridge() -> None:
     run(["ip", "link", "set", LOCAL_BRIDGE, "up"])
 
 
-def start(engine: Engine, *, timeout: float = 60.0) -> bool:
+def start(engine: Engine, *, fresh: bool = True, timeout: float = 60.0) -> bool:
     """Ensure the engine runs with the test images; True if it was (re)started by this call.
 
-    A cold start begins with no containers: leftovers of an earlier run are removed.
+    With fresh, a cold start begins with no containers (leftovers of an earlier run are removed).
     """
     if engine.healthy():
         images.preload(engine.url)
@@ -173,7 +173,8 @@ def start(engine: Engine, *, timeout: float = 60.0) -> bool:
     engine.log.write_text("")
     pid = spawn(cmd, engine.log)
     wait_for(lambda: ping(engine.sock), f"dockerd for {engine.name}", timeout, pid=pid, log=engine.log)
-    _remove_all_containers(engine)
+    if fresh:
+        _remove_all_containers(engine)
     images.preload(engine.url)
     return True
 
