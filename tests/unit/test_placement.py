@@ -1,0 +1,131 @@
+"""Placement tests: the table in tests/data/placement/cases.json plus properties of every strategy.
+
+Each case gives a stack (canonical StackSpec form), an inventory, optionally the current
+placements, and either the expected ``{instance: host}`` or the fragments the error must contain.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphium.errors import PlacementError
+from graphium.models import Inventory, StackSpec
+from graphium.placement import place
+
+CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "placement" / "cases.json").read_text()
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_placement_case(case: dict[str, Any]) -> None:
+    stack = StackSpec.model_validate(case["stack"])
+    inventory = Inventory.model_validate(case["inventory"])
+    current = case.get("current", {})
+    if "error" in case:
+        with pytest.raises(PlacementError) as info:
+            place(stack, inventory, current)
+        for fragment in case["error"]:
+            assert fragment in str(info.value)
+        return
+    assert place(stack, inventory, current) == case["expected"]
+
+
+def _stack(strategy: str, count: int = 30) -> StackSpec:
+    containers = [
+        {
+            "name": f"c{i}",
+            "image": "img",
+            "replicas": 1 + i % 3,
+            "resources": {"reservations": {"cpus": 0.5 * (i % 4)}},
+            "ports": [{"containerPort": 80, "hostPort": 9000 + i % 5}] if i % 2 else [],
+        }
+        for i in range(count)
+    ]
+    return StackSpec.model_validate(
+        {"name": "s", "deployment": {"placementStrategy": strategy}, "containers": containers}
+    )
+
+
+def _hosts(n: int, cpus: float = 16) -> Inventory:
+    return Inventory.model_validate(
+        {"hosts": [{"@id": f"h{i:02}", "capacity": {"cpus": cpus}} for i in range(n)]}
+    )
+
+
+@pytest.mark.parametrize("strategy", ["spread", "binpack"])
+def test_deterministic_whatever_the_host_order(strategy: str) -> None:
+    stack, inventory = _stack(strategy), _hosts(8)
+    expected = place(stack, inventory, {})
+    shuffled = list(inventory.hosts)
+    random.Random(7).shuffle(shuffled)
+    assert place(stack, Inventory(hosts=shuffled), {}) == expected
+
+
+@pytest.mark.parametrize("strategy", ["spread", "binpack"])
+def test_replanning_keeps_every_instance_where_it_is(strategy: str) -> None:
+    stack, inventory = _stack(strategy), _hosts(8)
+    first = place(stack, inventory, {})
+    assert place(stack, inventory, first) == first
+
+
+@pytest.mark.parametrize("strategy", ["spread", "binpack"])
+def test_adding_a_host_moves_nothing(strategy: str) -> None:
+    stack = _stack(strategy)
+    first = place(stack, _hosts(8), {})
+    second = place(stack, _hosts(9), first)
+    assert second == first
+
+
+@pytest.mark.parametrize("strategy", ["spread", "binpack"])
+def test_removing_a_host_moves_only_its_instances(strategy: str) -> None:
+    stack = _stack(strategy)
+    first = place(stack, _hosts(8), {})
+    fewer = Inventory(hosts=[h for h in _hosts(8).hosts if h.id != "h00"])
+    second = place(stack, fewer, first)
+    assert {k: v for k, v in second.items() if first[k] != "h00"} == {
+        k: v for k, v in first.items() if v != "h00"
+    }
+    assert "h00" not in second.values()
+
+
+def test_spread_respects_ports_and_capacity_and_balances() -> None:
+    stack, inventory = _stack("spread"), _hosts(8)
+    result = place(stack, inventory, {})
+    by_host: dict[str, list[str]] = {}
+    for name, host in result.items():
+        by_host.setdefault(host, []).append(name)
+    counts = sorted(len(v) for v in by_host.values())
+    assert counts[-1] - counts[0] <= 1
+    specs = {c.name: c for c in stack.containers}
+    for host, names in by_host.items():
+        ports = [
+            p.host_port for n in names for p in specs[n.rsplit("-", 1)[0] if n not in specs else n].ports
+        ]
+        assert len(ports) == len(set(ports)), host
+
+
+def test_large_placement_is_fast() -> None:
+    containers = [
+        {
+            "name": f"c{i}",
+            "image": "img",
+            "replicas": 10,
+            "ports": [{"containerPort": 80, "hostPort": 10000 + i}],
+        }
+        for i in range(100)
+    ]
+    stack = StackSpec.model_validate(
+        {"name": "big", "deployment": {"placementStrategy": "spread"}, "containers": containers}
+    )
+    inventory = Inventory.model_validate({"hosts": [{"@id": f"h{i:03}"} for i in range(100)]})
+    start = time.perf_counter()
+    result = place(stack, inventory, {})
+    assert time.perf_counter() - start < 1.0  # generous; the benchmark measures properly
+    assert len(result) == 1000 and len(set(result.values())) == 100
