@@ -1,0 +1,408 @@
+"""The contract every TaskStore backend must pass.
+
+A backend proves itself by subclassing :class:`TaskStoreContract` in a test module and providing
+a ``store`` fixture that yields a fresh, empty store. The tests use only the TaskStore protocol
+and real time (no sleeping: leases of 0 s expire at once), so they hold for any backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.store.base import Event, StackRecord, TaskStore
+from graphium.tasks import StackStatus, Task, TaskStatus, TaskType
+
+
+def make_task(task_id: str, host: str = "h1", **fields: Any) -> Task:
+    fields.setdefault("stack_id", "web")
+    return Task(id=task_id, task_type=TaskType.deploy, host_id=host, **fields)
+
+
+def later(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def parse(stamp: str | None) -> datetime:
+    assert stamp is not None
+    return datetime.fromisoformat(stamp)
+
+
+class TaskStoreContract:
+    """Behaviour shared by every TaskStore; subclasses supply the ``store`` fixture."""
+
+    # tasks: create, read, list, count ----------------------------------------------------------
+    def test_create_and_get_round_trip(self, store: TaskStore) -> None:
+        task = make_task("t1", priority=7, payload={"image": "nginx", "env": {"A": "1"}}, max_retries=2)
+        store.create_tasks([task])
+        got = store.get_task("t1")
+        assert got.dump() == task.dump()
+
+    def test_returned_records_are_copies(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1", payload={"k": [1]})])
+        got = store.get_task("t1")
+        got.payload["k"].append(2)
+        got.status = TaskStatus.failed
+        again = store.get_task("t1")
+        assert again.payload == {"k": [1]}
+        assert again.status == TaskStatus.pending
+
+    def test_unknown_task_is_not_found(self, store: TaskStore) -> None:
+        with pytest.raises(NotFoundError):
+            store.get_task("nope")
+        with pytest.raises(NotFoundError):
+            store.transition("nope", TaskStatus.running)
+
+    def test_duplicate_ids_are_refused_and_nothing_is_created(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        with pytest.raises(StoreError, match="t1"):
+            store.create_tasks([make_task("t2"), make_task("t1")])
+        with pytest.raises(StoreError):
+            store.create_tasks([make_task("t3"), make_task("t3")])
+        assert [t.id for t in store.list_tasks()] == ["t1"]
+
+    def test_unknown_dependency_is_refused(self, store: TaskStore) -> None:
+        with pytest.raises(StoreError, match="ghost"):
+            store.create_tasks([make_task("t1", depends_on=["ghost"])])
+        assert store.list_tasks() == []
+
+    def test_dependency_cycle_is_refused(self, store: TaskStore) -> None:
+        tasks = [
+            make_task("a", depends_on=["c"]),
+            make_task("b", depends_on=["a"]),
+            make_task("c", depends_on=["b"]),
+        ]
+        with pytest.raises(StoreError, match="cycle"):
+            store.create_tasks(tasks)
+        assert store.list_tasks() == []
+
+    def test_dependencies_on_existing_tasks_are_accepted(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("a")])
+        store.create_tasks([make_task("b", depends_on=["a"])])
+        assert store.get_task("b").depends_on == ["a"]
+
+    def test_list_filters_and_stats(self, store: TaskStore) -> None:
+        store.create_tasks(
+            [
+                make_task("a", host="h1", stack_id="web"),
+                make_task("b", host="h2", stack_id="web"),
+                make_task("c", host="h1", stack_id="db"),
+            ]
+        )
+        store.transition("b", TaskStatus.cancelled)
+        assert [t.id for t in store.list_tasks(host_id="h1")] == ["a", "c"]
+        assert [t.id for t in store.list_tasks(stack_id="web")] == ["a", "b"]
+        assert [t.id for t in store.list_tasks(status=TaskStatus.cancelled)] == ["b"]
+        assert [t.id for t in store.list_tasks(status=TaskStatus.pending, stack_id="db")] == ["c"]
+        stats = store.stats()
+        assert stats == {
+            "total": 3,
+            "pending": 2,
+            "assigned": 0,
+            "running": 0,
+            "completed": 0,
+            "failed": 0,
+            "cancelled": 1,
+        }
+        assert store.stats(stack_id="db")["total"] == 1
+        assert store.stats(stack_id="none") == dict.fromkeys(stats, 0)
+
+    # transitions -------------------------------------------------------------------------------
+    def test_transitions_stamp_timestamps_and_keep_results(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        assigned = store.transition("t1", TaskStatus.assigned, agent_id="ag")
+        assert assigned.assigned_at and assigned.agent_id == "ag"
+        running = store.transition("t1", TaskStatus.running, agent_id="ag")
+        assert running.started_at and running.assigned_at == assigned.assigned_at
+        done = store.transition("t1", TaskStatus.completed, result={"containerId": "abc"}, agent_id="ag")
+        assert done.completed_at and done.result == {"containerId": "abc"}
+        assert parse(done.assigned_at) <= parse(done.started_at) <= parse(done.completed_at)
+        assert store.get_task("t1").dump() == done.dump()
+
+    def test_failure_keeps_the_error(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        store.transition("t1", TaskStatus.running)
+        failed = store.transition("t1", TaskStatus.failed, error="pull denied")
+        assert failed.error == "pull denied" and failed.completed_at
+
+    @pytest.mark.parametrize(
+        ("path", "forbidden"),
+        [
+            ([], TaskStatus.completed),
+            ([], TaskStatus.failed),
+            ([TaskStatus.running, TaskStatus.completed], TaskStatus.pending),
+            ([TaskStatus.running, TaskStatus.completed], TaskStatus.failed),
+            ([TaskStatus.cancelled], TaskStatus.running),
+            ([TaskStatus.running, TaskStatus.failed], TaskStatus.completed),
+        ],
+    )
+    def test_forbidden_transitions_raise(
+        self, store: TaskStore, path: list[TaskStatus], forbidden: TaskStatus
+    ) -> None:
+        store.create_tasks([make_task("t1")])
+        for status in path:
+            store.transition("t1", status)
+        before = store.get_task("t1")
+        with pytest.raises(TransitionError):
+            store.transition("t1", forbidden)
+        assert store.get_task("t1").dump() == before.dump()
+
+    def test_expected_status_is_a_compare_and_set(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        with pytest.raises(TransitionError):
+            store.transition("t1", TaskStatus.running, expected=TaskStatus.assigned)
+        assert store.transition("t1", TaskStatus.running, expected=TaskStatus.pending).status == (
+            TaskStatus.running
+        )
+
+    def test_retry_returns_a_failed_task_to_pending(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        store.claim("h1", "ag", 30)
+        store.transition("t1", TaskStatus.failed, error="boom")
+        retried = store.transition("t1", TaskStatus.pending)
+        assert retried.agent_id is None and retried.lease_expires_at is None
+        assert retried.assigned_at is None and retried.completed_at is None
+        claimed = store.claim("h1", "ag2", 30)
+        assert claimed is not None and claimed.id == "t1" and claimed.agent_id == "ag2"
+
+    def test_another_agent_cannot_update_a_held_task(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        store.claim("h1", "ag1", 30)
+        with pytest.raises(StoreError, match="ag1"):
+            store.transition("t1", TaskStatus.running, agent_id="ag2")
+        store.transition("t1", TaskStatus.running, agent_id="ag1")
+        assert store.get_task("t1").status == TaskStatus.running
+
+    # claiming ----------------------------------------------------------------------------------
+    def test_claim_assigns_with_a_lease(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        claimed = store.claim("h1", "ag", 30)
+        assert claimed is not None
+        assert claimed.status == TaskStatus.assigned and claimed.agent_id == "ag" and claimed.assigned_at
+        lease = parse(claimed.lease_expires_at)
+        assert timedelta(seconds=25) < lease - datetime.now(UTC) <= timedelta(seconds=30)
+        assert store.get_task("t1").dump() == claimed.dump()
+        assert store.claim("h1", "ag", 30) is None
+
+    def test_claim_only_takes_its_own_hosts_tasks(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("a", host="h2")])
+        assert store.claim("h1", "ag", 30) is None
+        claimed = store.claim("h2", "ag", 30)
+        assert claimed is not None and claimed.id == "a"
+
+    def test_claim_order_is_priority_then_oldest(self, store: TaskStore) -> None:
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+
+        def created(minutes: int) -> str:
+            return (base + timedelta(minutes=minutes)).isoformat()
+
+        store.create_tasks(
+            [
+                make_task("low", priority=1, date_created=created(0)),
+                make_task("new-high", priority=9, date_created=created(5)),
+                make_task("old-high", priority=9, date_created=created(1)),
+                make_task("b-mid", priority=5, date_created=created(2)),
+                make_task("a-mid", priority=5, date_created=created(2)),
+            ]
+        )
+        order = []
+        while (claimed := store.claim("h1", "ag", 30)) is not None:
+            order.append(claimed.id)
+        assert order == ["old-high", "new-high", "a-mid", "b-mid", "low"]
+
+    def test_claim_waits_for_dependencies_to_complete(self, store: TaskStore) -> None:
+        store.create_tasks(
+            [
+                make_task("net", host="h1", priority=1),
+                make_task("db", host="h2", priority=1, depends_on=["net"]),
+                make_task("app", host="h1", priority=9, depends_on=["db", "net"]),
+            ]
+        )
+        first = store.claim("h1", "ag", 30)
+        assert first is not None and first.id == "net"  # app outranks it but is blocked
+        assert store.claim("h2", "ag", 30) is None
+        store.transition("net", TaskStatus.running)
+        assert store.claim("h2", "ag", 30) is None  # running is not completed
+        store.transition("net", TaskStatus.completed)
+        second = store.claim("h2", "ag", 30)
+        assert second is not None and second.id == "db"
+        assert store.claim("h1", "ag", 30) is None
+        store.transition("db", TaskStatus.running)
+        store.transition("db", TaskStatus.failed, error="x")
+        assert store.claim("h1", "ag", 30) is None  # a failed dependency never unblocks
+        store.transition("db", TaskStatus.pending)
+        store.claim("h2", "ag", 30)
+        store.transition("db", TaskStatus.running)
+        store.transition("db", TaskStatus.completed)
+        third = store.claim("h1", "ag", 30)
+        assert third is not None and third.id == "app"
+
+    def test_claim_respects_not_before(self, store: TaskStore) -> None:
+        store.create_tasks(
+            [
+                make_task("later", priority=9, not_before=later(3600)),
+                make_task("now", priority=1, not_before=later(-1)),
+            ]
+        )
+        claimed = store.claim("h1", "ag", 30)
+        assert claimed is not None and claimed.id == "now"
+        assert store.claim("h1", "ag", 30) is None
+
+    def test_heartbeat_extends_the_lease_of_its_holder_only(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1")])
+        claimed = store.claim("h1", "ag", 5)
+        assert claimed is not None
+        beat = store.heartbeat("t1", "ag", 60)
+        assert parse(beat.lease_expires_at) > parse(claimed.lease_expires_at)
+        with pytest.raises(StoreError):
+            store.heartbeat("t1", "other", 60)
+        store.transition("t1", TaskStatus.running, agent_id="ag")
+        store.heartbeat("t1", "ag", 60)
+        store.transition("t1", TaskStatus.completed, agent_id="ag")
+        with pytest.raises(StoreError):
+            store.heartbeat("t1", "ag", 60)
+
+    def test_heartbeat_after_expiry_is_refused(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1", max_retries=1)])
+        store.claim("h1", "ag", 0)
+        with pytest.raises(StoreError):
+            store.heartbeat("t1", "ag", 60)
+
+    def test_expired_lease_requeues_with_backoff_then_fails(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1", max_retries=2)])
+        store.claim("h1", "ag", 10)
+        assert store.requeue_expired() == []  # not yet expired
+
+        moment = datetime.now(UTC) + timedelta(seconds=60)
+        requeued = store.requeue_expired(moment.isoformat())
+        assert [t.id for t in requeued] == ["t1"]
+        task = store.get_task("t1")
+        assert task.status == TaskStatus.pending and task.retry_count == 1
+        assert task.agent_id is None and task.lease_expires_at is None
+        first_delay = parse(task.not_before) - moment
+        assert first_delay > timedelta(0)
+        assert store.claim("h1", "ag", 30) is None  # backing off
+
+        # second expiry: longer backoff
+        store.transition("t1", TaskStatus.assigned, expected=TaskStatus.pending, agent_id="ag")
+        store.heartbeat("t1", "ag", 10)
+        moment = datetime.now(UTC) + timedelta(seconds=120)
+        store.requeue_expired(moment.isoformat())
+        task = store.get_task("t1")
+        assert task.status == TaskStatus.pending and task.retry_count == 2
+        assert parse(task.not_before) - moment > first_delay
+
+        # third expiry: retries exhausted
+        store.transition("t1", TaskStatus.assigned, agent_id="ag")
+        store.transition("t1", TaskStatus.running, agent_id="ag")
+        store.heartbeat("t1", "ag", 10)
+        store.requeue_expired((datetime.now(UTC) + timedelta(seconds=600)).isoformat())
+        task = store.get_task("t1")
+        assert task.status == TaskStatus.failed and task.error and task.completed_at
+        assert task.retry_count == 2
+
+    def test_claim_lazily_requeues_expired_leases(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("retry", max_retries=3), make_task("once", max_retries=0)])
+        store.transition("retry", TaskStatus.running)  # out of the way for a moment
+        first = store.claim("h1", "dead-agent", 0)
+        assert first is not None and first.id == "once"
+        store.transition("retry", TaskStatus.pending)
+        second = store.claim("h1", "dead-agent", 0)
+        assert second is not None and second.id == "retry"
+        assert store.claim("h1", "ag", 30) is None  # both expired: one failed, one backing off
+        assert store.get_task("once").status == TaskStatus.failed
+        retry = store.get_task("retry")
+        assert retry.status == TaskStatus.pending and retry.retry_count == 1 and retry.not_before
+
+    def test_claims_never_hand_out_a_task_twice(self, store: TaskStore) -> None:
+        store.create_tasks([make_task(f"t{i:02}") for i in range(20)])
+        claimed = [store.claim("h1", f"ag{i % 3}", 30) for i in range(25)]
+        ids = [t.id for t in claimed if t is not None]
+        assert sorted(ids) == [f"t{i:02}" for i in range(20)]
+
+    # stacks ------------------------------------------------------------------------------------
+    def test_stack_save_get_and_revisions(self, store: TaskStore) -> None:
+        assert store.get_stack("web") is None
+        first = store.save_stack(StackRecord(id="web", name="web", status=StackStatus.deploying))
+        assert first.revision == 1 and first.created_at and first.updated_at
+        update = first.model_copy(update={"status": StackStatus.running, "progress": 100})
+        second = store.save_stack(update, expected_revision=1)
+        assert second.revision == 2 and second.created_at == first.created_at
+        got = store.get_stack("web")
+        assert got is not None and got.dump() == second.dump()
+        with pytest.raises(StoreError, match="revision"):
+            store.save_stack(second.model_copy(update={"status": StackStatus.deploying}), expected_revision=1)
+        assert [s.id for s in store.list_stacks()] == ["web"]
+
+    def test_forbidden_stack_transitions_raise(self, store: TaskStore) -> None:
+        with pytest.raises(TransitionError):
+            store.save_stack(StackRecord(id="web", name="web", status=StackStatus.running))
+        store.save_stack(StackRecord(id="web", name="web", status=StackStatus.deploying))
+        store.save_stack(StackRecord(id="web", name="web", status=StackStatus.running))
+        with pytest.raises(TransitionError):
+            store.save_stack(StackRecord(id="web", name="web", status=StackStatus.error))
+        stored = store.get_stack("web")
+        assert stored is not None and stored.status == StackStatus.running and stored.revision == 2
+
+    def test_delete_stack_removes_record_and_its_tasks(self, store: TaskStore) -> None:
+        store.save_stack(StackRecord(id="web", name="web", status=StackStatus.deploying))
+        store.save_stack(StackRecord(id="db", name="db", status=StackStatus.deploying))
+        store.create_tasks(
+            [make_task("w1", stack_id="web"), make_task("w2", stack_id="web"), make_task("d1", stack_id="db")]
+        )
+        store.delete_stack("web")
+        assert store.get_stack("web") is None
+        assert [t.id for t in store.list_tasks()] == ["d1"]
+        assert [s.id for s in store.list_stacks()] == ["db"]
+        with pytest.raises(NotFoundError):
+            store.delete_stack("web")
+
+    # events ------------------------------------------------------------------------------------
+    def test_events_get_increasing_seq_and_time(self, store: TaskStore) -> None:
+        first = store.append_events([Event(type="stack_deploying", stack_id="web")])
+        more = store.append_events(
+            [
+                Event(type="task_created", stack_id="web", task_id="t1"),
+                Event(type="task_created", stack_id="db", task_id="t2"),
+            ]
+        )
+        seqs = [e.seq for e in first + more]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3 and seqs[0] > 0
+        assert all(e.time for e in first + more)
+        assert [e.dump() for e in store.list_events()] == [e.dump() for e in first + more]
+        assert [e.task_id for e in store.list_events(after=seqs[0])] == ["t1", "t2"]
+        assert [e.task_id for e in store.list_events(stack_id="db")] == ["t2"]
+        assert len(store.list_events(limit=2)) == 2
+        assert store.list_events(after=seqs[-1]) == []
+        assert store.append_events([]) == []
+
+    # batches -----------------------------------------------------------------------------------
+    def test_batch_applies_everything_together(self, store: TaskStore) -> None:
+        with store.batch():
+            store.create_tasks([make_task("t1"), make_task("t2")])
+            store.transition("t1", TaskStatus.running)
+            store.append_events([Event(type="task_updated", task_id="t1")])
+            assert store.get_task("t1").status == TaskStatus.running  # visible inside the batch
+        assert store.get_task("t1").status == TaskStatus.running
+        assert len(store.list_events()) == 1
+
+    def test_batch_that_raises_changes_nothing(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t0")])
+        with pytest.raises(RuntimeError), store.batch():
+            store.create_tasks([make_task("t1")])
+            store.transition("t0", TaskStatus.running)
+            raise RuntimeError("abort")
+        assert [t.id for t in store.list_tasks()] == ["t0"]
+        assert store.get_task("t0").status == TaskStatus.pending
+
+    def test_failed_operation_inside_a_batch_can_be_caught(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t0")])
+        with store.batch():
+            store.transition("t0", TaskStatus.running)
+            with pytest.raises(TransitionError):
+                store.transition("t0", TaskStatus.assigned)
+            store.transition("t0", TaskStatus.completed)
+        assert store.get_task("t0").status == TaskStatus.completed
