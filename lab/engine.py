@@ -9,6 +9,7 @@ cleaned before a restart (otherwise dockerd fails with "timeout waiting for cont
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -158,7 +159,8 @@ def start(engine: Engine, *, fresh: bool = True, timeout: float = 60.0) -> bool:
     engine.run_dir.mkdir(parents=True, exist_ok=True)
     engine.data_root.mkdir(parents=True, exist_ok=True)
     config = engine.run_dir / "daemon.json"
-    config.write_text("{}\n")
+    # Own trust key, hence its own engine ID (the default, /etc/docker/key.json, would be shared).
+    config.write_text(json.dumps({"deprecated-key-path": str(engine.data_root) + ".key.json"}) + "\n")
     cmd = [
         "dockerd", "--config-file", str(config), "--data-root", str(engine.data_root),
         "--exec-root", str(engine.exec_root), "--pidfile", str(engine.pidfile), "-H", engine.url,

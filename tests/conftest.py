@@ -1,4 +1,8 @@
-"""Session fixtures that start the test lab's engines (see lab/ and docs on the lab)."""
+"""Session fixtures that start the test lab (see lab/): a root-namespace engine and a 3-host lab.
+
+Both are started only when missing, and stopped at session end only if a test session started them
+and no other session (tests run concurrently on shared machines) still uses them.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import lab  # noqa: E402
+import lab as lab_pkg  # noqa: E402  (needs the repository root on sys.path)
 
 
 @pytest.fixture(scope="session")
 def docker_url() -> Iterator[str]:
-    """DOCKER_HOST url of the lab's root-namespace engine, started if needed (nothing global is set).
-
-    Stopped at session end only if a test session started it and no other session still uses it.
-    """
-    url = lab.acquire_engine()
+    """DOCKER_HOST url of the lab's root-namespace engine with the test images (nothing global set)."""
+    url = lab_pkg.acquire_engine()
     try:
         yield url
     finally:
-        lab.release_engine()
+        lab_pkg.release_engine()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[lab_pkg.LabInfo]:
+    """The multi-host lab (3 hosts: localhost-docker, vm1, vm2), with inventory and known_hosts."""
+    info = lab_pkg.acquire_lab(hosts=3)
+    try:
+        yield info
+    finally:
+        lab_pkg.release_lab()

@@ -1,0 +1,161 @@
+"""The multi-host lab itself: idempotent bring-up, engines, sshd host keys, per-host networking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import http.server
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import docker
+import pytest
+
+import lab as lab_pkg
+from lab import LabHost, LabInfo
+
+pytestmark = pytest.mark.lab
+
+
+def _get(address: str, port: int) -> str | None:
+    """Body of GET / on address:port, or None if nothing answers (no proxy involved)."""
+    conn = http.client.HTTPConnection(address, port, timeout=2)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _client(host: LabHost) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=host.docker_url, version="1.41", timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _pids(info: LabInfo) -> list[int | None]:
+    return [p for h in info.hosts for p in (h.engine.pid(), h.engine.containerd_pid(), h.sshd_pid())]
+
+
+def test_up_twice_is_idempotent(lab: LabInfo) -> None:
+    before = _pids(lab)
+    again = lab_pkg.ensure_lab(hosts=3)
+    assert again == lab_pkg.ensure_lab(hosts=3)
+    assert [h.id for h in again.hosts][:3] == ["localhost-docker", "vm1", "vm2"]
+    assert _pids(again) == before and None not in before
+    assert lab_pkg.lab_running()
+
+
+def test_each_engine_answers_over_its_socket(lab: LabInfo) -> None:
+    ids = set()
+    for host in lab.hosts:
+        with _client(host) as client:
+            assert client.ping()
+            ids.add(client.info()["ID"])
+            tags = {t for image in client.images.list() for t in image.tags}
+            assert set(lab_pkg.IMAGES) <= tags
+    assert len(ids) == len(lab.hosts)
+
+
+def test_inventory_describes_the_hosts(lab: LabInfo) -> None:
+    from graphium.models import Inventory
+
+    inventory = Inventory.model_validate_json(lab.inventory.read_text())
+    by_id = inventory.by_id()
+    for host in lab.hosts:
+        entry = by_id[host.id]
+        assert (entry.address, entry.docker_host, entry.ssh_user) == (host.address, host.docker_url, "root")
+        assert entry.known_hosts == str(lab.known_hosts) and entry.ssh_key == str(lab.ssh_key)
+
+
+async def test_sshd_answers_with_the_recorded_host_key(lab: LabInfo, tmp_path: Path) -> None:
+    for host in lab.hosts:
+        async with asyncssh.connect(
+            host.address, username=lab.ssh_user, client_keys=[str(lab.ssh_key)],
+            known_hosts=str(lab.known_hosts), connect_timeout=5,
+        ) as conn:
+            result = await conn.run("echo $DOCKER_HOST", check=True)
+            assert str(result.stdout).strip() == host.docker_url
+            # The engine is reachable through a forwarded unix socket (what the SSH executor does).
+            local = tmp_path / f"{host.id}.sock"
+            listener = await conn.forward_local_path(str(local), str(host.docker_sock))
+            try:
+                client = docker.DockerClient(base_url=f"unix://{local}", version="1.41", timeout=10)
+                assert await asyncio.to_thread(client.ping)  # docker-py blocks: keep it off the loop
+                client.close()
+            finally:
+                listener.close()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        await asyncssh.connect(lab.hosts[1].address, username=lab.ssh_user, client_keys=[str(lab.ssh_key)],
+                               known_hosts=str(empty), connect_timeout=5)
+
+
+def test_published_port_answers_only_on_its_host(lab: LabInfo) -> None:
+    port = 18090
+    for host in lab.hosts[:3]:
+        name = f"labtest-{uuid.uuid4().hex[:8]}"
+        with _client(host) as client:
+            container = client.containers.run("graphium-test/web:2", name=name, detach=True,
+                                              ports={"80/tcp": port}, labels={"graphium.test": "lab"})
+            try:
+                body = None
+                for _ in range(50):
+                    if (body := _get(host.address, port)) is not None:
+                        break
+                    threading.Event().wait(0.05)
+                assert body == lab_pkg.IMAGES["graphium-test/web:2"]
+                others = [h for h in lab.hosts if h.id != host.id]
+                assert all(_get(h.address, port) is None for h in others)
+            finally:
+                container.remove(force=True)
+
+
+def test_hosts_reach_the_bridge_address(lab: LabInfo) -> None:
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the bridge")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((lab.bridge_address, 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://{lab.bridge_address}:{server.server_address[1]}/"
+        for host in lab.hosts:
+            cmd = ["nsenter", f"--net=/run/netns/{host.netns}", "busybox", "wget", "-qO-", url]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True)
+            assert out.stdout == "hello from the bridge"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_host_engine_stop_and_start_keeps_containers(lab: LabInfo) -> None:
+    host = lab.host("vm2")
+    with _client(host) as client:
+        container = client.containers.create("graphium-test/web:1", name=f"labtest-{uuid.uuid4().hex[:8]}")
+    try:
+        assert lab_pkg.stop_host_engine("vm2")
+        assert not host.engine.healthy() and host.engine.containerd_pid() is None
+        assert lab_pkg.start_host_engine("vm2")
+        with _client(host) as client:
+            assert client.containers.get(container.id).name == container.name
+    finally:
+        lab_pkg.start_host_engine("vm2")
+        with _client(host) as client, contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(container.id).remove(force=True)
