@@ -160,17 +160,12 @@ def _network_name_of(stack_name: str, spec: Mapping[str, Any]) -> str:
     return f"{stack_name}-net"
 
 
-def fingerprint(
-    stack_name: str,
-    observed: Mapping[str, ObservedHost],
-    stored: StackRecord | None,
-    network: str | None = None,
-) -> str:
+def fingerprint(stack_name: str, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> str:
     """Hash of everything a plan was computed from that can change behind its back.
 
-    The stack's containers (host, id, name, spec hash, state), the stack network's presence
-    (when ``network`` is given), which hosts were observed and their errors, and the stored
-    revision. ``apply plan.json`` recomputes it (see :func:`check_fresh`) and refuses a stale plan.
+    The stack's containers (host, id, name, spec hash, state), the graphium networks each host
+    has, which hosts were observed and their errors, and the stored revision. ``apply plan.json``
+    recomputes it (see :func:`check_fresh`) and refuses a stale plan.
     """
     state = {
         "stack": stack_name,
@@ -179,7 +174,7 @@ def fingerprint(
         "containers": [
             [c.host, c.id, c.name, c.spec_hash, c.live.state] for c in _stack_containers(stack_name, observed)
         ],
-        "networks": sorted(h for h, o in observed.items() if network and network in o.networks),
+        "networks": sorted([h, sorted(o.networks)] for h, o in observed.items()),
         "revision": stored.revision if stored else None,
     }
     return "sha256:" + hashlib.sha256(_canonical(state)).hexdigest()[:32]
@@ -187,8 +182,7 @@ def fingerprint(
 
 def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
     """Raise :class:`StalePlanError` if the live or stored state changed since ``plan`` was made."""
-    now = fingerprint(plan.stack, observed, stored, _network_name_of(plan.stack, plan.stack_spec))
-    if now != plan.fingerprint:
+    if fingerprint(plan.stack, observed, stored) != plan.fingerprint:
         raise StalePlanError(
             f"the saved plan for {plan.stack} is stale: the live or stored state changed since it was "
             "made; plan again"
@@ -513,7 +507,7 @@ def plan_apply(
     unseen = sorted({d.host for d in desired} - set(observed))
     if unseen:
         raise PlanError(f"cannot plan blind: host(s) {', '.join(unseen)} were not observed")
-    fp = fingerprint(stack.name, observed, stored, network.name)
+    fp = fingerprint(stack.name, observed, stored)
     graph = _Graph(stack.name, fp)
 
     by_name: dict[str, list[ObservedContainer]] = {}
@@ -754,7 +748,7 @@ def plan_destroy(
     _refuse_blind(observed)
     spec = stored.spec if stored else {}
     network_name = _network_name_of(stack_name, spec)
-    fp = fingerprint(stack_name, observed, stored, network_name)
+    fp = fingerprint(stack_name, observed, stored)
     graph = _Graph(stack_name, fp)
     before = _stored_index(stored)
     actions: list[Action] = []

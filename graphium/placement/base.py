@@ -280,9 +280,13 @@ class Board:
             parts.append(f"{len(self.rejected)} more host(s) fail the stack's constraints")
         return f"{instance.name}: " + "; ".join(parts)
 
-    def raise_errors(self) -> None:
+    def raise_errors(self, limit: int = 20) -> None:
+        """One error listing every instance that cannot be placed (the first ``limit`` of them)."""
         if self.errors:
-            raise PlacementError("\n".join(self.errors))
+            shown = self.errors[:limit]
+            if len(self.errors) > limit:
+                shown.append(f"... and {len(self.errors) - limit} more instances that cannot be placed")
+            raise PlacementError("\n".join(shown))
 
 
 # a chooser returns the host for an instance, None when none fits, or its own failure message

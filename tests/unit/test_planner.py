@@ -255,22 +255,22 @@ def test_plan_is_deterministic_and_ids_derive_from_content() -> None:
 def test_fingerprint_follows_observed_and_stored_state() -> None:
     stack = StackSpec.model_validate(STACK)
     observed = _applied(stack)
-    base = fingerprint("shop", observed, None, "shop-net")
-    assert base == fingerprint("shop", _applied(stack), None, "shop-net")
+    base = fingerprint("shop", observed, None)
+    assert base == fingerprint("shop", _applied(stack), None)
     stopped = _applied(stack)
     c = stopped["vm1"].containers[0]
     stopped["vm1"].containers[0] = c.model_copy(
         update={"live": c.live.model_copy(update={"state": "exited"})}
     )
-    assert fingerprint("shop", stopped, None, "shop-net") != base
+    assert fingerprint("shop", stopped, None) != base
     record = StackRecord(id="shop", name="shop", status=StackStatus.running, revision=4)
-    assert fingerprint("shop", observed, record, "shop-net") != base
+    assert fingerprint("shop", observed, record) != base
     no_net = _applied(stack)
     no_net["vm2"].networks.clear()
-    assert fingerprint("shop", no_net, None, "shop-net") != base
+    assert fingerprint("shop", no_net, None) != base
     other_stack = _applied(stack)
     other_stack["vm2"].containers.append(c.model_copy(update={"stack": "other", "id": "zzz"}))
-    assert fingerprint("shop", other_stack, None, "shop-net") == base
+    assert fingerprint("shop", other_stack, None) == base
 
 
 def test_check_fresh_refuses_a_stale_plan() -> None:
