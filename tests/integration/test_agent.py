@@ -1,0 +1,528 @@
+"""The polling agent against a real server process and the lab's root-namespace engine.
+
+Every scenario runs real processes: ``graphium-run serve`` on loopback, agents in-process (so the
+test can count what each executed) or as subprocesses (so one can be SIGKILLed), and real
+containers. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from graphium.agent import Agent
+from graphium.models import ContainerSpec, HealthCheck, NetworkSpec, PullPolicy
+from graphium.plan import DeletePayload, DeployPayload, DesiredContainer, NetworkPayload
+from graphium.tasks import Task, TaskStatus, TaskType
+
+pytestmark = pytest.mark.docker
+
+HOST = "localhost-docker"
+STACK = "agt"
+NETWORK = "agt-net"
+IMAGE = "graphium-test/web:1"
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = [sys.executable, "-c", "from graphium.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``graphium-run serve`` as a real process, restartable on the same port, state and tokens."""
+
+    def __init__(self, workdir: Path, hosts: list[str], *, bind: str = "127.0.0.1", port: int | None = None):
+        self.workdir = workdir
+        self.bind = bind
+        self.port = port or free_port()
+        self.state = workdir / "state.json"
+        self.tokens = workdir / "tokens.json"
+        self.inventory = workdir / "inventory.json"
+        self.log_path = workdir / "server.log"
+        self.inventory.write_text(json.dumps({"hosts": [{"@id": h, "connection": "agent"} for h in hosts]}))
+        self.admin_token = self._token("--admin")
+        self.agent_tokens = {h: self._token("--agent", h) for h in hosts}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _token(self, *args: str) -> str:
+        out = subprocess.run(
+            [*RUNNER, "token", "create", *args, "--tokens", str(self.tokens)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        return out.stdout.strip().splitlines()[-1].strip()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bind}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        cmd = [
+            *RUNNER,
+            "serve",
+            "--host",
+            self.bind,
+            "--port",
+            str(self.port),
+            "--state",
+            str(self.state),
+            "--tokens",
+            str(self.tokens),
+            "-i",
+            str(self.inventory),
+        ]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, headers=self.admin_headers, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log_tail()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get("/api/v1/tasks/stats").status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout}s: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers=self.admin_headers, timeout=10)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def deploy_task(
+    name: str,
+    *,
+    command: list[str] | None = None,
+    health: HealthCheck | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 0,
+    depends_on: list[str] | None = None,
+) -> Task:
+    spec = ContainerSpec(name=name, image=IMAGE, command=command, health_check=health)
+    desired = DesiredContainer(
+        stack=STACK,
+        name=name,
+        declared_name=name,
+        host=HOST,
+        spec=spec,
+        network=NetworkSpec(name=NETWORK),
+        pull_policy=PullPolicy.if_not_present,
+        spec_hash=f"test:{name}",
+        field_hashes={},
+    )
+    return Task(
+        id=new_id("deploy"),
+        task_type=TaskType.deploy,
+        host_id=HOST,
+        stack_id=STACK,
+        payload=DeployPayload(container=desired).dump(),
+        timeout_seconds=timeout,
+        max_retries=max_retries,
+        depends_on=depends_on or [],
+    )
+
+
+def network_task(name: str) -> Task:
+    payload = NetworkPayload(stack=STACK, network=NetworkSpec(name=name))
+    return Task(
+        id=new_id("net"),
+        task_type=TaskType.ensure_network,
+        host_id=HOST,
+        stack_id=STACK,
+        payload=payload.dump(),
+    )
+
+
+def delete_task(docker_name: str) -> Task:
+    payload = DeletePayload(docker_name=docker_name, stop_timeout=1)
+    return Task(
+        id=new_id("del"), task_type=TaskType.delete, host_id=HOST, stack_id=STACK, payload=payload.dump()
+    )
+
+
+def create_tasks(server: ServerProcess, tasks: list[Task]) -> None:
+    with server.admin() as client:
+        for task in tasks:
+            response = client.post("/tasks", json=task.dump())
+            assert response.status_code in (200, 201), response.text
+
+
+def get_task(server: ServerProcess, task_id: str) -> Task:
+    with server.admin() as client:
+        response = client.get(f"/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return Task.model_validate(response.json())
+
+
+async def wait_task(
+    server: ServerProcess, task_id: str, *, until: set[TaskStatus] | None = None, timeout: float = 60.0
+) -> Task:
+    wanted = until or {TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled}
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=server.admin_headers) as client:
+        while True:
+            response = await client.get(f"/tasks/{task_id}")
+            assert response.status_code == 200, response.text
+            task = Task.model_validate(response.json())
+            if task.status in wanted:
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} still {task.status.value} after {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+def clean_engine(url: str) -> None:
+    client = docker.APIClient(base_url=url, version="auto")
+    try:
+        for c in client.containers(all=True, filters={"label": [f"graphium.stack={STACK}"]}):
+            client.remove_container(c["Id"], force=True, v=True)
+        for n in client.networks(filters={"label": [f"graphium.stack={STACK}"]}):
+            client.remove_network(n["Id"])
+    finally:
+        client.close()
+
+
+def containers_named(url: str, name: str) -> list[dict[str, Any]]:
+    client = docker.APIClient(base_url=url, version="auto")
+    try:
+        found = client.containers(all=True, filters={"label": [f"graphium.stack={STACK}"]})
+        return [c for c in found if f"/{name}" in c["Names"]]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path, [HOST])
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def engine_url(docker_url: str) -> Iterator[str]:
+    """The root-namespace engine with the test stack's network in place, cleaned before and after."""
+    clean_engine(docker_url)
+    client = docker.APIClient(base_url=docker_url, version="auto")
+    client.create_network(NETWORK, labels={"graphium.managed": "true", "graphium.stack": STACK})
+    client.close()
+    try:
+        yield docker_url
+    finally:
+        clean_engine(docker_url)
+
+
+class RunningAgent:
+    """An in-process agent on a background task."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.task = asyncio.create_task(agent.run())
+
+    def executed(self) -> list[str]:
+        return [o.task_id for o in self.agent.outcomes]
+
+    async def stop(self) -> None:
+        self.agent.stop()
+        await asyncio.wait_for(self.task, 30)
+
+
+@contextlib.asynccontextmanager
+async def agent_running(server: ServerProcess, engine_url: str, **kwargs: Any) -> AsyncIterator[RunningAgent]:
+    kwargs.setdefault("lease_seconds", 6.0)
+    kwargs.setdefault("backoff_cap", 1.0)
+    agent = Agent(HOST, server.url, server.agent_tokens[HOST], docker_host=engine_url, **kwargs)
+    running = RunningAgent(agent)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def agent_subprocess(
+    server: ServerProcess, engine_url: str, log_path: Path, *, lease: float
+) -> subprocess.Popen[bytes]:
+    """A separate agent process (so it can be SIGKILLed), with a short lease."""
+    code = (
+        "import logging, sys, asyncio\n"
+        "from graphium.agent import Agent\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "host, url, token, engine, lease = sys.argv[1:6]\n"
+        "a = Agent(host, url, token, docker_host=engine, lease_seconds=float(lease))\n"
+        "asyncio.run(a.run())\n"
+    )
+    args = [sys.executable, "-c", code, HOST, server.url, server.agent_tokens[HOST], engine_url, str(lease)]
+    return subprocess.Popen(args, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, cwd=REPO)
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+async def test_deploy_task_runs_container_and_completes(
+    server: ServerProcess, engine_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    task = deploy_task("web")
+    async with agent_running(server, engine_url) as running:
+        await asyncio.sleep(0.3)  # the agent is long-polling before the task exists
+        create_tasks(server, [task])
+        done = await wait_task(server, task.id, timeout=30)
+    assert done.status is TaskStatus.completed, done.error
+    assert done.result is not None and done.result["dockerName"] == "agt-web"
+    assert done.agent_id == running.agent.agent_id
+    found = containers_named(engine_url, "agt-web")
+    assert len(found) == 1 and found[0]["State"] == "running"
+    assert found[0]["Id"] == done.result["containerId"]
+    assert running.executed() == [task.id]
+    assert server.agent_tokens[HOST] not in caplog.text
+
+
+async def test_failing_task_is_reported_failed_with_the_error(server: ServerProcess, engine_url: str) -> None:
+    task = deploy_task("crash", command=["sh", "-c", "echo boom; exit 3"])
+    async with agent_running(server, engine_url):
+        create_tasks(server, [task])
+        done = await wait_task(server, task.id, timeout=30)
+    assert done.status is TaskStatus.failed
+    assert done.error is not None and "exited with code 3" in done.error and "boom" in done.error
+    assert containers_named(engine_url, "agt-crash") == []  # removed so a re-apply starts afresh
+
+
+async def test_timeout_seconds_is_enforced(server: ServerProcess, engine_url: str) -> None:
+    # never healthy: the start period keeps it "starting" far beyond the task's 2 s budget
+    health = HealthCheck(test=["CMD", "false"], interval=1, retries=100, start_period=300)
+    task = deploy_task("slow", health=health, timeout=2)
+    async with agent_running(server, engine_url):
+        create_tasks(server, [task])
+        done = await wait_task(server, task.id, timeout=30)
+    assert done.status is TaskStatus.failed
+    assert done.error is not None and ("2s" in done.error or "timeoutSeconds=2" in done.error), done.error
+    assert done.started_at and done.completed_at
+    from datetime import datetime
+
+    took = (
+        datetime.fromisoformat(done.completed_at) - datetime.fromisoformat(done.started_at)
+    ).total_seconds()
+    assert 1.5 <= took <= 5, took
+
+
+async def test_hard_stop_when_the_engine_call_hangs(server: ServerProcess, engine_url: str) -> None:
+    """A pull from a registry that accepts but never answers cannot be bounded by the engine
+    adapter; the agent's own ``wait_for`` still ends the task on time."""
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(16)
+    port = sink.getsockname()[1]
+    try:
+        spec = ContainerSpec(name="hang", image=f"127.0.0.1:{port}/never:1")
+        desired = DesiredContainer(
+            stack=STACK,
+            name="hang",
+            declared_name="hang",
+            host=HOST,
+            spec=spec,
+            network=NetworkSpec(name=NETWORK),
+            pull_policy=PullPolicy.always,
+            spec_hash="test:hang",
+            field_hashes={},
+        )
+        task = Task(
+            id=new_id("hang"),
+            task_type=TaskType.deploy,
+            host_id=HOST,
+            stack_id=STACK,
+            payload=DeployPayload(container=desired).dump(),
+            timeout_seconds=2,
+        )
+        async with agent_running(server, engine_url):
+            started = time.monotonic()
+            create_tasks(server, [task])
+            done = await wait_task(server, task.id, timeout=30)
+            took = time.monotonic() - started
+    finally:
+        sink.close()
+    assert done.status is TaskStatus.failed
+    assert done.error is not None and "timeoutSeconds=2" in done.error, done.error
+    assert took < 6, took
+
+
+async def test_agent_killed_mid_task_is_rerun_after_lease_expiry(
+    server: ServerProcess, engine_url: str, tmp_path: Path
+) -> None:
+    # healthy only after its first probe at 4 s: long enough to kill the agent while it waits
+    health = HealthCheck(test=["CMD", "true"], interval=4, retries=3)
+    task = deploy_task("slowstart", health=health, max_retries=2, timeout=60)
+    log_path = tmp_path / "agent1.log"
+    first = agent_subprocess(server, engine_url, log_path, lease=3)
+    try:
+        create_tasks(server, [task])
+        await wait_task(server, task.id, until={TaskStatus.running}, timeout=20)
+        deadline = time.monotonic() + 10
+        while not containers_named(engine_url, "agt-slowstart"):
+            assert time.monotonic() < deadline, "the container never appeared"
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(5)
+    assert server.agent_tokens[HOST] not in log_path.read_text(errors="replace")
+    # nobody holds it now: after the lease (3 s) it must go back to pending and be retried
+    back = await wait_task(server, task.id, until={TaskStatus.pending}, timeout=20)
+    assert back.retry_count == 1
+    async with agent_running(server, engine_url, lease_seconds=6) as second:
+        done = await wait_task(server, task.id, timeout=60)
+    assert done.status is TaskStatus.completed, done.error
+    assert done.agent_id == second.agent.agent_id
+    assert done.result is not None and done.result["adopted"] is True  # idempotent re-run
+    found = containers_named(engine_url, "agt-slowstart")
+    assert len(found) == 1 and found[0]["Id"] == done.result["containerId"]
+
+
+async def test_two_agents_racing_run_each_task_exactly_once(server: ServerProcess, engine_url: str) -> None:
+    # networks (real engine work, ~0.1 s each; few, as address pools are finite) and cheap deletes
+    networks = [network_task(f"agt-race-{i:02d}") for i in range(12)]
+    deletes = [delete_task(f"agt-race-absent-{i:02d}") for i in range(28)]
+    tasks = networks + deletes
+    random.Random(4).shuffle(tasks)
+    async with (
+        agent_running(server, engine_url, agent_id="racer-a") as a,
+        agent_running(server, engine_url, agent_id="racer-b") as b,
+    ):
+        await asyncio.sleep(0.3)
+        create_tasks(server, tasks)
+        done = [await wait_task(server, t.id, timeout=60) for t in tasks]
+    executed = a.executed() + b.executed()
+    counts = Counter(executed)
+    assert sorted(counts) == sorted(t.id for t in tasks)
+    assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1]
+    assert all(t.status is TaskStatus.completed for t in done)
+    assert all(t.result is not None for t in done)
+    network_ids = {t.id for t in networks}
+    assert all(t.result["created"] is True for t in done if t.id in network_ids and t.result)
+    assert {t.agent_id for t in done} <= {"racer-a", "racer-b"}
+    assert a.executed() and b.executed(), "one agent got every task: no race was exercised"
+
+
+async def test_agent_reconnects_after_server_restart(server: ServerProcess, engine_url: str) -> None:
+    async with agent_running(server, engine_url, backoff_cap=1.0) as running:
+        await asyncio.sleep(0.5)  # in the middle of a long-poll
+        server.stop(signal.SIGKILL)
+        await asyncio.sleep(1.5)  # several failed reconnects
+        server.start()
+        task = delete_task("agt-nothing-here")
+        create_tasks(server, [task])
+        done = await wait_task(server, task.id, timeout=20)
+    assert done.status is TaskStatus.completed, done.error
+    assert done.result is not None and done.result["removed"] is False
+    assert running.executed() == [task.id]
+
+
+async def test_restarted_agent_never_reruns_a_completed_task(server: ServerProcess, engine_url: str) -> None:
+    first_task = deploy_task("once")
+    async with agent_running(server, engine_url, agent_id="before") as before:
+        create_tasks(server, [first_task])
+        assert (await wait_task(server, first_task.id)).status is TaskStatus.completed
+    assert before.executed() == [first_task.id]
+    second_task = delete_task("agt-absent")
+    async with agent_running(server, engine_url, agent_id="after") as after:
+        create_tasks(server, [second_task])
+        assert (await wait_task(server, second_task.id)).status is TaskStatus.completed
+        await asyncio.sleep(0.5)
+    assert after.executed() == [second_task.id]
+    assert get_task(server, first_task.id).agent_id == "before"
+    assert len(containers_named(engine_url, "agt-once")) == 1
+
+
+async def test_dependent_task_waits_for_its_dependency(server: ServerProcess, engine_url: str) -> None:
+    net = network_task("agt-dep-net")
+    # a deploy onto the network the first task creates: it only works in that order
+    dependent = deploy_task("dep", depends_on=[net.id])
+    dependent.payload["container"]["network"] = {"name": "agt-dep-net"}
+    async with agent_running(server, engine_url) as running:
+        create_tasks(server, [dependent, net])
+        done = await wait_task(server, dependent.id, timeout=30)
+    assert done.status is TaskStatus.completed, done.error
+    assert running.executed() == [net.id, dependent.id]
+
+
+async def test_observed_state_is_reported(server: ServerProcess, engine_url: str) -> None:
+    task = deploy_task("seen")
+    async with agent_running(server, engine_url):
+        create_tasks(server, [task])
+        await wait_task(server, task.id)
+        await asyncio.sleep(0.5)  # the report follows the status update
+    state = json.loads(server.state.read_text()) if server.state.exists() else {}
+    assert "agt-seen" in json.dumps(state), "the observed container is not in the server's state"
+
+
+def test_agent_cli_stops_cleanly_on_sigterm(server: ServerProcess, engine_url: str, tmp_path: Path) -> None:
+    log_path = tmp_path / "cli-agent.log"
+    env = {**os.environ, "DOCKER_HOST": engine_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[HOST]}
+    proc = subprocess.Popen(
+        [*RUNNER, "agent", "--host-id", HOST, "--server", server.url],
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    try:
+        task = delete_task("agt-absent-cli")
+        create_tasks(server, [task])
+        assert asyncio.run(wait_task(server, task.id, timeout=20)).status is TaskStatus.completed
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    text = log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text
+    assert server.agent_tokens[HOST] not in text

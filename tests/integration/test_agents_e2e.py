@@ -1,0 +1,226 @@
+"""The issue's headline scenario with real processes, over the lab's bridge.
+
+``graphium-run serve`` listens on the lab bridge address; one ``graphium-run agent`` runs inside
+each lab host's network namespace with that host's engine, reaching the server only over the
+bridge (as a host behind NAT would: outbound HTTP only). The multi-host nginx stack is deployed
+and deleted through them while the event stream is watched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from lab import LabInfo
+from tests.integration.test_agent import ServerProcess
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_FILE = REPO / "examples" / "nginx-multihost-stack.json"
+if not STACK_FILE.exists():
+    STACK_FILE = Path("/work/shared/reference/upstream-stacks/nginx-multihost-stack.json")
+PORTS = {"localhost-docker": 8081, "vm1": 8082, "vm2": 8083}
+RUNNER = [sys.executable, "-c", "from graphium.cli import main; main()"]
+
+
+class EventWatcher:
+    """Reads GET /events (server-sent events) on a thread, keeping every event in order."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), f"event stream did not open: {self.error}"
+
+    def _read(self) -> None:
+        timeout = httpx.Timeout(10.0, read=None)
+        try:
+            with (
+                httpx.Client(
+                    base_url=self.server.url, headers=self.server.admin_headers, timeout=timeout
+                ) as c,
+                c.stream("GET", "/api/v1/events") as response,
+            ):
+                response.raise_for_status()
+                self._ready.set()
+                kind: str | None = None
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = json.loads(line[5:].strip())
+                        if isinstance(data, dict):
+                            data.setdefault("type", kind)
+                            self.events.append(data)
+                    elif not line:
+                        kind = None
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+
+    def types(self, stack_id: str | None = None) -> list[str]:
+        return [
+            str(e.get("type"))
+            for e in list(self.events)
+            if stack_id is None or e.get("stackId") in (None, stack_id)
+        ]
+
+    def wait_for(self, kind: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while kind not in self.types():
+            assert time.monotonic() < deadline, f"no {kind} event after {timeout}s; saw {self.types()}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def start_agent(server: ServerProcess, lab: LabInfo, host_id: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    """``graphium-run agent`` inside the host's network namespace, with that host's engine."""
+    host = lab.host(host_id)
+    env = {
+        **os.environ,
+        "DOCKER_HOST": host.docker_url,
+        "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[host_id],
+        "PYTHONPATH": str(REPO),
+    }
+    cmd = [
+        "nsenter",
+        f"--net=/run/netns/{host.netns}",
+        *RUNNER,
+        "agent",
+        "--host-id",
+        host_id,
+        "--server",
+        server.url,
+    ]
+    log = (log_dir / f"agent-{host_id}.log").open("ab")
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def http_get(address: str, port: int) -> str | None:
+    try:
+        return httpx.get(f"http://{address}:{port}/", timeout=1.0).text
+    except httpx.TransportError:
+        return None
+
+
+def managed_containers(url: str, stack: str) -> list[dict[str, Any]]:
+    client = docker.APIClient(base_url=url, version="auto")
+    try:
+        return list(client.containers(all=True, filters={"label": [f"graphium.stack={stack}"]}))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def lab_server(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
+    hosts = [h.id for h in lab.hosts]
+    server = ServerProcess(tmp_path, hosts, bind=lab.bridge_address)
+    # agent hosts in the inventory: the server plans for them and queues their tasks
+    inventory = {"hosts": [{"@id": h.id, "address": h.address, "connection": "agent"} for h in lab.hosts]}
+    server.inventory.write_text(json.dumps(inventory))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_nginx_multihost_through_server_and_agents(
+    lab: LabInfo, lab_server: ServerProcess, tmp_path: Path
+) -> None:
+    stack_doc = json.loads(STACK_FILE.read_text())
+    stack_name = "nginx-multihost"
+    for host in lab.hosts:
+        assert not managed_containers(host.docker_url, stack_name), f"leftovers on {host.id}"
+    agents = {h.id: start_agent(lab_server, lab, h.id, tmp_path) for h in lab.hosts}
+    watcher = EventWatcher(lab_server)
+    try:
+        with lab_server.admin() as admin:
+            started = time.monotonic()
+            response = admin.post("/stacks", json=stack_doc)
+            replied = time.monotonic() - started
+            assert response.status_code == 202, response.text
+            body = response.json()
+            assert body["status"] == "deploying" and body["id"]
+            stack_id = body["id"]
+            assert replied < 2.0, f"POST /stacks took {replied:.2f}s: it must not wait for the agents"
+
+            watcher.wait_for("stack_running", timeout=90)
+            stack = admin.get(f"/stacks/{stack_id}").json()
+            assert stack["status"] == "running", stack
+
+            # each instance answers on its own host's address only
+            for host in lab.hosts:
+                port = PORTS[host.id]
+                assert http_get(host.address, port) is not None, f"{host.id}:{port} does not answer"
+                for other in lab.hosts:
+                    if other.id != host.id:
+                        assert http_get(other.address, port) is None, f"{other.id} answers on {port}"
+                assert len(managed_containers(host.docker_url, stack_name)) == 1
+
+            response = admin.delete(f"/stacks/{stack_id}")
+            assert response.status_code in (200, 202, 204), response.text
+            watcher.wait_for("stack_deleted", timeout=90)
+            deadline = time.monotonic() + 10
+            while admin.get(f"/stacks/{stack_id}").status_code != 404:
+                assert time.monotonic() < deadline, "the stack's records were not removed"
+                time.sleep(0.1)
+            for host in lab.hosts:
+                assert not managed_containers(host.docker_url, stack_name), f"containers left on {host.id}"
+                assert http_get(host.address, PORTS[host.id]) is None
+            leftover = admin.get("/tasks", params={"stack": stack_id})
+            if leftover.status_code == 200:
+                tasks = leftover.json()
+                tasks = tasks.get("tasks", tasks) if isinstance(tasks, dict) else tasks
+                assert tasks == [], "the stack's task records were not removed"
+
+        lifecycle = [t for t in watcher.types(stack_id) if t.startswith("stack_")]
+        order = ["stack_deploying", "stack_running", "stack_deleting", "stack_deleted"]
+        positions = [lifecycle.index(kind) for kind in order]
+        assert positions == sorted(positions), lifecycle
+        assert "stack_failed" not in lifecycle
+        kinds = watcher.types(stack_id)
+        first_task_event = min(kinds.index("task_created"), kinds.index("task_updated"))
+        assert kinds.index("stack_deploying") <= first_task_event < kinds.index("stack_running")
+        completed = [
+            e for e in watcher.events if e.get("type") == "task_updated" and "completed" in json.dumps(e)
+        ]
+        assert len(completed) >= 6, "every deploy and delete task's completion must be streamed"
+    finally:
+        watcher.close()
+        for proc in agents.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for host_id, proc in agents.items():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            log = (tmp_path / f"agent-{host_id}.log").read_text(errors="replace")
+            assert lab_server.agent_tokens[host_id] not in log, "an agent logged its token"
+        for host in lab.hosts:
+            for c in managed_containers(host.docker_url, stack_name):
+                client = docker.APIClient(base_url=host.docker_url, version="auto")
+                client.remove_container(c["Id"], force=True, v=True)
+                client.close()
