@@ -49,6 +49,8 @@ CLAIM_WAIT = 25.0
 #: The hard stop fires this long after ``timeoutSeconds`` so that the engine's own deadline
 #: (which quotes the container's health and logs) normally produces the error message.
 TIMEOUT_GRACE = 1.0
+#: An observation not yet delivered is re-sent as it is for this long, then taken afresh.
+OBSERVED_MAX_AGE = 10.0
 
 
 class _Unreachable(Exception):
@@ -128,6 +130,8 @@ class Agent:
         self._http: httpx.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self._observed: ObservedHost | None = None
+        self._observed_at = 0.0
         self._observed_dirty = True
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
@@ -189,7 +193,7 @@ class Agent:
             self._server_back()
             if task is not None:
                 await self._run_task(task)
-                self._observed_dirty = True
+                self._observed, self._observed_dirty = None, True
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when stopping."""
@@ -276,15 +280,21 @@ class Agent:
 
     async def _report_observed(self) -> None:
         """Tell the server what graphium-managed containers this host has (planning uses it).
-        Best effort: on failure it is retried before the next claim."""
-        try:
-            observed = await self.engine.observe()
-        except GraphiumError as exc:
-            observed = ObservedHost(host=self.host_id, error=str(exc))
-            log.warning("cannot observe the engine: %s", exc)
+
+        Best effort: on failure it is retried before the next claim, re-sending the same
+        observation for a while so that an outage does not turn into an engine-polling loop.
+        """
+        now = time.monotonic()
+        if self._observed is None or now - self._observed_at > OBSERVED_MAX_AGE:
+            try:
+                self._observed = await self.engine.observe()
+            except GraphiumError as exc:
+                self._observed = ObservedHost(host=self.host_id, error=str(exc))
+                log.warning("cannot observe the engine: %s", exc)
+            self._observed_at = now
         try:
             await self._request(
-                "PUT", f"/agents/{self.host_id}/observed", json=observed.dump(), ok=(200, 204)
+                "PUT", f"/agents/{self.host_id}/observed", json=self._observed.dump(), ok=(200, 204)
             )
         except (_Unreachable, _Refused) as exc:
             self._observed_dirty = True
