@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from graphium.plan import ObservedHost
 from graphium.tasks import StackStatus, Task, TaskStatus, utcnow
 
 
@@ -128,6 +129,15 @@ class TaskStore(Protocol):
         ...
 
     def list_events(self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000) -> list[Event]: ...
+
+    # agents' observations -----------------------------------------------------------------
+    def save_observation(self, observed: ObservedHost) -> None:
+        """Keep an agent's latest report of its host (replacing the previous one), stamped now."""
+        ...
+
+    def get_observation(self, host_id: str) -> tuple[ObservedHost, str] | None:
+        """The host's latest agent report and when it was stored (ISO 8601 UTC), or None."""
+        ...
 
     # grouping -----------------------------------------------------------------------------
     def batch(self) -> AbstractContextManager[None]:

@@ -39,6 +39,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.plan import ObservedHost
 from graphium.store.base import Event, StackRecord
 from graphium.tasks import Task, TaskStatus, check_stack_transition, check_transition
 
@@ -159,6 +160,7 @@ class JsonTaskStore:
         self._tasks: dict[str, Task] = {}
         self._stacks: dict[str, StackRecord] = {}
         self._events: list[Event] = []
+        self._observations: dict[str, dict[str, Any]] = {}  # host -> {observed, reportedAt}
         self._seq = 0
         self._generation = 0
         self._queue: dict[str, list[_QueueKey]] = {}  # host -> pending tasks in claim order
@@ -412,6 +414,20 @@ class JsonTaskStore:
                     found.append(event.model_copy(deep=True))
             return found
 
+    # agents' observations -----------------------------------------------------------------
+    def save_observation(self, observed: ObservedHost) -> None:
+        with self._txn():
+            entry = {"host": observed.host, "observed": observed.dump(), "reportedAt": _iso(_now())}
+            self._observations[observed.host] = entry
+            self._staged.append(["observed", entry])
+
+    def get_observation(self, host_id: str) -> tuple[ObservedHost, str] | None:
+        with self._txn():
+            entry = self._observations.get(host_id)
+            if entry is None:
+                return None
+            return ObservedHost.model_validate(entry["observed"]), str(entry["reportedAt"])
+
     # grouping -----------------------------------------------------------------------------
     def batch(self) -> AbstractContextManager[None]:
         """One lock hold and one journal line for everything inside; all or nothing.
@@ -477,6 +493,7 @@ class JsonTaskStore:
             "stacks": {str(i): s.dump() for i, s in enumerate(self._stacks.values(), start=1)},
             "tasks": {str(i): t.dump() for i, t in enumerate(self._tasks.values(), start=1)},
             "events": {str(e.seq): e.dump() for e in self._events},
+            "observations": {str(i): o for i, o in enumerate(self._observations.values(), start=1)},
         }
         try:
             self._storage.write(doc)
@@ -526,6 +543,7 @@ class JsonTaskStore:
     def _load(self) -> None:
         """Read the main file and replay the journal over it, from scratch."""
         self._tasks, self._stacks, self._events = {}, {}, []
+        self._observations = {}
         self._queue, self._leased = {}, {}
         self._main_identity = None
         try:
@@ -547,6 +565,8 @@ class JsonTaskStore:
                 raise StoreError(f"{self.path}: unsupported task store format {fmt!r}")
             self._generation = int(meta.get("generation", 0))
             self._seq = int(meta.get("seq", 0))
+            for value in doc.get("observations", {}).values():
+                self._put_observation(value)
             for value in doc.get("stacks", {}).values():
                 self._put_stack(StackRecord.model_validate(value))
             for value in doc.get("tasks", {}).values():
@@ -616,6 +636,8 @@ class JsonTaskStore:
                     self._put_stack(StackRecord.model_validate(value))
                 elif kind == "stack-":
                     self._drop_stack(value)
+                elif kind == "observed":
+                    self._put_observation(value)
                 elif kind == "events":
                     self._add_events([Event.model_validate(v) for v in value])
                 else:
@@ -656,6 +678,12 @@ class JsonTaskStore:
             leased = self._leased.get(task.host_id)
             if leased is not None:
                 leased.discard(task.id)
+
+    def _put_observation(self, entry: Any) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("host"), str) or "reportedAt" not in entry:
+            raise ValueError("an observation needs 'host', 'observed' and 'reportedAt'")
+        ObservedHost.model_validate(entry.get("observed"))
+        self._observations[entry["host"]] = entry
 
     def _put_stack(self, record: StackRecord) -> None:
         self._stacks[record.id] = record
