@@ -12,6 +12,7 @@ hash is kept (unless inspect shows an out-of-band change), and the per-field has
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_NULL_DIGEST = hashlib.sha256(_canonical(None)).hexdigest()
+
+
 def spec_hashes(spec: ContainerSpec, network_name: str) -> tuple[str, dict[str, str]]:
     """``("v1:<20 hex>", {field: <12 hex>})`` over the canonical JSON of the fields that matter.
 
@@ -92,7 +96,10 @@ def spec_hashes(spec: ContainerSpec, network_name: str) -> tuple[str, dict[str, 
     digests: dict[str, str] = {}
     for name in HASHED_FIELDS:
         value = network_name if name == "network" else dumped.get(name)
-        if name in _UNORDERED and value:
+        if value is None:
+            digests[name] = _NULL_DIGEST  # most fields are unset: skip the encoder
+            continue
+        if name in _UNORDERED:
             value = sorted(value, key=_canonical)
         digests[name] = hashlib.sha256(_canonical(value)).hexdigest()
     whole = hashlib.sha256("".join(f"{k}={v};" for k, v in digests.items()).encode()).hexdigest()
@@ -382,18 +389,16 @@ class _Graph:
             node = self.nodes[n]
             return (_TYPE_ORDER[node.type], node.host, node.name, n)
 
-        ready = sorted((n for n, c in waiting.items() if c == 0), key=rank)
+        ready = [rank(n) for n, c in waiting.items() if c == 0]
+        heapq.heapify(ready)
         order: list[str] = []
         while ready:
-            n = ready.pop(0)
+            n = heapq.heappop(ready)[3]
             order.append(n)
-            released = []
             for m in dependents[n]:
                 waiting[m] -= 1
                 if waiting[m] == 0:
-                    released.append(m)
-            if released:
-                ready = sorted(ready + released, key=rank)
+                    heapq.heappush(ready, rank(m))
         if len(order) != len(self.nodes):
             stuck = sorted(self.nodes[n].description for n in self.nodes if n not in set(order))
             raise PlanError("the task graph has a cycle among: " + "; ".join(stuck))
