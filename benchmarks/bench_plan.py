@@ -193,9 +193,8 @@ def main() -> int:
     print(f"plan, fresh ({len(plan.tasks)} tasks, {edges} edges):        {plan_s * 1000:7.1f} ms")
     print(f"re-plan, no change (0 tasks, {instances} keeps):       {replan_s * 1000:7.1f} ms")
     total = (0.0 if load_s != load_s else load_s) + plan_s
-    print(
-        f"total load + validate + plan: {total * 1000:.1f} ms (target <= 1000 ms): {'OK' if total <= 1 else 'SLOW'}"
-    )
+    verdict = "OK" if total <= 1 else "SLOW"
+    print(f"total load + validate + plan: {total * 1000:.1f} ms (target <= 1000 ms): {verdict}")
     return 0
 
 
