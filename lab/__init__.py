@@ -72,11 +72,14 @@ def lab_info() -> LabInfo:
     return _hosts.info()
 
 
-def teardown() -> None:
-    """Tear the whole multi-host lab down (engines, sshd, registry, namespaces, veths, bridge)."""
+def teardown(purge: bool = False) -> None:
+    """Tear the whole multi-host lab down (engines, sshd, registry, namespaces, veths, bridge).
+
+    With purge, also delete its keys, known_hosts, engine data roots and registry storage.
+    """
     with locked():
         _lease.clear("lab")
-        _hosts.down()
+        _hosts.down(purge)
 
 
 def status() -> dict[str, object]:

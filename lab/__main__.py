@@ -37,7 +37,7 @@ def _lab(args: argparse.Namespace) -> int:
         print(f"# lab ready in {time.monotonic() - t:.2f}s", file=sys.stderr)
     elif args.command == "down":
         t = time.monotonic()
-        lab.teardown()
+        lab.teardown(purge=args.purge)
         print(f"lab down ({time.monotonic() - t:.2f}s)")
     else:
         status = lab.status()
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="bring up the multi-host lab (idempotent)")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     up.add_argument("--registry", action="store_true", help="also run a registry on 10.231.0.1:5000")
-    sub.add_parser("down", help="tear the multi-host lab down (idempotent)")
+    down = sub.add_parser("down", help="tear the multi-host lab down (idempotent)")
+    down.add_argument("--purge", action="store_true", help="also delete keys, engine data, registry")
     sub.add_parser("status", help="health of the lab's hosts (exit 3 if not all healthy)")
     args = parser.parse_args(argv)
     try:

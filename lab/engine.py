@@ -203,6 +203,8 @@ def stop(engine: Engine, *, timeout: float = 30.0) -> bool:
     if containerd is not None and not wait_gone([containerd], 5):
         terminate([containerd], timeout=5)
     _clean_stale(engine)
+    if engine.netns is None:
+        remove_local_bridge()
     return pid is not None
 
 

@@ -41,7 +41,11 @@ FIRST_OCTET = 11
 REGISTRY = eng.REGISTRY
 SSH_USER = "root"
 _NS_PREFIX = "gph-"
-_FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
+# Hosts talk to each other across the bridge, and to the bridge address; nothing is routed beyond.
+_FORWARD_RULES = (
+    ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
+    ["FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"],
+)
 
 
 def host_id(index: int) -> str:
@@ -175,14 +179,17 @@ def _ensure_bridge() -> None:
     run(["ip", "link", "set", BRIDGE, "up"])
     # With br_netfilter loaded (dockerd loads it), bridged host-to-host traffic crosses the
     # FORWARD chain, whose policy dockerd sets to DROP.
-    if shutil.which("iptables") and run(["iptables", "-C", *_FORWARD_RULE], check=False).returncode != 0:
-        run(["iptables", "-I", *_FORWARD_RULE], check=False)
+    if shutil.which("iptables"):
+        for rule in reversed(_FORWARD_RULES):
+            if run(["iptables", "-C", *rule], check=False).returncode != 0:
+                run(["iptables", "-I", *rule], check=False)
 
 
 def _remove_bridge() -> None:
     if shutil.which("iptables"):
-        while run(["iptables", "-C", *_FORWARD_RULE], check=False).returncode == 0:
-            run(["iptables", "-D", *_FORWARD_RULE], check=False)
+        for rule in _FORWARD_RULES:
+            while run(["iptables", "-C", *rule], check=False).returncode == 0:
+                run(["iptables", "-D", *rule], check=False)
     if _link_exists(BRIDGE):
         run(["ip", "link", "del", BRIDGE], check=False)
 
@@ -454,8 +461,12 @@ def info(hosts: list[LabHost] | None = None) -> LabInfo:
     )
 
 
-def down() -> None:
-    """Tear down every lab host, the registry and the bridge (state dir files are kept)."""
+def down(purge: bool = False) -> None:
+    """Tear down every lab host, the registry and the bridge.
+
+    State dir files (keys, engine data roots with their images, registry storage) are kept for a
+    fast next bring-up, unless purge is set.
+    """
     existing = _existing_hosts()
     with ThreadPoolExecutor(len(existing) + 1) as pool:
         reg = pool.submit(_stop_registry)
@@ -463,6 +474,15 @@ def down() -> None:
         reg.result()
     _remove_bridge()
     inventory_path().unlink(missing_ok=True)
+    if purge:
+        for path in (client_key(), client_key().with_suffix(".pub"), known_hosts()):
+            path.unlink(missing_ok=True)
+        for tree in (STATE_DIR / "hosts", STATE_DIR / "registry"):
+            remove_tree(tree)
+        engines = STATE_DIR / "engines"
+        for h in (*existing, *(LabHost(host_id(i), i) for i in range(3))):
+            remove_tree(engines / h.id)
+            Path(f"{engines / h.id}.key.json").unlink(missing_ok=True)
 
 
 def status() -> dict[str, Any]:

@@ -37,3 +37,11 @@ def lab() -> Iterator[lab_pkg.LabInfo]:
         yield info
     finally:
         lab_pkg.release_lab()
+
+
+@pytest.fixture(scope="session")
+def lab_registry(lab: lab_pkg.LabInfo) -> str:
+    """Address of the lab's registry (10.231.0.1:5000), holding every test image under that prefix."""
+    info = lab_pkg.ensure_lab(hosts=len(lab.hosts), registry=True)
+    assert info.registry is not None
+    return info.registry
