@@ -1,0 +1,110 @@
+"""The executor for ``connection: agent`` hosts: the work is done by the host's agent, not by us.
+
+Tasks are already in the store (the runner enqueued them); the host's agent claims, runs and
+reports them. So :meth:`AgentExecutor.run` only waits for the task to end, and
+:meth:`AgentExecutor.observe` answers from the observations the agents report, because an agent
+host may sit behind NAT where nothing but its agent can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from graphium.errors import ExecutionError, NotFoundError
+from graphium.models import Host
+from graphium.plan import ObservedHost
+from graphium.store.base import TaskStore
+from graphium.tasks import Task, TaskStatus
+
+DEFAULT_MAX_AGE = 300.0
+POLL_INTERVAL = 0.05
+
+ChangeWaiter = Callable[[float], Awaitable[None]]
+LastContact = Callable[[str], datetime | None]
+
+
+def _parse(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class AgentExecutor:
+    """Hands tasks to agents through the store and waits for their reports.
+
+    ``max_age`` bounds how old the last sign of life of a host's agent (its last observation
+    report, or ``last_contact`` when the server knows of a more recent claim or heartbeat) may be
+    before the host counts as not connected. ``wait_for_change(timeout)``, when given, returns as
+    soon as the store may have changed, so a result is seen at once instead of at the next poll.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        max_age: float = DEFAULT_MAX_AGE,
+        poll_interval: float = POLL_INTERVAL,
+        wait_for_change: ChangeWaiter | None = None,
+        last_contact: LastContact | None = None,
+    ) -> None:
+        self._store = store
+        self._max_age = max_age
+        self._poll_interval = poll_interval
+        self._wait_for_change = wait_for_change
+        self._last_contact = last_contact
+
+    async def observe(self, hosts: list[Host], stack: str | None) -> dict[str, ObservedHost]:
+        out: dict[str, ObservedHost] = {}
+        now = datetime.now(UTC)
+        for host in hosts:
+            found = await asyncio.to_thread(self._store.get_observation, host.id)
+            if found is None:
+                out[host.id] = ObservedHost(
+                    host=host.id, error=f"the agent of host {host.id} is not connected (it never reported)"
+                )
+                continue
+            observed, reported_at = found
+            seen = _parse(reported_at)
+            contact = self._last_contact(host.id) if self._last_contact else None
+            if contact is not None and contact > seen:
+                seen = contact
+            age = (now - seen).total_seconds()
+            if age > self._max_age:
+                out[host.id] = ObservedHost(
+                    host=host.id,
+                    error=f"the agent of host {host.id} is not connected (last seen {age:.0f} s ago)",
+                )
+                continue
+            if stack is not None:
+                observed = observed.model_copy(
+                    update={"containers": [c for c in observed.containers if c.stack == stack]}
+                )
+            out[host.id] = observed
+        return out
+
+    async def run(self, task: Task, host: Host) -> dict[str, Any]:
+        """Wait until the task ends; the runner's timeout bounds the wait."""
+        while True:
+            try:
+                current = await asyncio.to_thread(self._store.get_task, task.id)
+            except NotFoundError:
+                raise ExecutionError(
+                    "the task was removed from the store", host=host.id, task=task.id
+                ) from None
+            if current.status is TaskStatus.completed:
+                return current.result or {}
+            if current.status in (TaskStatus.failed, TaskStatus.cancelled):
+                reason = current.error or current.status.value
+                raise ExecutionError(reason, host=host.id, task=task.id)
+            if self._wait_for_change is not None:
+                await self._wait_for_change(max(self._poll_interval, 0.25))
+            else:
+                await asyncio.sleep(self._poll_interval)
+
+    async def close(self) -> None:
+        pass
+
+
+__all__ = ["AgentExecutor"]
