@@ -104,7 +104,7 @@ class ObservedHost(_Data):
 
 class ActionKind(str, Enum):
     create = "create"
-    replace = "replace"
+    replace = "replace"  # type: ignore[assignment]  # shadows str.replace; the value is the contract
     keep = "keep"
     remove = "remove"
     drift = "drift"

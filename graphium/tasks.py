@@ -19,7 +19,7 @@ from graphium.errors import TransitionError
 
 class TaskType(str, Enum):
     deploy = "deploy"  # pull if needed, create and start a container
-    replace = "replace"  # swap a container for a new one, rolling back if the new one fails
+    replace = "replace"  # type: ignore[assignment]  # swap a container, rolling back if the new one fails
     delete = "delete"  # stop and remove a container; one already gone counts as removed
     start = "start"  # start a stopped container (drift)
     stop = "stop"
