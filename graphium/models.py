@@ -203,7 +203,9 @@ class HealthCheck(Model):
             url = f"http://127.0.0.1:{self.http.port}{self.http.path}"
             return ["CMD-SHELL", f"wget -q -O /dev/null '{url}' || exit 1"]
         assert self.tcp is not None
-        return ["CMD-SHELL", f"nc -z 127.0.0.1 {self.tcp.port} || exit 1"]
+        # busybox builds without -z (Debian's) take `-e true`: connect, then close at once
+        port = self.tcp.port
+        return ["CMD-SHELL", f"nc -z 127.0.0.1 {port} 2>/dev/null || nc 127.0.0.1 {port} -e true || exit 1"]
 
 
 class PullPolicy(str, Enum):
