@@ -122,7 +122,9 @@ class Deployer:
                     "phase": "running" if ok else "failed",
                     "progress": 100 if ok else record.progress,
                     "placements": placements,
-                    "hosts": sorted({p["hostId"] for p in placements.values()} | _network_hosts(plan, result)),
+                    "hosts": sorted(
+                        {p["hostId"] for p in placements.values()} | _network_hosts(plan, result)
+                    ),
                     "error": None if ok else _failure_summary(result),
                     "updated_at": utcnow(),
                 }
@@ -153,11 +155,17 @@ class Deployer:
                 current = self.store.get_stack(plan.stack) or record
                 self.store.save_stack(
                     current.model_copy(
-                        update={"status": StackStatus.error, "phase": "delete-failed",
-                                "error": _failure_summary(result), "updated_at": utcnow()}
+                        update={
+                            "status": StackStatus.error,
+                            "phase": "delete-failed",
+                            "error": _failure_summary(result),
+                            "updated_at": utcnow(),
+                        }
                     )
                 )
-                self.events.emit(stack_event(EventType.stack_failed, plan.stack, error=_failure_summary(result)))
+                self.events.emit(
+                    stack_event(EventType.stack_failed, plan.stack, error=_failure_summary(result))
+                )
         return result
 
     def _enqueue(self, plan: Plan) -> None:
@@ -187,8 +195,13 @@ class Deployer:
                     self.store.save_stack(current.model_copy(update={"progress": int(100 * ended / total)}))
 
         return Runner(
-            self.store, self.executor, hosts, events=self.events, parallelism=self.parallelism,
-            per_host=self.per_host, on_task_end=progress,
+            self.store,
+            self.executor,
+            hosts,
+            events=self.events,
+            parallelism=self.parallelism,
+            per_host=self.per_host,
+            on_task_end=progress,
         )
 
 
@@ -257,7 +270,10 @@ def _open(
 
 
 async def _with_deployer(
-    inventory: Inventory, store: TaskStore, parallelism: int, on_event: Subscriber | None,
+    inventory: Inventory,
+    store: TaskStore,
+    parallelism: int,
+    on_event: Subscriber | None,
     work: Callable[[Deployer], Any],
 ) -> Any:
     executor = default_executor()
@@ -280,7 +296,9 @@ def plan(
     """Load a stack and compute its plan against the live hosts (changes nothing)."""
     doc, inv, store = _open(stack, inventory, state)
     assert doc is not None
-    result: Plan = asyncio.run(_with_deployer(inv, store, DEFAULT_PARALLELISM, None, lambda d: d.plan(doc, environ)))
+    result: Plan = asyncio.run(
+        _with_deployer(inv, store, DEFAULT_PARALLELISM, None, lambda d: d.plan(doc, environ))
+    )
     return result
 
 

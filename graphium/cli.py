@@ -52,8 +52,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Options:
     """The common options every subcommand takes."""
 
-    def __init__(self, inventory: str | None, state: str, as_json: bool, parallelism: int,
-                 insecure: bool) -> None:
+    def __init__(
+        self, inventory: str | None, state: str, as_json: bool, parallelism: int, insecure: bool
+    ) -> None:
         self.inventory = inventory
         self.state = state
         self.as_json = as_json
@@ -66,14 +67,30 @@ class Options:
 
 def common_options(func: F) -> F:
     decorators = [
-        click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Inventory file (JSON or JSON-LD)."),
-        click.option("--state", envvar="GRAPHIUM_STATE", default=DEFAULT_STATE, show_default=True,
-                     help="Task store file (env GRAPHIUM_STATE)."),
+        click.option(
+            "-i", "--inventory", type=click.Path(dir_okay=False), help="Inventory file (JSON or JSON-LD)."
+        ),
+        click.option(
+            "--state",
+            envvar="GRAPHIUM_STATE",
+            default=DEFAULT_STATE,
+            show_default=True,
+            help="Task store file (env GRAPHIUM_STATE).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Machine output: one JSON object per line."),
-        click.option("--parallelism", type=click.IntRange(1, 1000), default=DEFAULT_PARALLELISM,
-                     show_default=True, help="Tasks run at once (across all hosts)."),
-        click.option("--insecure-skip-host-key-check", "insecure", is_flag=True,
-                     help="DANGEROUS: do not verify SSH host keys."),
+        click.option(
+            "--parallelism",
+            type=click.IntRange(1, 1000),
+            default=DEFAULT_PARALLELISM,
+            show_default=True,
+            help="Tasks run at once (across all hosts).",
+        ),
+        click.option(
+            "--insecure-skip-host-key-check",
+            "insecure",
+            is_flag=True,
+            help="DANGEROUS: do not verify SSH host keys.",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -81,24 +98,36 @@ def common_options(func: F) -> F:
 
 
 def _options(kwargs: dict[str, Any]) -> Options:
-    return Options(kwargs.pop("inventory"), kwargs.pop("state"), kwargs.pop("as_json"),
-                   kwargs.pop("parallelism"), kwargs.pop("insecure"))
+    return Options(
+        kwargs.pop("inventory"),
+        kwargs.pop("state"),
+        kwargs.pop("as_json"),
+        kwargs.pop("parallelism"),
+        kwargs.pop("insecure"),
+    )
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, separators=(",", ":"), default=str))
 
 
-async def _run(opts: Options, inventory: Inventory, subscriber: Callable[[Event], None] | None,
-               work: Callable[[Deployer], Any]) -> Any:
+async def _run(
+    opts: Options,
+    inventory: Inventory,
+    subscriber: Callable[[Event], None] | None,
+    work: Callable[[Deployer], Any],
+) -> Any:
     store = opts.store()
     events = EventBus(store)
     if subscriber is not None:
         events.subscribe(subscriber)
     executor = default_executor(insecure_skip_host_key_check=opts.insecure)
     if opts.insecure:
-        click.echo("WARNING: SSH host keys are NOT verified (--insecure-skip-host-key-check); "
-                   "anyone on the network path can impersonate your hosts.", err=True)
+        click.echo(
+            "WARNING: SSH host keys are NOT verified (--insecure-skip-host-key-check); "
+            "anyone on the network path can impersonate your hosts.",
+            err=True,
+        )
     try:
         return await work(Deployer(store, executor, inventory, events=events, parallelism=opts.parallelism))
     finally:
@@ -137,8 +166,16 @@ def validate(stack: str, **kwargs: Any) -> None:
     except ValidationError as exc:
         missing = [str(p) for p in exc.problems]
     if opts.as_json:
-        _emit_json({"schema_version": 1, "type": "validate", "stack": doc.stack.name, "valid": True,
-                    "containers": len(doc.stack.containers), "unsetVariables": missing})
+        _emit_json(
+            {
+                "schema_version": 1,
+                "type": "validate",
+                "stack": doc.stack.name,
+                "valid": True,
+                "containers": len(doc.stack.containers),
+                "unsetVariables": missing,
+            }
+        )
         return
     for line in missing:
         click.echo(f"warning: {line} (must be set when you plan or apply)", err=True)
@@ -152,8 +189,14 @@ def validate(stack: str, **kwargs: Any) -> None:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--show-unchanged", is_flag=True, help="List unchanged containers too.")
 @common_options
-def plan(stack: str, out: str | None, for_destroy: bool, detailed_exitcode: bool, show_unchanged: bool,
-         **kwargs: Any) -> None:
+def plan(
+    stack: str,
+    out: str | None,
+    for_destroy: bool,
+    detailed_exitcode: bool,
+    show_unchanged: bool,
+    **kwargs: Any,
+) -> None:
     """Show what apply would change, and why. Changes nothing."""
     opts = _options(kwargs)
     doc, inventory = _load(stack, opts)
@@ -174,7 +217,9 @@ def plan(stack: str, out: str | None, for_destroy: bool, detailed_exitcode: bool
     else:
         render_plan(result, make_console(), show_unchanged=show_unchanged)
         if out:
-            click.echo(f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan.")
+            click.echo(
+                f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan."
+            )
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 
@@ -193,8 +238,9 @@ def _read_plan(path: str) -> Plan | None:
     return None
 
 
-def _execute(opts: Options, inventory: Inventory, make_plan: Callable[[Deployer], Any],
-             verify_fresh: bool) -> tuple[Plan, RunResult]:
+def _execute(
+    opts: Options, inventory: Inventory, make_plan: Callable[[Deployer], Any], verify_fresh: bool
+) -> tuple[Plan, RunResult]:
     console = make_console()
     holder: dict[str, Any] = {}
 
@@ -222,9 +268,17 @@ def _execute(opts: Options, inventory: Inventory, make_plan: Callable[[Deployer]
 
     the_plan, result = asyncio.run(_run(opts, inventory, on_event, work))
     if opts.as_json:
-        _emit_json({"schema_version": 1, "type": "result", "stack": the_plan.stack, "ok": result.ok,
-                    "failed": [{"id": t.id, "hostId": t.host_id, "error": t.error} for t in result.failed],
-                    "cancelled": len(result.cancelled), "durationSeconds": round(result.duration, 3)})
+        _emit_json(
+            {
+                "schema_version": 1,
+                "type": "result",
+                "stack": the_plan.stack,
+                "ok": result.ok,
+                "failed": [{"id": t.id, "hostId": t.host_id, "error": t.error} for t in result.failed],
+                "cancelled": len(result.cancelled),
+                "durationSeconds": round(result.duration, 3),
+            }
+        )
     elif the_plan.has_changes:
         render_result(result, the_plan, console)
     return the_plan, result
@@ -238,7 +292,11 @@ def apply(target: str, **kwargs: Any) -> None:
     opts = _options(kwargs)
     saved = _read_plan(target)
     if saved is not None:
-        inventory = load_inventory(opts.inventory, []) if opts.inventory else Inventory.model_validate(saved.inventory)
+        inventory = (
+            load_inventory(opts.inventory, [])
+            if opts.inventory
+            else Inventory.model_validate(saved.inventory)
+        )
         _, result = _execute(opts, inventory, lambda d: _const(saved), verify_fresh=True)
     else:
         doc, inventory = _load(target, opts)
@@ -288,8 +346,14 @@ def status(stack: str | None, state: str, as_json: bool) -> None:
         raise GraphiumError(f"no stack named {name} in {state}")
     tasks = store.list_tasks(stack_id=name)
     if as_json:
-        _emit_json({"schema_version": 1, "type": "stack", **_public_stack(record.dump()),
-                    "tasks": store.stats(stack_id=name)})
+        _emit_json(
+            {
+                "schema_version": 1,
+                "type": "stack",
+                **_public_stack(record.dump()),
+                "tasks": store.stats(stack_id=name),
+            }
+        )
     else:
         render_stack(record, tasks, console)
 
@@ -317,10 +381,14 @@ def tasks() -> None:
 @click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
 @click.option("--host", "host_id")
 @click.option("--json", "as_json", is_flag=True)
-def tasks_list(state: str, stack_id: str | None, status: str | None, host_id: str | None, as_json: bool) -> None:
+def tasks_list(
+    state: str, stack_id: str | None, status: str | None, host_id: str | None, as_json: bool
+) -> None:
     """List tasks (payloads, which may hold secrets, are not shown)."""
     store = JsonTaskStore(state)
-    found = store.list_tasks(status=TaskStatus(status) if status else None, stack_id=stack_id, host_id=host_id)
+    found = store.list_tasks(
+        status=TaskStatus(status) if status else None, stack_id=stack_id, host_id=host_id
+    )
     if as_json:
         for t in found:
             data = t.dump()
@@ -348,9 +416,17 @@ def tasks_stats(state: str, stack_id: str | None, as_json: bool) -> None:
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--state", envvar="GRAPHIUM_STATE", default=DEFAULT_STATE, show_default=True)
-@click.option("--tokens", "tokens_file", envvar="GRAPHIUM_TOKENS", default=DEFAULT_TOKENS, show_default=True,
-              help="Token file (hashes only), written by `graphium-run token create`.")
-@click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto.")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    envvar="GRAPHIUM_TOKENS",
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    help="Token file (hashes only), written by `graphium-run token create`.",
+)
+@click.option(
+    "-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto."
+)
 def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
     """Run the control server: task API, stack API, event stream. Refuses to start without tokens."""
     from graphium.server.app import serve as run_server
@@ -361,7 +437,9 @@ def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: st
 @cli.command()
 @click.option("--host-id", required=True, help="The inventory id of the host this agent runs on.")
 @click.option("--server", "server_url", required=True, envvar="GRAPHIUM_SERVER", help="Control server URL.")
-@click.option("--token", envvar="GRAPHIUM_AGENT_TOKEN", required=True, help="Agent token (env GRAPHIUM_AGENT_TOKEN).")
+@click.option(
+    "--token", envvar="GRAPHIUM_AGENT_TOKEN", required=True, help="Agent token (env GRAPHIUM_AGENT_TOKEN)."
+)
 @click.option("--docker-host", envvar="DOCKER_HOST", default=None, help="Engine URL (default: DOCKER_HOST).")
 @click.option("--agent-id", default=None, help="Name of this agent process (default: host id + pid).")
 def agent(host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None) -> None:

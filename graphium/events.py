@@ -40,7 +40,9 @@ def task_event(kind: EventType, task: Task) -> Event:
     if task.error:
         data["error"] = task.error
     if task.result:
-        data["result"] = {k: v for k, v in task.result.items() if k in ("containerId", "dockerName", "health")}
+        data["result"] = {
+            k: v for k, v in task.result.items() if k in ("containerId", "dockerName", "health")
+        }
     return Event(type=kind.value, stack_id=task.stack_id, task_id=task.id, host_id=task.host_id, data=data)
 
 

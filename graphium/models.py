@@ -79,9 +79,7 @@ Cpus = Annotated[float, BeforeValidator(parse_cpus)]
 class Model(BaseModel):
     """Base: camelCase on the wire, snake_case in Python, unknown keys rejected, immutable."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     def dump(self) -> dict[str, Any]:
         """The canonical JSON form (camelCase keys, defaults omitted)."""
@@ -192,7 +190,7 @@ class HealthCheck(Model):
         if len(given) != 1:
             raise ValueError("give exactly one of 'test', 'http' or 'tcp'")
         if self.test is not None and (not self.test or self.test[0] not in ("CMD", "CMD-SHELL", "NONE")):
-            raise ValueError("'test' must start with \"CMD\", \"CMD-SHELL\" or \"NONE\"")
+            raise ValueError('\'test\' must start with "CMD", "CMD-SHELL" or "NONE"')
         return self
 
     def docker_test(self) -> list[str]:
@@ -241,7 +239,9 @@ class ContainerSpec(Model):
     @model_validator(mode="after")
     def _args_need_command(self) -> ContainerSpec:
         if self.args is not None and self.command is None:
-            raise ValueError("'args' extends 'command'; give 'command' too (the image's own CMD is unknown here)")
+            raise ValueError(
+                "'args' extends 'command'; give 'command' too (the image's own CMD is unknown here)"
+            )
         return self
 
     def secret_keys(self) -> set[str]:

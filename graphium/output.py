@@ -41,7 +41,11 @@ _STATUS_STYLE = {
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """A console that wraps tables to the terminal, and never wraps them in pipes and logs."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=240)
+    return console
 
 
 def _env_text(spec: ContainerSpec) -> str:
@@ -96,8 +100,10 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
     verb = "destroy" if plan.destroy else "apply"
     changes = [a for a in plan.actions if a.kind is not ActionKind.keep]
     if not changes:
-        console.print(f"[green]No changes.[/] Stack [bold]{plan.stack}[/] matches its definition "
-                      f"({len(plan.actions)} container(s) up to date).")
+        console.print(
+            f"[green]No changes.[/] Stack [bold]{plan.stack}[/] matches its definition "
+            f"({len(plan.actions)} container(s) up to date)."
+        )
         return
     console.print(f"graphium will perform the following actions to {verb} stack [bold]{plan.stack}[/]:\n")
     for action in sorted(plan.actions, key=lambda a: (a.host, a.name)):
@@ -136,8 +142,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "counts": plan.counts(),
         "actions": [a.dump() for a in plan.actions],
         "tasks": [
-            {"id": t.id, "taskType": t.task_type.value, "hostId": t.host_id, "dependsOn": t.depends_on,
-             "description": t.description}
+            {
+                "id": t.id,
+                "taskType": t.task_type.value,
+                "hostId": t.host_id,
+                "dependsOn": t.depends_on,
+                "description": t.description,
+            }
             for t in plan.tasks
         ],
         "fingerprint": plan.fingerprint,
@@ -175,7 +186,7 @@ class ProgressView:
             self._errors[event.task_id] = str(event.data["error"])
         if self._live:
             self._live.update(self._table())
-        else:
+        elif event.type != "task_created":  # the plan above already listed every task
             task = self._tasks[event.task_id]
             error = f": {event.data['error']}" if event.data.get("error") else ""
             self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{error}", markup=False)
@@ -187,7 +198,9 @@ class ProgressView:
         table.add_column("task")
         for task_id, task in self._tasks.items():
             status = self._status[task_id]
-            style = _STATUS_STYLE.get(TaskStatus(status), "") if status in TaskStatus._value2member_map_ else ""
+            style = (
+                _STATUS_STYLE.get(TaskStatus(status), "") if status in TaskStatus._value2member_map_ else ""
+            )
             detail = task.description + (f": {self._errors[task_id]}" if task_id in self._errors else "")
             table.add_row(Text(status, style=style), task.host_id, detail)
         done = sum(1 for s in self._status.values() if s in ("completed", "failed", "cancelled"))
@@ -199,11 +212,14 @@ def render_result(result: RunResult, plan: Plan, console: Console) -> None:
     if result.ok:
         what = "destroyed" if plan.destroy else "applied"
         console.print(
-            f"[green]Stack {plan.stack} {what}:[/] {len(result.tasks)} task(s) completed in {result.duration:.1f} s."
+            f"[green]Stack {plan.stack} {what}:[/] {len(result.tasks)} task(s) completed "
+            f"in {result.duration:.1f} s."
         )
         return
-    console.print(f"[red]Stack {plan.stack}: {len(result.failed)} task(s) failed, "
-                  f"{len(result.cancelled)} not started.[/]")
+    console.print(
+        f"[red]Stack {plan.stack}: {len(result.failed)} task(s) failed, "
+        f"{len(result.cancelled)} not started.[/]"
+    )
     for host, failed in sorted(result.failures_by_host().items()):
         for task in failed:
             console.print(f"  [bold]{host}[/]: {task.description}: {task.error}", markup=True)
@@ -214,21 +230,32 @@ def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
     for column in ("stack", "status", "phase", "progress", "containers", "hosts", "updated"):
         table.add_column(column)
     for s in stacks:
-        table.add_row(s.name, s.status.value, s.phase, f"{s.progress}%", str(len(s.placements)),
-                      ", ".join(s.hosts), s.updated_at)
+        table.add_row(
+            s.name,
+            s.status.value,
+            s.phase,
+            f"{s.progress}%",
+            str(len(s.placements)),
+            ", ".join(s.hosts),
+            s.updated_at,
+        )
     console.print(table)
 
 
 def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> None:
-    console.print(f"[bold]{stack.name}[/]  status: {stack.status.value}  phase: {stack.phase}  "
-                  f"progress: {stack.progress}%")
+    console.print(
+        f"[bold]{stack.name}[/]  status: {stack.status.value}  phase: {stack.phase}  "
+        f"progress: {stack.progress}%"
+    )
     if stack.error:
         console.print(f"[red]error:[/] {stack.error}", markup=True)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("container", "host", "docker name", "container id"):
         table.add_column(column)
     for name, p in sorted(stack.placements.items()):
-        table.add_row(name, str(p.get("hostId")), str(p.get("dockerName")), str(p.get("containerId") or "")[:12])
+        table.add_row(
+            name, str(p.get("hostId")), str(p.get("dockerName")), str(p.get("containerId") or "")[:12]
+        )
     console.print(table)
     if tasks:
         render_tasks(tasks, console)
@@ -240,6 +267,13 @@ def render_tasks(tasks: Iterable[Task], console: Console) -> None:
     for column in ("id", "type", "status", "host", "stack", "created", "description / error"):
         table.add_column(column)
     for t in tasks:
-        table.add_row(t.id, t.task_type.value, Text(t.status.value, style=_STATUS_STYLE[t.status]), t.host_id,
-                      t.stack_id or "", t.date_created[:19], t.error or t.description)
+        table.add_row(
+            t.id,
+            t.task_type.value,
+            Text(t.status.value, style=_STATUS_STYLE[t.status]),
+            t.host_id,
+            t.stack_id or "",
+            t.date_created[:19],
+            t.error or t.description,
+        )
     console.print(table)

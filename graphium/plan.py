@@ -132,7 +132,9 @@ class Plan(_Data):
     hosts: list[str] = []  # every host the plan observed
     fingerprint: str  # hash of the observed and stored state the plan was computed from
     stack_spec: dict[str, Any] = {}  # the resolved StackSpec dump, kept as the deployment record
-    inventory: dict[str, Any] = {}  # the Inventory dump the plan was made with: a saved plan is self-contained
+    inventory: dict[
+        str, Any
+    ] = {}  # the Inventory dump the plan was made with: a saved plan is self-contained
 
     @property
     def has_changes(self) -> bool:

@@ -129,11 +129,15 @@ class Runner:
             try:
                 result = await asyncio.wait_for(self._executor.run(task, host), task.timeout_seconds)
             except TimeoutError:
-                return self._finish(task, error=f"timed out after {task.timeout_seconds:g} s", store=not reports_itself)
+                return self._finish(
+                    task, error=f"timed out after {task.timeout_seconds:g} s", store=not reports_itself
+                )
             except GraphiumError as exc:
                 return self._finish(task, error=str(exc), store=not reports_itself)
             except Exception as exc:  # an executor bug must not leave the task running forever
-                return self._finish(task, error=f"unexpected {type(exc).__name__}: {exc}", store=not reports_itself)
+                return self._finish(
+                    task, error=f"unexpected {type(exc).__name__}: {exc}", store=not reports_itself
+                )
             if reports_itself:
                 ended = self._store.get_task(task.id)
                 if self._on_task_end is not None:
@@ -142,7 +146,12 @@ class Runner:
             return self._finish(task, result=result)
 
     def _finish(
-        self, task: Task, *, result: dict[str, Any] | None = None, error: str | None = None, store: bool = True
+        self,
+        task: Task,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        store: bool = True,
     ) -> Task:
         if not store:  # an agent reported it; re-read what the store holds
             current = self._store.get_task(task.id)

@@ -7,7 +7,7 @@ place that knows the lifecycle.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -63,7 +63,7 @@ def check_transition(task_id: str, current: TaskStatus, new: TaskStatus) -> None
 
 def utcnow() -> str:
     """Timestamps are ISO 8601 UTC strings: sortable, and JSON as they are."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Task(BaseModel):
@@ -110,7 +110,9 @@ class StackStatus(str, Enum):
 
 _STACK_ALLOWED: dict[StackStatus | None, frozenset[StackStatus]] = {
     None: frozenset({StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.deploying: frozenset({StackStatus.running, StackStatus.error, StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.deploying: frozenset(
+        {StackStatus.running, StackStatus.error, StackStatus.deploying, StackStatus.deleting}
+    ),
     StackStatus.running: frozenset({StackStatus.deploying, StackStatus.deleting}),
     StackStatus.error: frozenset({StackStatus.deploying, StackStatus.deleting}),
     StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting}),

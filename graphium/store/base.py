@@ -128,7 +128,9 @@ class TaskStore(Protocol):
         """Store events, assigning ``seq`` and ``time``; returns them as stored."""
         ...
 
-    def list_events(self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000) -> list[Event]: ...
+    def list_events(
+        self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000
+    ) -> list[Event]: ...
 
     # agents' observations -----------------------------------------------------------------
     def save_observation(self, observed: ObservedHost) -> None:
