@@ -111,13 +111,13 @@ def terminate(pids: Sequence[int], timeout: float = 10.0) -> None:
 
 
 def unmount_under(prefix: Path) -> None:
-    """Lazily unmount every mount below prefix (stale overlay/nsfs mounts of a dead engine)."""
+    """Lazily unmount prefix and every mount below it (a dead engine's data-root bind, overlays, nsfs)."""
     root = str(prefix).rstrip("/") + "/"
     points = []
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             point = line.split()[4].encode().decode("unicode_escape")
-            if point.startswith(root):
+            if point == root[:-1] or point.startswith(root):
                 points.append(point)
     for point in sorted(points, key=len, reverse=True):
         run(["umount", "-l", point], check=False)

@@ -48,6 +48,11 @@ _FORWARD_RULES = (
 )
 
 
+def _mac(octet: int) -> str:
+    """Fixed MACs, so neighbour caches stay valid when a host or the bridge is recreated."""
+    return f"02:67:70:68:00:{octet:02x}"
+
+
 def host_id(index: int) -> str:
     return "localhost-docker" if index == 0 else f"vm{index}"
 
@@ -62,6 +67,10 @@ class LabHost:
     @property
     def address(self) -> str:
         return f"{PREFIX}.{FIRST_OCTET + self.index}"
+
+    @property
+    def mac(self) -> str:
+        return _mac(FIRST_OCTET + self.index)
 
     @property
     def netns(self) -> str:
@@ -173,7 +182,7 @@ def _link_exists(name: str) -> bool:
 
 def _ensure_bridge() -> None:
     if not _link_exists(BRIDGE):
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "link", "add", BRIDGE, "address", _mac(1), "type", "bridge"])
     if f"{BRIDGE_ADDRESS}/24" not in run(["ip", "-o", "addr", "show", "dev", BRIDGE]).stdout:
         run(["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
@@ -206,7 +215,8 @@ def _remove_netns(host: LabHost) -> None:
 def _create_netns(host: LabHost) -> None:
     ns = host.netns
     run(["ip", "netns", "add", ns])
-    run(["ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "link", "add", host.veth, "type", "veth",
+         "peer", "name", "eth0", "address", host.mac, "netns", ns])
     run(["ip", "link", "set", host.veth, "master", BRIDGE, "up"])
     run(["ip", "-n", ns, "addr", "add", f"{host.address}/24", "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
@@ -480,9 +490,9 @@ def down(purge: bool = False) -> None:
         for tree in (STATE_DIR / "hosts", STATE_DIR / "registry"):
             remove_tree(tree)
         engines = STATE_DIR / "engines"
-        for h in (*existing, *(LabHost(host_id(i), i) for i in range(3))):
-            remove_tree(engines / h.id)
-            Path(f"{engines / h.id}.key.json").unlink(missing_ok=True)
+        for path in engines.glob("*") if engines.is_dir() else ():
+            if path.name.split(".")[0] != eng.LOCAL.name:
+                remove_tree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def status() -> dict[str, Any]:
