@@ -42,7 +42,7 @@ def string_map(norm: Normaliser, raw: Any, loc: Loc, path: str, what: str) -> di
     """A map of strings as written (labels, environment); numbers become strings, Docker-style."""
     norm.mark(loc, path)
     if not isinstance(raw, dict):
-        norm.problem(path, f"{what} must be an object of names to strings, got {type(raw).__name__}")
+        norm.problem(path, f"{what} must be an object of names to strings, got {json_type(raw)}")
         return {}
     out: dict[str, Any] = {}
     for key, value in raw.items():

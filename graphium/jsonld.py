@@ -386,9 +386,10 @@ class _Walker:
                 continue
             name = local_name(iri)
             if name is None:
+                meaning = "" if iri == key else f" ({iri})"
                 self.problem(
                     key_path,
-                    f"unknown property {key!r} ({iri}); graphium reads schema.org and graphium terms only",
+                    f"unknown property {key!r}{meaning}; graphium reads schema.org and graphium terms only",
                 )
                 continue
             if name in node.fields:
@@ -666,6 +667,7 @@ class Normaliser:
 
     def pydantic_problems(self, error: Any, base: Loc = ()) -> None:
         """Translate a pydantic ValidationError into Problems at the original paths."""
+        reported = {p.path for p in self.problems}
         for item in error.errors(include_url=False):
             loc: Loc = (*base, *item["loc"])
             message = str(item["msg"]).removeprefix("Value error, ")
@@ -674,6 +676,13 @@ class Normaliser:
                 loc = loc[:-1]
             elif item["type"] == "extra_forbidden":
                 message = f"unknown property {loc[-1]!r}"
-            elif "input" in item and not isinstance(item["input"], (dict, list)):
+            elif (
+                "input" in item
+                and not isinstance(item["input"], (dict, list))
+                and repr(item["input"]) not in message
+            ):
                 message = f"{message} (got {item['input']!r})"
-            self.problem(self.path_of(loc), message)
+            path = self.path_of(loc)
+            if path in reported:
+                continue  # the loader already said what is wrong there, in its own words
+            self.problem(path, message)

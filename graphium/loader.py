@@ -295,6 +295,7 @@ class _StackLoader(Normaliser):
                 data[key] = self._host_ref(field_, loc)
             else:
                 data[key] = self.plain_field(field_, loc)
+        data = {k: v for k, v in data.items() if v is not None}  # None: a problem is already reported
         if "name" not in data:
             self.problem(node.path, "the stack needs 'name'")
         if self.check_schema:
@@ -355,6 +356,7 @@ class _StackLoader(Normaliser):
                 self.mark(floc, field_.path)
             else:
                 data[key] = self.plain_field(field_, floc)
+        data = {k: v for k, v in data.items() if v is not None}  # None: a problem is already reported
         if sensitive:
             existing = data.get("sensitive")
             data["sensitive"] = [*(existing if isinstance(existing, list) else []), *sensitive]
