@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from lab import LabInfo
-from tests.integration.test_agent import ServerProcess
+from tests.integration.server_fixture import RUNNER, ServerProcess
 
 pytestmark = pytest.mark.lab
 
@@ -32,7 +31,6 @@ STACK_FILE = REPO / "examples" / "nginx-multihost-stack.json"
 if not STACK_FILE.exists():
     STACK_FILE = Path("/work/shared/reference/upstream-stacks/nginx-multihost-stack.json")
 PORTS = {"localhost-docker": 8081, "vm1": 8082, "vm2": 8083}
-RUNNER = [sys.executable, "-c", "from graphium.cli import main; main()"]
 
 
 class EventWatcher:
