@@ -47,16 +47,25 @@ class _Session:
     listener: asyncssh.SSHListener
     engine: DockerEngine
     local_socket: str | None  # None when the remote engine is a TCP address
+    remote: str  # the engine as the user named it, for messages
 
     @property
     def alive(self) -> bool:
         return not self.conn.is_closed()
+
+    def explain(self, exc: GraphiumError) -> GraphiumError:
+        """Name the host's own engine URL in ``exc``, not the private local end of the tunnel."""
+        text = str(exc)
+        if self.engine.base_url in text:
+            exc.args = (text.replace(self.engine.base_url, self.remote),)
+        return exc
 
 
 @dataclass
 class _Target:
     """Where a host's engine listens, on the host's side of the connection."""
 
+    url: str
     unix_path: str | None = None
     tcp: tuple[str, int] | None = None
 
@@ -66,9 +75,9 @@ def _remote_engine(host: Host) -> _Target:
     url = host.docker_host or DEFAULT_DOCKER_HOST
     parts = urlsplit(url)
     if parts.scheme == "unix" and parts.path:
-        return _Target(unix_path=parts.path)
+        return _Target(url, unix_path=parts.path)
     if parts.scheme == "tcp" and parts.hostname and parts.port:
-        return _Target(tcp=(parts.hostname, parts.port))
+        return _Target(url, tcp=(parts.hostname, parts.port))
     raise ExecutionError(
         f"dockerHost {url!r} cannot be reached over ssh: give unix:///path/to/docker.sock "
         "or tcp://ADDR:PORT as seen from the host",
@@ -106,6 +115,16 @@ def _host_key_advice(host: Host, known_hosts: str, *, mismatch: bool) -> str:
     return "; ".join(steps)
 
 
+def _for_task(exc: ExecutionError, task_id: str) -> ExecutionError:
+    """A copy of a host-level error that also names the task (one connect error serves many)."""
+    if exc.task is not None:
+        return exc
+    text = str(exc)
+    prefix = f"host {exc.host}: "
+    message = text[len(prefix) :] if exc.host and text.startswith(prefix) else text
+    return type(exc)(message, host=exc.host, task=task_id)
+
+
 class SshExecutor:
     """Executor for hosts with ``connection: ssh``.
 
@@ -122,7 +141,8 @@ class SshExecutor:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         engine_timeout: float = 60.0,
         engine_pool_size: int = 16,
-        keepalive_interval: float = 15.0,
+        observe_timeout: float = 20.0,
+        keepalive_interval: float = 5.0,
         keepalive_count_max: int = 3,
     ) -> None:
         if max_concurrent_connects < 1:
@@ -131,6 +151,7 @@ class SshExecutor:
         self.connect_timeout = connect_timeout
         self.engine_timeout = engine_timeout
         self.engine_pool_size = engine_pool_size
+        self.observe_timeout = observe_timeout
         self.keepalive_interval = keepalive_interval
         self.keepalive_count_max = keepalive_count_max
         self.connections_opened = 0
@@ -159,9 +180,13 @@ class SshExecutor:
         A failure that coincides with the connection going away is reported as
         :class:`HostUnreachableError` naming the host, not as whatever the engine call saw.
         """
-        session = await self._session(host)
         try:
-            return await execute(session.engine, task)
+            session = await self._session(host)
+        except ExecutionError as exc:
+            raise _for_task(exc, task.id) from exc
+        try:
+            result: dict[str, Any] = await execute(session.engine, task)
+            return result
         except Exception as exc:
             if not session.alive:
                 await self._drop(host.id, session)
@@ -169,8 +194,16 @@ class SshExecutor:
                     f"connection to {self._where(host)} was lost: {exc}", host=host.id, task=task.id
                 ) from exc
             if isinstance(exc, GraphiumError):
-                raise
+                raise session.explain(exc) from exc.__cause__
             raise ExecutionError(f"{type(exc).__name__}: {exc}", host=host.id, task=task.id) from exc
+
+    async def engine(self, host: Host) -> DockerEngine:
+        """The host's engine over its shared connection (connecting if needed).
+
+        ``engine(host).base_url`` is the local end of the tunnel: the benchmark's floor and
+        debugging sessions drive the very same forward the tasks use.
+        """
+        return (await self._session(host)).engine
 
     async def close(self) -> None:
         """Close engines, forwards and connections, and remove the private socket directory."""
@@ -191,11 +224,23 @@ class SshExecutor:
     async def _observe_one(self, host: Host, stack: str | None) -> ObservedHost:
         try:
             session = await self._session(host)
-            return await session.engine.observe(stack)
         except GraphiumError as exc:
             return ObservedHost(host=host.id, error=str(exc))
+        try:
+            observed: ObservedHost = await asyncio.wait_for(
+                session.engine.observe(stack), self.observe_timeout
+            )
+            return observed
+        except TimeoutError:
+            error = f"host {host.id}: {session.remote} did not answer within {self.observe_timeout:g}s"
+        except GraphiumError as exc:
+            error = str(session.explain(exc))
         except Exception as exc:
-            return ObservedHost(host=host.id, error=f"host {host.id}: {type(exc).__name__}: {exc}")
+            error = f"host {host.id}: {type(exc).__name__}: {exc}"
+        if not session.alive:
+            await self._drop(host.id, session)
+            error = f"host {host.id}: connection to {self._where(host)} was lost ({error})"
+        return ObservedHost(host=host.id, error=error)
 
     async def _session(self, host: Host) -> _Session:
         """The host's live session, connecting at most once however many tasks ask at the same time."""
@@ -327,7 +372,8 @@ class SshExecutor:
         except BaseException:
             listener.close()
             raise
-        return _Session(host.id, conn, listener, engine, local_socket)
+        remote = f"{target.url} on {self._where(host)} (over SSH)"
+        return _Session(host.id, conn, listener, engine, local_socket, remote)
 
     def _new_socket_path(self) -> str:
         """A short path (unix socket paths are limited to ~108 bytes) in a private directory."""
