@@ -54,7 +54,8 @@ class Deployer:
     async def plan(self, doc: StackDocument, environ: Mapping[str, str] | None = None) -> Plan:
         """Desired state (``${VAR}`` filled from ``environ``) against what the hosts run now."""
         check_hosts(doc, self.inventory)
-        spec = resolve_variables(doc.stack, os.environ if environ is None else environ, str(doc.path))
+        environ = os.environ if environ is None else environ
+        spec = resolve_variables(doc.stack, environ, str(doc.path), path_of=doc.path_of)
         observed = await self.executor.observe(self.inventory.hosts, spec.name)
         result = planner.plan_apply(spec, self.inventory, observed, self.store.get_stack(spec.name))
         result.inventory = self.inventory.dump()

@@ -21,7 +21,7 @@ from graphium.api import DEFAULT_STATE, Deployer, default_executor
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 from graphium.events import EventBus, event_json
 from graphium.inventory import load_inventory
-from graphium.loader import check_hosts, load_stack
+from graphium.loader import StackDocument, check_hosts, load_stack
 from graphium.models import Inventory
 from graphium.output import (
     ProgressView,
@@ -134,9 +134,13 @@ async def _run(
         await executor.close()
 
 
-def _load(stack: str, opts: Options) -> tuple[Any, Inventory]:
+def _load(stack: str, opts: Options, *, resolve: bool = True) -> tuple[StackDocument, Inventory]:
+    """Load and check everything the user gave before any store or host is touched."""
     doc = load_stack(stack)
-    inventory = load_inventory(opts.inventory, doc.hosts)
+    inventory = load_inventory(opts.inventory, doc.hosts, stack_file=str(doc.path))
+    check_hosts(doc, inventory)
+    if resolve:
+        resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
     return doc, inventory
 
 
@@ -157,12 +161,11 @@ def cli() -> None:
 def validate(stack: str, **kwargs: Any) -> None:
     """Check a stack file (and its host references) without touching any host."""
     opts = _options(kwargs)
-    doc, inventory = _load(stack, opts)
-    check_hosts(doc, inventory)
+    doc, inventory = _load(stack, opts, resolve=False)
     _print_warnings(doc)
     missing: list[str] = []
     try:
-        resolve_variables(doc.stack, os.environ, stack)
+        resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
     except ValidationError as exc:
         missing = [str(p) for p in exc.problems]
     if opts.as_json:
@@ -316,7 +319,7 @@ async def _const(value: Plan) -> Plan:
 def destroy(stack: str, **kwargs: Any) -> None:
     """Remove every container of the stack from every host, then its records."""
     opts = _options(kwargs)
-    doc, inventory = _load(stack, opts)
+    doc, inventory = _load(stack, opts, resolve=False)
     _, result = _execute(opts, inventory, lambda d: d.plan_destroy(doc.stack.name), verify_fresh=False)
     if not result.ok:
         sys.exit(EXIT_ERROR)

@@ -368,15 +368,16 @@ class _StackLoader(Normaliser):
 
     def _validate_container(self, data: dict[str, Any], index: int) -> ContainerSpec | None:
         loc: Loc = ("containers", index)
-        if "name" not in data or "image" not in data:
-            return None
-        if self.check_schema and not self._schema_check("Container", data, loc):
+        # a missing name or image is reported already; stand-ins let every other field be checked too
+        missing = {key: "missing" for key in ("name", "image") if key not in data}
+        if self.check_schema and not missing and not self._schema_check("Container", data, loc):
             return None
         try:
-            return ContainerSpec.model_validate(data)
+            spec = ContainerSpec.model_validate({**missing, **data})
         except pydantic.ValidationError as error:
             self.pydantic_problems(error, loc)
             return None
+        return None if missing else spec
 
     def _schema_check(self, definition: str, data: dict[str, Any], loc: Loc) -> bool:
         """jsonschema on the normalised form: proves the editors' schema accepts what we accept."""

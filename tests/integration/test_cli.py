@@ -1,0 +1,163 @@
+"""graphium-run as users and CI pipelines run it: real processes, exit codes, stderr, NDJSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+RUN = str(Path(sys.executable).with_name("graphium-run"))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUN, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def write(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def test_invalid_stack_lists_every_problem_with_file_and_path(tmp_path: Path) -> None:
+    bad = write(
+        tmp_path / "bad.json",
+        {
+            "@context": "https://schema.org",
+            "@graph": [
+                {
+                    "@type": "datacenter:Stack",
+                    "name": "s",
+                    "hasPart": [
+                        {
+                            "name": "a",
+                            "ports": [{"containerPort": 80, "hostPort": 70000}],
+                            "dependsOn": ["ghost"],
+                        },
+                        {"name": "a", "image": "x", "restartPolicy": "sometimes"},
+                    ],
+                }
+            ],
+        },
+    )
+    proc = run("validate", str(bad))
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "Traceback" not in err
+    assert f"{bad}" in err
+    for fragment in ("hasPart[0]", "image", "hostPort", "ghost", "duplicate", "restartPolicy"):
+        assert fragment in err, (fragment, err)
+
+
+def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.json"
+    bad.write_text('{\n  "@graph": [\n    {"name": "x",,}\n  ]\n}\n')
+    proc = run("plan", str(bad))
+    assert proc.returncode == 1 and "broken.json:3:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_host_is_refused_before_touching_anything(tmp_path: Path) -> None:
+    stack = ROOT / "examples" / "nginx-multihost.jsonld"
+    proc = run("plan", str(stack), "--state", str(tmp_path / "s.json"))
+    assert proc.returncode == 1
+    assert "vm1" in proc.stderr and "locatedInHost" in proc.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_missing_variable_is_an_error_at_plan_time(tmp_path: Path) -> None:
+    stack = write(
+        tmp_path / "s.json",
+        {
+            "@context": "https://schema.org",
+            "@graph": [
+                {
+                    "@type": "datacenter:Stack",
+                    "name": "v",
+                    "hasPart": [
+                        {
+                            "name": "a",
+                            "image": "x",
+                            "environment": {"JWT_SECRET": "${GRAPHIUM_TEST_UNSET_VAR}"},
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    assert run("validate", str(stack)).returncode == 0
+    proc = run("plan", str(stack), "--state", str(tmp_path / "state.json"))
+    assert proc.returncode == 1 and "GRAPHIUM_TEST_UNSET_VAR" in proc.stderr
+
+
+@pytest.mark.docker
+def test_plan_apply_status_destroy_with_exit_codes_and_json(docker_url: str, tmp_path: Path) -> None:
+    name = f"c{uuid.uuid4().hex[:8]}"
+    stack = write(
+        tmp_path / "stack.json",
+        {
+            "@context": "https://schema.org",
+            "@graph": [
+                {
+                    "@type": "datacenter:Stack",
+                    "name": name,
+                    "hasPart": [
+                        {
+                            "name": "web",
+                            "image": "graphium-test/web:1",
+                            "environment": {"DB_PASSWORD": "${PW}"},
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    env = {"DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(tmp_path / "state.json"), "PW": "pa55-word"}
+
+    proc = run("plan", str(stack), "--detailed-exitcode", "-o", str(tmp_path / "plan.json"), env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "+" in proc.stdout and "DB_PASSWORD=(sensitive)" in proc.stdout and "pa55-word" not in proc.stdout
+    assert oct((tmp_path / "plan.json").stat().st_mode & 0o777) == "0o600"
+
+    proc = run("apply", str(tmp_path / "plan.json"), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert all(obj["schema_version"] == 1 for obj in lines)
+    types = [obj["type"] for obj in lines]
+    assert types[0] == "plan" and types[-1] == "result" and "stack_running" in types
+    assert "pa55-word" not in proc.stdout
+
+    proc = run("plan", str(stack), "--detailed-exitcode", env=env)
+    assert proc.returncode == 0 and "No changes" in proc.stdout
+
+    proc = run("status", name, "--json", env=env)
+    status = json.loads(proc.stdout)
+    assert status["status"] == "running" and status["placements"]["web"]["hostId"] == "local"
+    tasks = run("tasks", "list", "--json", env=env).stdout
+    assert "pa55-word" not in tasks and '"payload"' not in tasks
+    assert json.loads(run("tasks", "stats", "--json", env=env).stdout)["completed"] == 2
+
+    proc = run("destroy", str(stack), env=env)
+    assert proc.returncode == 0, proc.stderr
+    client = docker.DockerClient(base_url=docker_url)
+    try:
+        assert client.containers.list(all=True, filters={"label": f"graphium.stack={name}"}) == []
+    finally:
+        client.close()
+    assert "No stacks" in run("status", env=env).stdout
