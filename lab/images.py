@@ -9,6 +9,7 @@ SIGKILL (busybox httpd as pid 1 ignores SIGTERM, which would make every stop wai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -93,6 +94,7 @@ def expected_ids() -> dict[str, str]:
     return dict(json.loads(_meta_path(tarball()).read_text()))
 
 
+@functools.cache
 def _cache_key(busybox: Path) -> str:
     h = hashlib.sha256(_FORMAT.encode())
     h.update(hashlib.sha256(busybox.read_bytes()).digest())

@@ -18,6 +18,16 @@ if str(ROOT) not in sys.path:
 
 import lab as lab_pkg  # noqa: E402  (needs the repository root on sys.path)
 
+_MARK_FOR_FIXTURE = {"docker_url": "docker", "lab": "lab", "lab_registry": "lab"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests using an engine or the lab carry its marker even if unmarked, so `-m` selects them."""
+    for item in items:
+        for fixture, mark in _MARK_FOR_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, mark))
+
 
 @pytest.fixture(scope="session")
 def docker_url() -> Iterator[str]:
