@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import filelock
 from pydantic import ValidationError as PydanticValidationError
@@ -196,11 +196,11 @@ class JsonTaskStore:
     def get_stack(self, stack_id: str) -> StackRecord | None:
         with self._txn():
             record = self._stacks.get(stack_id)
-            return record.model_copy(deep=True) if record else None
+            return _clone(record) if record else None
 
     def list_stacks(self) -> list[StackRecord]:
         with self._txn():
-            return [self._stacks[k].model_copy(deep=True) for k in sorted(self._stacks)]
+            return [_clone(self._stacks[k]) for k in sorted(self._stacks)]
 
     def save_stack(self, record: StackRecord, *, expected_revision: int | None = None) -> StackRecord:
         with self._txn():
@@ -214,11 +214,9 @@ class JsonTaskStore:
             check_stack_transition(record.id, current.status if current else None, record.status)
             now = _iso(_now())
             created = current.created_at if current else (record.created_at or now)
-            stored = record.model_copy(
-                update={"revision": revision + 1, "created_at": created, "updated_at": now}, deep=True
-            )
+            stored = _clone(record, revision=revision + 1, created_at=created, updated_at=now)
             self._stage_stack(stored)
-            return stored.model_copy(deep=True)
+            return _clone(stored)
 
     def delete_stack(self, stack_id: str) -> None:
         with self._txn():
@@ -244,11 +242,11 @@ class JsonTaskStore:
                     raise StoreError(f"task {task.id}: dependsOn names unknown task(s) {', '.join(unknown)}")
             _check_acyclic(tasks)
             for task in tasks:
-                self._stage_task(task.model_copy(deep=True))
+                self._stage_task(_clone(task))
 
     def get_task(self, task_id: str) -> Task:
         with self._txn():
-            return self._task(task_id).model_copy(deep=True)
+            return _clone(self._task(task_id))
 
     def list_tasks(
         self,
@@ -260,7 +258,7 @@ class JsonTaskStore:
         """Matching tasks in creation order."""
         with self._txn():
             return [
-                t.model_copy(deep=True)
+                _clone(t)
                 for t in self._tasks.values()
                 if (status is None or t.status == status)
                 and (stack_id is None or t.stack_id == stack_id)
@@ -320,9 +318,9 @@ class JsonTaskStore:
                 update["error"] = None
             if result is not None:
                 update["result"] = result
-            stored = current.model_copy(update=update, deep=True)
+            stored = _clone(current, **update)
             self._stage_task(stored)
-            return stored.model_copy(deep=True)
+            return _clone(stored)
 
     def claim(self, host_id: str, agent_id: str, lease_seconds: float) -> Task | None:
         """Take the best runnable task of ``host_id`` (see the protocol), after first returning
@@ -340,19 +338,17 @@ class JsonTaskStore:
                     break
             if chosen is None:
                 return None
-            stored = chosen.model_copy(
-                update={
-                    "status": TaskStatus.assigned,
-                    "agent_id": agent_id,
-                    "assigned_at": _iso(now),
-                    "started_at": None,
-                    "completed_at": None,
-                    "lease_expires_at": _iso(now + timedelta(seconds=lease_seconds)),
-                },
-                deep=True,
+            stored = _clone(
+                chosen,
+                status=TaskStatus.assigned,
+                agent_id=agent_id,
+                assigned_at=_iso(now),
+                started_at=None,
+                completed_at=None,
+                lease_expires_at=_iso(now + timedelta(seconds=lease_seconds)),
             )
             self._stage_task(stored)
-            return stored.model_copy(deep=True)
+            return _clone(stored)
 
     def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
         """Extend a lease; refused once it expired, even if nobody has requeued the task yet."""
@@ -366,11 +362,9 @@ class JsonTaskStore:
                 )
             if current.lease_expires_at is not None and _parse_time(current.lease_expires_at) <= now:
                 raise StoreError(f"task {task_id}: the lease of agent {agent_id} expired")
-            stored = current.model_copy(
-                update={"lease_expires_at": _iso(now + timedelta(seconds=lease_seconds))}, deep=True
-            )
+            stored = _clone(current, lease_expires_at=_iso(now + timedelta(seconds=lease_seconds)))
             self._stage_task(stored)
-            return stored.model_copy(deep=True)
+            return _clone(stored)
 
     def requeue_expired(self, now: str | None = None) -> list[Task]:
         with self._txn():
@@ -378,7 +372,7 @@ class JsonTaskStore:
             changed: list[Task] = []
             for host_id in list(self._leased):
                 changed += self._requeue_host(host_id, moment)
-            return [t.model_copy(deep=True) for t in changed]
+            return [_clone(t) for t in changed]
 
     def stats(self, *, stack_id: str | None = None) -> dict[str, int]:
         with self._txn():
@@ -394,14 +388,11 @@ class JsonTaskStore:
         """Assign each event the next ``seq``, and the current time unless it carries one."""
         with self._txn():
             now = _iso(_now())
-            stored = [
-                e.model_copy(update={"seq": self._seq + i, "time": e.time or now}, deep=True)
-                for i, e in enumerate(events, start=1)
-            ]
+            stored = [_clone(e, seq=self._seq + i, time=e.time or now) for i, e in enumerate(events, start=1)]
             if stored:
                 self._add_events(stored)
                 self._staged.append(["events", [e.dump() for e in stored]])
-            return [e.model_copy(deep=True) for e in stored]
+            return [_clone(e) for e in stored]
 
     def list_events(self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000) -> list[Event]:
         with self._txn():
@@ -411,7 +402,7 @@ class JsonTaskStore:
                 if len(found) >= limit:
                     break
                 if stack_id is None or event.stack_id == stack_id:
-                    found.append(event.model_copy(deep=True))
+                    found.append(_clone(event))
             return found
 
     # agents' observations -----------------------------------------------------------------
@@ -444,6 +435,16 @@ class JsonTaskStore:
     # transactions -------------------------------------------------------------------------
     @contextmanager
     def _txn(self) -> Iterator[None]:
+        """Hold the lock, catch up with other writers, and append what the body staged.
+
+        The fsync that makes the append durable runs after the lock is released, so that
+        concurrent writers (threads or processes) overlap their fsyncs instead of queueing
+        behind each other's. That is safe because all appends go to one file: whoever reads the
+        line early and writes something that depends on it fsyncs the same file before
+        acknowledging, which flushes this line too. The operation itself returns only after
+        its own fsync.
+        """
+        written = False
         with self._mutex:
             outer = self._depth == 0
             if outer:
@@ -459,7 +460,8 @@ class JsonTaskStore:
                     self._sync()
                 yield
                 if outer and self._staged:
-                    self._commit()
+                    self._write_staged()
+                    written = True
             except BaseException:
                 if outer and self._staged:
                     self._staged.clear()
@@ -469,8 +471,13 @@ class JsonTaskStore:
                 self._depth -= 1
                 if outer:
                     self._lock.release()
+        if written:
+            try:
+                os.fdatasync(self._journal_fd)
+            except OSError as exc:
+                raise StoreError(f"{self.journal_path}: fsync failed: {exc.strerror}") from exc
 
-    def _commit(self) -> None:
+    def _write_staged(self) -> None:
         line = json.dumps({"g": self._generation, "ops": self._staged}, separators=(",", ":")) + "\n"
         data = line.encode()
         try:
@@ -478,7 +485,6 @@ class JsonTaskStore:
             if size != self._journal_offset:  # a torn tail left by a writer that died mid-line
                 os.ftruncate(self._journal_fd, self._journal_offset)
             _write_all(self._journal_fd, data)
-            os.fdatasync(self._journal_fd)
         except OSError as exc:
             raise StoreError(f"{self.journal_path}: write failed: {exc.strerror}") from exc
         self._journal_offset += len(data)
@@ -720,35 +726,41 @@ class JsonTaskStore:
             retries = task.retry_count + 1
             if retries > task.max_retries:
                 check_transition(task.id, task.status, TaskStatus.failed)
-                stored = task.model_copy(
-                    update={
-                        "status": TaskStatus.failed,
-                        "completed_at": _iso(now),
-                        "lease_expires_at": None,
-                        "error": f"lease of {holder} expired; no retries left"
-                        f" ({task.retry_count} of {task.max_retries} used)",
-                    },
-                    deep=True,
+                stored = _clone(
+                    task,
+                    status=TaskStatus.failed,
+                    completed_at=_iso(now),
+                    lease_expires_at=None,
+                    error=f"lease of {holder} expired; no retries left"
+                    f" ({task.retry_count} of {task.max_retries} used)",
                 )
             else:
                 check_transition(task.id, task.status, TaskStatus.pending)
                 delay = min(self.retry_backoff_seconds * 2 ** (retries - 1), self.max_backoff_seconds)
-                stored = task.model_copy(
-                    update={
-                        "status": TaskStatus.pending,
-                        "retry_count": retries,
-                        "not_before": _iso(now + timedelta(seconds=delay)),
-                        "agent_id": None,
-                        "assigned_at": None,
-                        "started_at": None,
-                        "lease_expires_at": None,
-                        "error": f"lease of {holder} expired (retry {retries} of {task.max_retries})",
-                    },
-                    deep=True,
+                stored = _clone(
+                    task,
+                    status=TaskStatus.pending,
+                    retry_count=retries,
+                    not_before=_iso(now + timedelta(seconds=delay)),
+                    agent_id=None,
+                    assigned_at=None,
+                    started_at=None,
+                    lease_expires_at=None,
+                    error=f"lease of {holder} expired (retry {retries} of {task.max_retries})",
                 )
             self._stage_task(stored)
             changed.append(stored)
         return changed
+
+
+_Model = TypeVar("_Model", Task, StackRecord, Event)
+
+
+def _clone(model: _Model, **update: Any) -> _Model:
+    """An independent, validated copy. A JSON round trip is several times cheaper than
+    ``deepcopy``, and it checks that ``update`` holds valid, JSON-able values."""
+    source = model.model_copy(update=update) if update else model
+    return type(model).model_validate(source.dump())
 
 
 def _queue_key(task: Task) -> _QueueKey:

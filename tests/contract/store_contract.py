@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.plan import ObservedHost
 from graphium.store.base import Event, StackRecord, TaskStore
 from graphium.tasks import StackStatus, Task, TaskStatus, TaskType
 
@@ -378,6 +379,19 @@ class TaskStoreContract:
         assert len(store.list_events(limit=2)) == 2
         assert store.list_events(after=seqs[-1]) == []
         assert store.append_events([]) == []
+
+    # observations ------------------------------------------------------------------------------
+    def test_latest_observation_per_host(self, store: TaskStore) -> None:
+        assert store.get_observation("h1") is None
+        store.save_observation(ObservedHost(host="h1", networks=["web-net"]))
+        store.save_observation(ObservedHost(host="h2", error="unreachable"))
+        store.save_observation(ObservedHost(host="h1", networks=["web-net", "db-net"]))
+        found = store.get_observation("h1")
+        assert found is not None
+        observed, reported_at = found
+        assert observed.networks == ["web-net", "db-net"] and parse(reported_at) <= datetime.now(UTC)
+        other = store.get_observation("h2")
+        assert other is not None and other[0].error == "unreachable"
 
     # batches -----------------------------------------------------------------------------------
     def test_batch_applies_everything_together(self, store: TaskStore) -> None:
