@@ -21,6 +21,7 @@ import docker
 import httpx
 import pytest
 
+from graphium.store.json_store import JsonTaskStore
 from lab import LabInfo
 from tests.integration.server_fixture import RUNNER, ServerProcess
 
@@ -84,8 +85,16 @@ class EventWatcher:
     def wait_for(self, kind: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while kind not in self.types():
+            if "stack_failed" in self.types():
+                raise AssertionError(f"stack failed while waiting for {kind}: {self.failures()}")
             assert time.monotonic() < deadline, f"no {kind} event after {timeout}s; saw {self.types()}"
             time.sleep(0.05)
+
+    def failures(self) -> list[str]:
+        """Why tasks failed, as the server tells it."""
+        with self.server.admin() as admin:
+            tasks = admin.get("/tasks", params={"status": "failed"}).json()
+        return [f"{t['id']} ({t['taskType']} on {t['hostId']}): {t.get('error')}" for t in tasks]
 
     def close(self) -> None:
         self._stop.set()
@@ -153,6 +162,13 @@ def test_nginx_multihost_through_server_and_agents(
     agents = {h.id: start_agent(lab_server, lab, h.id, tmp_path) for h in lab.hosts}
     watcher = EventWatcher(lab_server)
     try:
+        # planning needs every host's observation, which each agent reports when it starts
+        store = JsonTaskStore(lab_server.state)
+        deadline = time.monotonic() + 30
+        while not all(store.get_observation(h.id) for h in lab.hosts):
+            assert time.monotonic() < deadline, "not every agent reported its host's state"
+            assert all(p.poll() is None for p in agents.values()), "an agent exited"
+            time.sleep(0.1)
         with lab_server.admin() as admin:
             started = time.monotonic()
             response = admin.post("/stacks", json=stack_doc)
@@ -198,8 +214,9 @@ def test_nginx_multihost_through_server_and_agents(
         assert positions == sorted(positions), lifecycle
         assert "stack_failed" not in lifecycle
         kinds = watcher.types(stack_id)
-        first_task_event = min(kinds.index("task_created"), kinds.index("task_updated"))
-        assert kinds.index("stack_deploying") <= first_task_event < kinds.index("stack_running")
+        # the plan's tasks are recorded, the stack turns deploying, then the agents report
+        assert kinds.index("task_created") < kinds.index("stack_running")
+        assert kinds.index("stack_deploying") < kinds.index("task_updated") < kinds.index("stack_running")
         completed = [
             e for e in watcher.events if e.get("type") == "task_updated" and "completed" in json.dumps(e)
         ]
