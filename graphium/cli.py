@@ -161,7 +161,7 @@ def cli() -> None:
 def validate(stack: str, **kwargs: Any) -> None:
     """Check a stack file (and its host references) without touching any host."""
     opts = _options(kwargs)
-    doc, inventory = _load(stack, opts, resolve=False)
+    doc, _ = _load(stack, opts, resolve=False)
     _print_warnings(doc)
     missing: list[str] = []
     try:
