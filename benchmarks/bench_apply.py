@@ -28,12 +28,12 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lab  # noqa: E402
-from graphium.api import Deployer  # noqa: E402
-from graphium.executors.local import LocalExecutor  # noqa: E402
-from graphium.loader import load_stack_data  # noqa: E402
-from graphium.models import Host, Inventory  # noqa: E402
-from graphium.store.json_store import JsonTaskStore  # noqa: E402
+import lab
+from graphium.api import Deployer
+from graphium.executors.local import LocalExecutor
+from graphium.loader import load_stack_data
+from graphium.models import Host, Inventory
+from graphium.store.json_store import JsonTaskStore
 
 IMAGE = "graphium-test/web:1"
 BASE_PORT = 41000
