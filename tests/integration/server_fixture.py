@@ -2,7 +2,9 @@
 
 Usage::
 
-    from tests.integration.server_fixture import ServerProcess, server  # noqa: F401  (fixture)
+    from tests.integration.server_fixture import ServerProcess, server_process  # noqa: F401
+
+    # (importing server_process registers the fixture named ``server``)
 
     def test_something(server: ServerProcess) -> None:
         with server.admin() as api:                # httpx.Client on {url}/api/v1, admin token
@@ -11,7 +13,7 @@ Usage::
             api.post("/agents/vm1/claim", params={"wait": 5}, json={"agentId": "a1"})
 
 ``ServerProcess(workdir, hosts, bind=..., port=...)`` writes an inventory of agent hosts, an admin
-token and one agent token per host (through ``graphium-run token create``), then ``start()``
+token and one agent token per host, then ``start()``
 launches the server on a free port and returns once it answers; ``stop()`` sends SIGTERM (or the
 given signal) to that one process; ``start()`` again restarts it on the same port, state and
 tokens. ``bind`` may be a lab bridge address so agents in network namespaces can reach it.
@@ -31,6 +33,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from graphium.server.auth import create_token
 
 REPO = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent / "graphium-run"
@@ -64,15 +68,12 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def create_token(self, *args: str) -> str:
-        """``graphium-run token create ARGS``; returns the token it printed."""
-        out = subprocess.run(
-            [*RUNNER, "token", "create", *args, "--tokens", str(self.tokens)],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
-        return out.stdout.strip().splitlines()[-1].strip()
+        """Like ``graphium-run token create ARGS`` (``--admin`` or ``--agent HOST``), in-process
+        because a CLI start per token made every fixture seconds slower."""
+        if args == ("--admin",):
+            return create_token(self.tokens, "admin", None)
+        assert len(args) == 2 and args[0] == "--agent", args
+        return create_token(self.tokens, "agent", args[1])
 
     @property
     def url(self) -> str:
@@ -129,8 +130,8 @@ class ServerProcess:
         return httpx.Client(base_url=f"{self.url}/api/v1", timeout=10)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(name="server")
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server on 127.0.0.1 with agent hosts h1 and h2 (tokens in ``agent_tokens``)."""
     proc = ServerProcess(tmp_path, DEFAULT_HOSTS)
     proc.start()
