@@ -346,8 +346,18 @@ class SshExecutor:
             raise HostUnreachableError(
                 f"no SSH connection to {where} within {self.connect_timeout:g}s", host=host.id
             ) from exc
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            raise HostUnreachableError(
+                f"sshKey {host.ssh_key} cannot be used: {exc} (for a passphrase-protected key, "
+                "load it into ssh-agent and leave sshKey unset)",
+                host=host.id,
+            ) from exc
         except (OSError, asyncssh.Error) as exc:
             raise HostUnreachableError(f"cannot connect to {where}: {exc}", host=host.id) from exc
+        except Exception as exc:  # asyncssh raises a few plain ValueErrors; never let one escape
+            raise HostUnreachableError(
+                f"cannot connect to {where}: {type(exc).__name__}: {exc}", host=host.id
+            ) from exc
 
     async def _forward(self, host: Host, conn: asyncssh.SSHClientConnection, target: _Target) -> _Session:
         """Expose the remote engine locally (a 0700 temp dir's socket, or loopback TCP)."""

@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -133,6 +136,53 @@ async def test_the_insecure_opt_out_connects_and_says_so_loudly(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("DISABLED" in w for w in warnings)
     assert any(host.id in w and "NOT verified" in w for w in warnings)
+
+
+# -- user, port, key, agent ----------------------------------------------------------------------
+
+
+async def test_ssh_user_port_and_key_are_honoured(executor: SshExecutor, host: Host, tmp_path: Path) -> None:
+    wrong_port = _with(host, **{"@id": "p", "sshPort": 2222})
+    wrong_user = _with(host, **{"@id": "u", "sshUser": "nobody"})
+    stranger_key = tmp_path / "id_ed25519"
+    await asyncio.to_thread(_keygen, stranger_key)
+    wrong_key = _with(host, **{"@id": "k", "sshKey": str(stranger_key)})
+    no_key = _with(host, **{"@id": "n", "sshKey": str(tmp_path / "absent")})
+    observed = await executor.observe([host, wrong_port, wrong_user, wrong_key, no_key], None)
+    assert observed[host.id].error is None
+    assert f"{host.address}:2222" in (observed["p"].error or "")
+    # the lab authorises its key for every user; as nobody, the engine's socket is out of reach
+    assert "nobody@" in (observed["u"].error or "")
+    assert str(stranger_key) in (observed["k"].error or "") and "refused" in (observed["k"].error or "")
+    assert "does not exist" in (observed["n"].error or "")
+    assert executor.connections_opened == 2  # the right one, and nobody's
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture
+def ssh_agent(lab: lab_pkg.LabInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An ssh-agent of this test's own, holding the lab's client key; HOME without default keys."""
+    sock = tmp_path / "agent.sock"
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], check=True, capture_output=True, text=True)
+    pid = int(out.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(lab.ssh_key)], check=True, env=env, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        yield str(sock)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+async def test_without_ssh_key_the_agent_is_used(executor: SshExecutor, host: Host, ssh_agent: str) -> None:
+    keyless = Host.model_validate({k: v for k, v in host.dump().items() if k != "sshKey"})
+    assert keyless.ssh_key is None
+    observed = (await executor.observe([keyless], None))[host.id]
+    assert observed.error is None
 
 
 # -- unreachable hosts ---------------------------------------------------------------------------
