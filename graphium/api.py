@@ -244,8 +244,9 @@ def _failure_summary(result: RunResult) -> str:
 # blocking conveniences for scripts ------------------------------------------------------------
 
 
-def default_executor(*, insecure_skip_host_key_check: bool = False) -> Executor:
-    """Local and SSH hosts through one router (agents are added by the agent integration)."""
+def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = False) -> Executor:
+    """Local, SSH and agent hosts through one router, so one stack may mix them."""
+    from graphium.executors.agent import AgentExecutor
     from graphium.executors.local import LocalExecutor
     from graphium.executors.router import HostRouter
     from graphium.executors.ssh import SshExecutor
@@ -255,6 +256,7 @@ def default_executor(*, insecure_skip_host_key_check: bool = False) -> Executor:
         {
             Connection.local: LocalExecutor(),
             Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
+            Connection.agent: AgentExecutor(store),
         }
     )
 
@@ -277,7 +279,7 @@ async def _with_deployer(
     on_event: Subscriber | None,
     work: Callable[[Deployer], Any],
 ) -> Any:
-    executor = default_executor()
+    executor = default_executor(store)
     events = EventBus(store)
     if on_event is not None:
         events.subscribe(on_event)

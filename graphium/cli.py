@@ -121,7 +121,7 @@ async def _run(
     events = EventBus(store)
     if subscriber is not None:
         events.subscribe(subscriber)
-    executor = default_executor(insecure_skip_host_key_check=opts.insecure)
+    executor = default_executor(store, insecure_skip_host_key_check=opts.insecure)
     if opts.insecure:
         click.echo(
             "WARNING: SSH host keys are NOT verified (--insecure-skip-host-key-check); "

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphium.errors import ExecutionError, GraphiumError
+from graphium.errors import ExecutionError, GraphiumError, TransitionError
 from graphium.events import EventBus, EventType, task_event
 from graphium.executors.base import Executor
 from graphium.models import Connection, Host
@@ -24,6 +24,8 @@ from graphium.tasks import Task, TaskStatus
 
 DEFAULT_PARALLELISM = 10
 DEFAULT_PER_HOST = 8
+# an agent-run task may wait in the queue and be retried after a lost lease before it ends
+AGENT_QUEUE_GRACE = 300.0
 
 
 @dataclass
@@ -180,7 +182,10 @@ class Runner:
         out = []
         with self._store.batch():
             for task in tasks:
-                ended = self._store.transition(task.id, TaskStatus.cancelled, error=reason)
+                try:
+                    ended = self._store.transition(task.id, TaskStatus.cancelled, error=reason)
+                except TransitionError:
+                    continue  # an agent took it at this very moment; it reports its own outcome
                 self._events.emit(task_event(EventType.task_updated, ended))
                 out.append(ended)
         return out

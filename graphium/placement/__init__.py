@@ -8,6 +8,7 @@ host-label constraints, host-port conflicts and declared capacity, and keeps eac
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 from graphium.errors import PlacementError
@@ -56,7 +57,38 @@ def place_instances(
     current: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Place already expanded instances (see :func:`expand_instances`) with the stack's strategy."""
-    return strategy_for(stack).place(instances, inventory.hosts, current or {})
+    strategy = strategy_for(stack)
+    if stack.deployment.mode == "single-host":
+        return _place_on_one_host(strategy, instances, inventory, current or {})
+    return strategy.place(instances, inventory.hosts, current or {})
+
+
+def _place_on_one_host(
+    strategy: PlacementStrategy, instances: list[Instance], inventory: Inventory, current: Mapping[str, str]
+) -> dict[str, str]:
+    """``mode: single-host``: the whole stack on one host: the pinned one, else where it runs now,
+    else the first host (by id) that fits every instance."""
+    pins = sorted({i.pin for i in instances if i.pin})
+    if len(pins) > 1:
+        raise PlacementError(
+            f"deployment.mode is single-host, but containers are pinned to several hosts: {', '.join(pins)}"
+        )
+    preferred = pins or [host for host, _ in Counter(current.values()).most_common(1)]
+    order = preferred + sorted(h.id for h in inventory.hosts if h.id not in preferred)
+    by_id = inventory.by_id()
+    reasons = []
+    for host_id in order:
+        if host_id not in by_id:
+            continue
+        try:
+            return strategy.place(
+                instances, [by_id[host_id]], {k: v for k, v in current.items() if v == host_id}
+            )
+        except PlacementError as exc:
+            reasons.append(f"  {host_id}: {exc}")
+    raise PlacementError(
+        "deployment.mode is single-host, but no single host fits every container:\n" + "\n".join(reasons)
+    )
 
 
 def place(stack: StackSpec, inventory: Inventory, current: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -129,3 +129,37 @@ def test_large_placement_is_fast() -> None:
     result = place(stack, inventory, {})
     assert time.perf_counter() - start < 1.0  # generous; the benchmark measures properly
     assert len(result) == 1000 and len(set(result.values())) == 100
+
+
+def _single_host_stack(containers: list[dict[str, Any]], **deployment: Any) -> StackSpec:
+    return StackSpec.model_validate(
+        {"name": "s", "deployment": {"mode": "single-host", **deployment}, "containers": containers}
+    )
+
+
+def test_single_host_mode_keeps_the_stack_together() -> None:
+    inventory = Inventory.model_validate({"hosts": [{"@id": h} for h in ("h1", "h2", "h3")]})
+    stack = _single_host_stack(
+        [{"name": n, "image": "x"} for n in ("a", "b", "c")], placementStrategy="spread"
+    )
+    placed = place(stack, inventory)
+    assert len(set(placed.values())) == 1
+    pinned = _single_host_stack([{"name": "a", "image": "x", "locatedInHost": "h2"}, {"name": "b", "image": "x"}])
+    assert set(place(pinned, inventory).values()) == {"h2"}
+    # it stays where it runs now
+    assert set(place(stack, inventory, {"a": "h3", "b": "h3"}).values()) == {"h3"}
+
+
+def test_single_host_mode_refuses_what_cannot_share_a_host() -> None:
+    inventory = Inventory.model_validate({"hosts": [{"@id": h} for h in ("h1", "h2")]})
+    clash = _single_host_stack(
+        [{"name": n, "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]} for n in ("a", "b")],
+        placementStrategy="spread",
+    )
+    with pytest.raises(PlacementError, match="single-host.*\\n.*8080"):
+        place(clash, inventory)
+    split = _single_host_stack(
+        [{"name": "a", "image": "x", "locatedInHost": "h1"}, {"name": "b", "image": "x", "locatedInHost": "h2"}]
+    )
+    with pytest.raises(PlacementError, match="pinned to several hosts: h1, h2"):
+        place(split, inventory)
