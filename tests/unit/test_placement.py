@@ -144,7 +144,9 @@ def test_single_host_mode_keeps_the_stack_together() -> None:
     )
     placed = place(stack, inventory)
     assert len(set(placed.values())) == 1
-    pinned = _single_host_stack([{"name": "a", "image": "x", "locatedInHost": "h2"}, {"name": "b", "image": "x"}])
+    pinned = _single_host_stack(
+        [{"name": "a", "image": "x", "locatedInHost": "h2"}, {"name": "b", "image": "x"}]
+    )
     assert set(place(pinned, inventory).values()) == {"h2"}
     # it stays where it runs now
     assert set(place(stack, inventory, {"a": "h3", "b": "h3"}).values()) == {"h3"}
@@ -156,10 +158,13 @@ def test_single_host_mode_refuses_what_cannot_share_a_host() -> None:
         [{"name": n, "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]} for n in ("a", "b")],
         placementStrategy="spread",
     )
-    with pytest.raises(PlacementError, match="single-host.*\\n.*8080"):
+    with pytest.raises(PlacementError, match=r"single-host.*\n.*8080"):
         place(clash, inventory)
     split = _single_host_stack(
-        [{"name": "a", "image": "x", "locatedInHost": "h1"}, {"name": "b", "image": "x", "locatedInHost": "h2"}]
+        [
+            {"name": "a", "image": "x", "locatedInHost": "h1"},
+            {"name": "b", "image": "x", "locatedInHost": "h2"},
+        ]
     )
     with pytest.raises(PlacementError, match="pinned to several hosts: h1, h2"):
         place(split, inventory)
