@@ -436,7 +436,7 @@ class DockerEngine:
             health = state.get("Health") or None
             restart_count = int(info.get("RestartCount") or 0)
             restarts = restart_count if restarts is None else restarts
-            if status in ("exited", "dead") or restart_count > restarts:
+            if status in ("exited", "dead", "restarting") or restart_count > restarts:
                 logs = await self._log_tail(container_id)
                 what = (
                     f"exited with code {state.get('ExitCode')}"

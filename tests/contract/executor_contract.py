@@ -248,10 +248,17 @@ class ExecutorContract(ExecutorFixtures):
         [seen] = await self.containers(executor, host, stack)
         assert (seen.id, seen.spec_hash) == (fresh["containerId"], "test:new")
 
+    @pytest.mark.parametrize("restart", ["no", "always"])
     async def test_deploy_of_a_container_that_exits_fails_with_its_exit_code_and_logs(
-        self, executor: Executor, host: Host, stack: str
+        self, executor: Executor, host: Host, stack: str, restart: str
     ) -> None:
-        crash = desired(stack, "crash", host, command=["sh", "-c", "echo it-broke; exit 3"])
+        crash = desired(
+            stack,
+            "crash",
+            host,
+            command=["sh", "-c", "echo it-broke; exit 3"],
+            restartPolicy={"name": restart},
+        )
         with pytest.raises(ExecutionError) as failure:
             await self.deploy(executor, host, crash)
         message = str(failure.value)

@@ -3,6 +3,8 @@ engine lets a test check directly (labels, mounts, health check config, unreacha
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +16,7 @@ import pytest
 from graphium.errors import ExecutionError
 from graphium.executors.local import LocalExecutor
 from graphium.models import Host, NetworkSpec
-from graphium.plan import DeletePayload, DeployPayload, NetworkPayload
+from graphium.plan import DeletePayload, DeployPayload, NetworkPayload, ReplacePayload
 from graphium.tasks import TaskType
 from tests.contract.executor_contract import FAST_HEALTH, ExecutorContract, ExecutorFixtures, desired, task
 
@@ -46,6 +48,27 @@ class TestLocalExecutorContract(ExecutorContract):
 
 class TestLocalEngineDetails(ExecutorFixtures):
     """Checks through docker-py itself, which only a local engine allows."""
+
+    async def test_a_replace_cancelled_by_the_runner_timeout_still_rolls_back(
+        self, executor: LocalExecutor, host: Host, stack: str, client: Any
+    ) -> None:
+        old = await self.deploy(executor, host, desired(stack, "web", host))
+        never_healthy = desired(
+            stack, "web", host, spec_hash="test:2", healthCheck={"test": ["CMD", "false"], "interval": "60s"}
+        )
+        replace = task(
+            TaskType.replace,
+            host,
+            ReplacePayload(container=never_healthy, old_container_id=old["containerId"]),
+        )
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(executor.run(replace, host), 2.0)
+        info = client.inspect_container(f"{stack}-web")
+        assert info["Id"] == old["containerId"] and info["State"]["Running"]
+        names = [
+            c["Names"][0] for c in client.containers(all=True, filters={"label": f"graphium.stack={stack}"})
+        ]
+        assert names == [f"/{stack}-web"]
 
     async def test_create_sets_labels_mounts_health_user_workdir_and_alias(
         self, executor: LocalExecutor, host: Host, stack: str, client: Any, tmp_path: Any
@@ -149,3 +172,20 @@ async def test_the_engine_is_created_once_per_host_and_reused(executor: LocalExe
     ssh = Host.model_validate({"@id": "far", "connection": "ssh", "address": "10.0.0.9"})
     with pytest.raises(ExecutionError, match="local executor cannot reach"):
         executor.engine(ssh)
+
+
+async def test_a_silent_engine_costs_at_most_the_observe_timeout(host: Host, tmp_path: Any) -> None:
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen()  # accepts connections, never answers
+    executor = LocalExecutor(timeout=3.0, observe_timeout=1.0)
+    mute = Host.model_validate({"@id": "mute", "dockerHost": f"unix://{tmp_path}/silent.sock"})
+    try:
+        started = time.monotonic()
+        observed = await executor.observe([host, mute], None)
+        assert time.monotonic() - started < 2.5
+        assert observed["local"].error is None
+        assert "did not answer within 1s" in (observed["mute"].error or "")
+    finally:
+        await executor.close()
+        silent.close()
