@@ -19,7 +19,7 @@ from graphium.events import EventBus, EventType, Subscriber, stack_event, task_e
 from graphium.executors.base import Executor
 from graphium.inventory import load_inventory
 from graphium.loader import StackDocument, check_hosts, load_stack
-from graphium.models import Inventory
+from graphium.models import Connection, Inventory
 from graphium.plan import ActionKind, DeployPayload, Plan, ReplacePayload
 from graphium.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
 from graphium.store.base import StackRecord, TaskStore
@@ -82,14 +82,55 @@ class Deployer:
             )
 
     # applying -----------------------------------------------------------------------------
-    async def apply(self, plan: Plan, *, verify_fresh: bool = False) -> RunResult:
-        """Run a plan; the stack ends ``running`` (or, for a destroy, its records are removed)."""
+    async def apply(self, plan: Plan, *, verify_fresh: bool = False, wait: bool = True) -> RunResult:
+        """Run a plan; the stack ends ``running`` (or, for a destroy, its records are removed).
+
+        ``wait=False`` only enqueues (every task must be an agent host's): the agents run the tasks
+        and the server's task monitor settles the stack.
+        """
         if verify_fresh:
             await self.check_fresh(plan)
         stored = self.store.get_stack(plan.stack)
+        if not wait:
+            return self._enqueue_only(plan, stored)
         if plan.destroy:
             return await self._run_destroy(plan, stored)
         return await self._run_deploy(plan, stored)
+
+    def _enqueue_only(self, plan: Plan, stored: StackRecord | None) -> RunResult:
+        hosts = self.inventory.by_id()
+        direct = sorted(
+            {
+                t.host_id
+                for t in plan.tasks
+                if t.host_id not in hosts or hosts[t.host_id].connection is not Connection.agent
+            }
+        )
+        if direct:
+            raise PlanError(
+                f"cannot return before the work is done: hosts {', '.join(direct)} are not agent hosts, "
+                "so this process must run their tasks; apply without --no-wait"
+            )
+        if not plan.tasks:
+            return RunResult(tasks={}, duration=0.0)
+        status, kind = (
+            (StackStatus.deleting, EventType.stack_deleting)
+            if plan.destroy
+            else (StackStatus.deploying, EventType.stack_deploying)
+        )
+        now = utcnow()
+        record = (
+            stored or StackRecord(id=plan.stack, name=plan.stack, status=status, created_at=now)
+        ).model_copy(
+            update={"status": status, "phase": "waiting-for-agents", "progress": 0, "updated_at": now}
+        )
+        if not plan.destroy:
+            record = record.model_copy(update={"spec": plan.stack_spec})
+        with self.store.batch():
+            self.store.save_stack(record)
+            self._enqueue(plan)
+            self.events.emit(stack_event(kind, plan.stack, totalTasks=len(plan.tasks)))
+        return RunResult(tasks={t.id: t for t in plan.tasks}, duration=0.0)
 
     async def _run_deploy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
         now = utcnow()
@@ -250,7 +291,6 @@ def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = F
     from graphium.executors.local import LocalExecutor
     from graphium.executors.router import HostRouter
     from graphium.executors.ssh import SshExecutor
-    from graphium.models import Connection
 
     return HostRouter(
         {

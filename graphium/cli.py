@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from graphium.api import DEFAULT_STATE, Deployer, default_executor
+from graphium.client import ServerClient, fill_variables
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 from graphium.events import EventBus, event_json
 from graphium.inventory import load_inventory
@@ -35,9 +37,9 @@ from graphium.output import (
 )
 from graphium.plan import Plan
 from graphium.runner import DEFAULT_PARALLELISM, RunResult
-from graphium.store.base import Event
+from graphium.store.base import Event, StackRecord
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import TaskStatus
+from graphium.tasks import StackStatus, TaskStatus
 from graphium.variables import resolve_variables
 
 DEFAULT_TOKENS = ".graphium/tokens.json"
@@ -242,7 +244,12 @@ def _read_plan(path: str) -> Plan | None:
 
 
 def _execute(
-    opts: Options, inventory: Inventory, make_plan: Callable[[Deployer], Any], verify_fresh: bool
+    opts: Options,
+    inventory: Inventory,
+    make_plan: Callable[[Deployer], Any],
+    *,
+    verify_fresh: bool,
+    wait: bool = True,
 ) -> tuple[Plan, RunResult]:
     console = make_console()
     holder: dict[str, Any] = {}
@@ -259,10 +266,8 @@ def _execute(
             _emit_json(plan_json(the_plan))
         else:
             render_plan(the_plan, console)
-        if not the_plan.has_changes:
-            return the_plan, await deployer.apply(the_plan, verify_fresh=verify_fresh)
-        if opts.as_json:
-            return the_plan, await deployer.apply(the_plan, verify_fresh=verify_fresh)
+        if opts.as_json or not wait or not the_plan.has_changes:
+            return the_plan, await deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
         console.print()
         with ProgressView(console, the_plan) as view:
             holder["view"] = view
@@ -277,34 +282,109 @@ def _execute(
                 "type": "result",
                 "stack": the_plan.stack,
                 "ok": result.ok,
+                "waited": wait,
                 "failed": [{"id": t.id, "hostId": t.host_id, "error": t.error} for t in result.failed],
                 "cancelled": len(result.cancelled),
                 "durationSeconds": round(result.duration, 3),
             }
+        )
+    elif not wait and the_plan.has_changes:
+        click.echo(
+            f"\nEnqueued {len(the_plan.tasks)} task(s) for the agents; follow with "
+            f"`graphium-run status {the_plan.stack} --follow`."
         )
     elif the_plan.has_changes:
         render_result(result, the_plan, console)
     return the_plan, result
 
 
+def server_options(func: F) -> F:
+    decorators = [
+        click.option(
+            "--server",
+            "server_url",
+            envvar="GRAPHIUM_SERVER",
+            default=None,
+            help="Control server URL: let it plan and its agents apply (env GRAPHIUM_SERVER).",
+        ),
+        click.option(
+            "--token",
+            envvar="GRAPHIUM_TOKEN",
+            default=None,
+            help="Admin token for --server (env GRAPHIUM_TOKEN).",
+        ),
+        click.option(
+            "--no-wait", is_flag=True, help="Return once the tasks are enqueued (agent hosts only)."
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _client(server_url: str, token: str | None) -> ServerClient:
+    if not token:
+        raise click.UsageError("--server needs an admin token: --token or GRAPHIUM_TOKEN")
+    return ServerClient(server_url, token)
+
+
+def _follow(client: ServerClient, stack_id: str, as_json: bool, *, deleting: bool = False) -> bool:
+    """Print a stack's progress from the server until it settles; True when it ended well."""
+    seen: dict[str, str] = {}
+    final: dict[str, Any] = {}
+    for state in client.follow(stack_id, deleting=deleting):
+        final = state
+        if as_json:
+            _emit_json({"schema_version": 1, "type": "stack_state", **state})
+            continue
+        for task in state.get("tasks", []):
+            if seen.get(task["id"]) != task["status"]:
+                seen[task["id"]] = task["status"]
+                error = f": {task['error']}" if task.get("error") else ""
+                click.echo(f"{task['status']:<9} {task['hostId']:<16} {task['description']}{error}")
+    status = final.get("status")
+    if not as_json:
+        detail = f": {final['error']}" if final.get("error") else ""
+        click.echo(f"Stack {stack_id} is {status}{detail}.")
+    return status in ("running", "deleted")
+
+
 @cli.command()
 @click.argument("target", type=click.Path(exists=True, dir_okay=False))
+@server_options
 @common_options
-def apply(target: str, **kwargs: Any) -> None:
+def apply(target: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
     """Apply a stack file, or exactly a plan saved with `plan -o` (refused if stale)."""
     opts = _options(kwargs)
     saved = _read_plan(target)
+    if server_url:
+        if saved is not None:
+            raise click.UsageError("--server takes a stack file: the server makes its own plan")
+        doc = load_stack(target)  # every problem reported here, before the server sees anything
+        _print_warnings(doc)
+        document = fill_variables(json.loads(Path(target).read_text()), os.environ, target)
+        with _client(server_url, token) as client:
+            accepted = client.post_stack(document)
+            if opts.as_json:
+                _emit_json({"schema_version": 1, "type": "accepted", **accepted})
+            else:
+                click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
+            if no_wait or not accepted["tasks"]:
+                return
+            if not _follow(client, accepted["id"], opts.as_json):
+                sys.exit(EXIT_ERROR)
+        return
     if saved is not None:
         inventory = (
             load_inventory(opts.inventory, [])
             if opts.inventory
             else Inventory.model_validate(saved.inventory)
         )
-        _, result = _execute(opts, inventory, lambda d: _const(saved), verify_fresh=True)
+        _, result = _execute(opts, inventory, lambda d: _const(saved), verify_fresh=True, wait=not no_wait)
     else:
         doc, inventory = _load(target, opts)
         _print_warnings(doc)
-        _, result = _execute(opts, inventory, lambda d: d.plan(doc), verify_fresh=False)
+        _, result = _execute(opts, inventory, lambda d: d.plan(doc), verify_fresh=False, wait=not no_wait)
     if not result.ok:
         sys.exit(EXIT_ERROR)
 
@@ -315,12 +395,26 @@ async def _const(value: Plan) -> Plan:
 
 @cli.command()
 @click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@server_options
 @common_options
-def destroy(stack: str, **kwargs: Any) -> None:
+def destroy(stack: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
     """Remove every container of the stack from every host, then its records."""
     opts = _options(kwargs)
+    if server_url:
+        name = load_stack(stack).stack.name
+        with _client(server_url, token) as client:
+            accepted = client.delete_stack(name)
+            if opts.as_json:
+                _emit_json({"schema_version": 1, "type": "accepted", **accepted})
+            else:
+                click.echo(f"Stack {name}: {accepted['status']} ({accepted['tasks']} task(s)).")
+            if not no_wait and not _follow(client, name, opts.as_json, deleting=True):
+                sys.exit(EXIT_ERROR)
+        return
     doc, inventory = _load(stack, opts, resolve=False)
-    _, result = _execute(opts, inventory, lambda d: d.plan_destroy(doc.stack.name), verify_fresh=False)
+    _, result = _execute(
+        opts, inventory, lambda d: d.plan_destroy(doc.stack.name), verify_fresh=False, wait=not no_wait
+    )
     if not result.ok:
         sys.exit(EXIT_ERROR)
 
@@ -328,9 +422,39 @@ def destroy(stack: str, **kwargs: Any) -> None:
 @cli.command()
 @click.argument("stack", required=False)
 @click.option("--state", envvar="GRAPHIUM_STATE", default=DEFAULT_STATE, show_default=True)
+@click.option(
+    "--server", "server_url", envvar="GRAPHIUM_SERVER", default=None, help="Ask this control server."
+)
+@click.option("--token", envvar="GRAPHIUM_TOKEN", default=None, help="Admin token for --server.")
+@click.option("--follow", is_flag=True, help="Keep printing progress until the stack settles.")
 @click.option("--json", "as_json", is_flag=True)
-def status(stack: str | None, state: str, as_json: bool) -> None:
+def status(
+    stack: str | None, state: str, server_url: str | None, token: str | None, follow: bool, as_json: bool
+) -> None:
     """Deployment state of every stack, or of one (with its tasks)."""
+    if server_url:
+        with _client(server_url, token) as client:
+            if stack is None:
+                for entry in client.list_stacks():
+                    if as_json:
+                        _emit_json({"schema_version": 1, "type": "stack", **entry})
+                    else:
+                        click.echo(f"{entry['name']:<24} {entry['status']:<10} {entry.get('progress', 0)}%")
+                return
+            name = _stack_name(stack)
+            found = client.get_stack(name)
+            if follow:
+                deleting = found is not None and found.get("status") == "deleting"
+                if not _follow(client, name, as_json, deleting=deleting):
+                    sys.exit(EXIT_ERROR)
+                return
+            if found is None:
+                raise GraphiumError(f"no stack named {name} on {server_url}")
+            if as_json:
+                _emit_json({"schema_version": 1, "type": "stack", **found})
+            else:
+                click.echo(json.dumps(found, indent=2))
+        return
     store = JsonTaskStore(state)
     console = make_console()
     if stack is None:
@@ -345,7 +469,11 @@ def status(stack: str | None, state: str, as_json: bool) -> None:
         return
     name = _stack_name(stack)
     record = store.get_stack(name)
+    if follow:
+        record = _follow_store(store, name, console, as_json, record)
     if record is None:
+        if follow:
+            return
         raise GraphiumError(f"no stack named {name} in {state}")
     tasks = store.list_tasks(stack_id=name)
     if as_json:
@@ -359,6 +487,28 @@ def status(stack: str | None, state: str, as_json: bool) -> None:
         )
     else:
         render_stack(record, tasks, console)
+    if record.status is StackStatus.error:
+        sys.exit(EXIT_ERROR)
+
+
+def _follow_store(
+    store: JsonTaskStore, name: str, console: Any, as_json: bool, record: StackRecord | None
+) -> StackRecord | None:
+    """Wait for a stack in the store to settle (running, error, or deleted), printing its events."""
+    after = 0
+    while record is not None and record.status in (StackStatus.deploying, StackStatus.deleting):
+        for event in store.list_events(after=after, stack_id=name):
+            after = event.seq
+            if as_json:
+                _emit_json(event_json(event))
+            elif event.task_id:
+                data = event.data
+                error = f": {data['error']}" if data.get("error") else ""
+                line = f"{data.get('status', ''):<9} {event.host_id or '':<16} {data.get('description', '')}"
+                click.echo(line + error)
+        time.sleep(0.2)
+        record = store.get_stack(name)
+    return record
 
 
 def _public_stack(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""A small client of the control server's stack API, for ``graphium-run --server`` and scripts.
+
+Server errors come back as :class:`GraphiumError` with the server's own explanation (a 400's list
+of problems, a 409's reason), never as an HTTP library exception.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from graphium.errors import GraphiumError, Problem, StackError
+from graphium.variables import substitute
+
+API = "/api/v1"
+FINAL = ("running", "error")
+
+
+class ServerClient:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=url.rstrip("/") + API, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+        self.url = url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text}
+            problems = body.get("problems") if isinstance(body, dict) else None
+            if problems:
+                raise StackError(
+                    [
+                        Problem(p.get("file", "stack"), p.get("path", "$"), p.get("message", ""))
+                        for p in problems
+                    ]
+                )
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            raise GraphiumError(f"server refused {method} {path} ({response.status_code}): {detail}")
+        return response.json() if response.content else None
+
+    def post_stack(self, document: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/stacks", json=document)
+        return result
+
+    def delete_stack(self, stack_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/stacks/{stack_id}")
+        return result
+
+    def get_stack(self, stack_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._call("GET", f"/stacks/{stack_id}")
+        except GraphiumError as exc:
+            if "(404)" in str(exc):
+                return None
+            raise
+        return result
+
+    def list_stacks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/stacks")
+        return result
+
+    def follow(
+        self, stack_id: str, *, interval: float = 0.2, deleting: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the stack's state each time it changes, until it is running or in error (or, when
+        ``deleting``, gone: then the last state yielded has status ``deleted``)."""
+        last: Any = None
+        while True:
+            state = self.get_stack(stack_id)
+            if state is None:
+                if deleting:
+                    yield {"id": stack_id, "status": "deleted", "tasks": []}
+                return
+            snapshot = (
+                state.get("status"),
+                state.get("progress"),
+                [(t["id"], t["status"]) for t in state["tasks"]],
+            )
+            if snapshot != last:
+                last = snapshot
+                yield state
+            if state.get("status") in FINAL and not state.get("active") and not deleting:
+                return
+            if deleting and state.get("status") == "error" and not state.get("active"):
+                return
+            time.sleep(interval)
+
+
+def fill_variables(document: Any, environ: Mapping[str, str], file: str) -> Any:
+    """``${VAR}`` filled in every string of a raw stack document, here where the variables live: the
+    server resolves nothing from its own environment."""
+    missing: list[Problem] = []
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            text, unset = substitute(value, environ)
+            missing.extend(Problem(file, path, message) for message in unset)
+            return text
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+        return value
+
+    filled = walk(document, "$")
+    if missing:
+        raise StackError(missing)
+    return filled
