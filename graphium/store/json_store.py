@@ -106,7 +106,7 @@ class _AtomicJSONStorage(Storage):
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _write_all(fd, json.dumps(data, separators=(",", ":")).encode())
             os.fsync(fd)
@@ -170,7 +170,7 @@ class JsonTaskStore:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot open the task store: {exc.strerror}") from exc
         with self._txn():

@@ -347,3 +347,12 @@ def test_journal_lines_are_json(path: Path) -> None:
     for line in path.with_name("state.json.journal").read_text().splitlines():
         entry = json.loads(line)
         assert entry["g"] == 0 and entry["ops"]
+
+
+def test_store_files_are_private(tmp_path: Path) -> None:
+    """Task payloads hold resolved environment values (secrets among them): owner-only files."""
+    store = JsonTaskStore(tmp_path / "state.json")
+    store.create_tasks([make_task("t1")])
+    store.compact()
+    for path in (tmp_path / "state.json", tmp_path / "state.json.journal"):
+        assert path.stat().st_mode & 0o077 == 0, path
