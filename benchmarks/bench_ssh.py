@@ -16,7 +16,9 @@ Needs the lab (``python -m lab up``; started here if missing). Each round, in th
   docker-py ``APIClient`` calls over the very same forwarded sockets, hosts in parallel, each host
   sequential (network, then create + start per container), without graphium, without waiting.
 
-Between phases everything is removed (not timed). Figures are medians over the rounds.
+Between phases everything is removed (not timed). Rounds alternate apply-first and floor-first;
+figures are medians over the rounds. The machine's load average is printed with them: on a shared
+2-core machine the engines are CPU-bound and both figures move with the load.
 Targets: apply <= 1.25 x floor; no-change plan <= 0.5 s.
 """
 
@@ -197,10 +199,13 @@ async def main() -> None:
         for r in range(args.rounds):
             name = f"bench{uuid.uuid4().hex[:6]}"
             doc = load_stack_data(stack_document(name, hosts, args.per_host), f"{name}.jsonld")
-            apply_s, warm_s, cold_s, tasks = await time_apply(
-                doc, inventory, Path(tmp) / f"state-{r}.json", args.parallelism
-            )
-            floor_s = await time_floor(hosts, args.per_host)
+            state = Path(tmp) / f"state-{r}.json"
+            if r % 2:  # alternate the order, so a load change on the machine hits both alike
+                floor_s = await time_floor(hosts, args.per_host)
+                apply_s, warm_s, cold_s, tasks = await time_apply(doc, inventory, state, args.parallelism)
+            else:
+                apply_s, warm_s, cold_s, tasks = await time_apply(doc, inventory, state, args.parallelism)
+                floor_s = await time_floor(hosts, args.per_host)
             applies.append(apply_s)
             warms.append(warm_s)
             colds.append(cold_s)
@@ -219,7 +224,8 @@ async def main() -> None:
         f"conditions: {len(hosts)} lab hosts (netns + sshd + dockerd 20.10 on one machine), "
         f"{containers} containers ({args.per_host}/host, {IMAGE} preloaded, no health checks), "
         f"{tasks} tasks, runner parallelism {args.parallelism}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, medians of {args.rounds} rounds"
+        f"Python {platform.python_version()}, medians of {args.rounds} rounds, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"apply (plan + apply, incl. SSH connect): {apply_m:.3f}s   "
