@@ -152,8 +152,8 @@ def containers_named(url: str, name: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path, [HOST])
-    srv.start()
     try:
+        srv.start()  # inside the try: a server that never became ready is still stopped
         yield srv
     finally:
         srv.stop()
