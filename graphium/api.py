@@ -128,8 +128,8 @@ class Deployer:
             record = record.model_copy(update={"spec": plan.stack_spec})
         with self.store.batch():
             self.store.save_stack(record)
-            self._enqueue(plan)
             self.events.emit(stack_event(kind, plan.stack, totalTasks=len(plan.tasks)))
+            self._enqueue(plan)
         return RunResult(tasks={t.id: t for t in plan.tasks}, duration=0.0)
 
     async def _run_deploy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
@@ -151,8 +151,8 @@ class Deployer:
             return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
         with self.store.batch():
             record = self.store.save_stack(record)
-            self._enqueue(plan)
             self.events.emit(stack_event(EventType.stack_deploying, plan.stack, totalTasks=len(plan.tasks)))
+            self._enqueue(plan)
         result = await self._runner(plan, record).run(plan.tasks)
         record = self.store.get_stack(plan.stack) or record
         placements = _placements(plan, record, result)
@@ -186,8 +186,8 @@ class Deployer:
             record = self.store.save_stack(
                 record.model_copy(update={"status": StackStatus.deleting, "phase": "deleting", "progress": 0})
             )
-            self._enqueue(plan)
             self.events.emit(stack_event(EventType.stack_deleting, plan.stack, totalTasks=len(plan.tasks)))
+            self._enqueue(plan)
         result = await self._runner(plan, record).run(plan.tasks)
         with self.store.batch():
             if result.ok:

@@ -89,7 +89,7 @@ class Task(BaseModel):
     error: str | None = None
     result: dict[str, Any] | None = None
     retry_count: int = 0
-    max_retries: int = 0
+    max_retries: int = 2  # re-runs after a lost lease (an agent died); task execution is idempotent
     timeout_seconds: float = 300.0
     description: str = ""
 
