@@ -37,12 +37,15 @@ class LocalExecutor:
         timeout: float = 60.0,
         observe_timeout: float = 20.0,
         pool_size: int = 16,
+        settle_seconds: float = 0.3,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        """``observe_timeout`` bounds one host's observation, so a dead host costs at most that."""
+        """``observe_timeout`` bounds one host's observation, so a dead host costs at most that;
+        ``settle_seconds`` is passed to each :class:`DockerEngine`."""
         self.timeout = timeout
         self.observe_timeout = observe_timeout
         self.pool_size = pool_size
+        self.settle_seconds = settle_seconds
         self._environ = environ
         self._engines: dict[str, DockerEngine] = {}
 
@@ -58,7 +61,13 @@ class LocalExecutor:
         if engine is None or engine.base_url != url:
             if engine is not None:
                 self._retire(engine)
-            engine = DockerEngine(url, host_id=host.id, timeout=self.timeout, pool_size=self.pool_size)
+            engine = DockerEngine(
+                url,
+                host_id=host.id,
+                timeout=self.timeout,
+                pool_size=self.pool_size,
+                settle_seconds=self.settle_seconds,
+            )
             self._engines[host.id] = engine
         return engine
 
