@@ -12,6 +12,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -401,3 +402,129 @@ class TestMixedLocalAndSsh(ExecutorFixtures):
                 await router.run(task(TaskType.ensure_network, agent, _network("x")), agent)
         finally:
             await router.close()
+
+
+# -- graphium-run over SSH: the issue's success criteria on the lab ------------------------------
+
+RUN = str(Path(sys.executable).with_name("graphium-run"))
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _graphium_run(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUN, *args, "--state", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _example(tmp_path: Path, file: str, name: str, hosts: list[Host]) -> tuple[Path, dict[str, int]]:
+    """An example stack under a unique name and with host ports free on every lab host (so that
+    concurrent sessions on the same lab cannot collide); returns its path and container ports."""
+    doc = json.loads((EXAMPLES / file).read_text())
+    stack = next(n for n in doc["@graph"] if "hasPart" in n)
+    stack["name"] = name
+    ports: dict[str, int] = {}
+    for part in stack["hasPart"]:
+        port = _free_port_on(str(hosts[0].address))
+        while port in ports.values() or not all(_port_free(str(h.address), port) for h in hosts):
+            port = _free_port_on(str(hosts[0].address))
+        part["containerPort"][0]["hostPort"] = ports[part["name"]] = port
+    path = tmp_path / f"{name}.jsonld"
+    path.write_text(json.dumps(doc))
+    return path, ports
+
+
+async def _on_host(address: str, port: int) -> bool:
+    try:
+        await asyncio.wait_for(asyncio.open_connection(address, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("example", ["nginx-multihost.jsonld", "nginx-auto-spread.jsonld"])
+async def test_multihost_examples_deploy_answer_per_host_converge_and_destroy_over_ssh(
+    lab: lab_pkg.LabInfo, lab_hosts: dict[str, Host], tmp_path: Path, example: str
+) -> None:
+    hosts = list(lab_hosts.values())[:3]
+    inventory = str(lab.inventory)
+    name = f"e2e{uuid.uuid4().hex[:6]}"
+    stack, ports = _example(tmp_path, example, name, hosts)
+    state = tmp_path / "state.json"
+    base = ["-i", inventory]
+
+    proc = await asyncio.to_thread(
+        _graphium_run, "plan", str(stack), *base, "--detailed-exitcode", state=state
+    )
+    assert proc.returncode == 2, proc.stderr
+    proc = await asyncio.to_thread(_graphium_run, "apply", str(stack), *base, state=state)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = json.loads(
+        (await asyncio.to_thread(_graphium_run, "status", name, "--json", state=state)).stdout
+    )
+    placed = {c: p["hostId"] for c, p in status["placements"].items()}
+    assert sorted(placed.values()) == sorted(h.id for h in hosts)  # one container on each host
+    for container, host_id in placed.items():
+        for h in hosts:  # answers on its own host's address, and on no other
+            assert await _on_host(str(h.address), ports[container]) is (h.id == host_id), (container, h.id)
+        assert await http_get(str(lab_hosts[host_id].address), ports[container]) == "nginx:alpine"
+
+    proc = await asyncio.to_thread(
+        _graphium_run, "plan", str(stack), *base, "--detailed-exitcode", state=state
+    )
+    assert proc.returncode == 0 and "No changes" in proc.stdout, proc.stdout + proc.stderr
+
+    # a change on every container (a slow health check keeps the tasks in flight), and one host's
+    # engine stopped once its new container exists: mid-apply. That host fails, the run says so.
+    doc = json.loads(stack.read_text())
+    for part in next(n for n in doc["@graph"] if "hasPart" in n)["hasPart"]:
+        part["environmentVariable"].append({"@type": "PropertyValue", "name": "REV", "value": "2"})
+        part["healthCheck"] = {"http": {"port": 80}, "interval": "3s", "timeout": "2s", "retries": 2}
+    stack.write_text(json.dumps(doc))
+    down = next(h for h in hosts if h.id in placed.values() and h.id != hosts[0].id)
+    apply = asyncio.ensure_future(
+        asyncio.to_thread(_graphium_run, "apply", str(stack), *base, "--json", state=state)
+    )
+    try:
+        watcher = SshExecutor()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not apply.done():
+                seen = (await watcher.observe([down], name))[down.id]
+                if any("REV=2" in c.live.env for c in seen.containers):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await watcher.close()
+        assert not apply.done(), "the apply ended before the engine could be stopped"
+        await asyncio.to_thread(lab_pkg.stop_host_engine, down.id)
+        started = time.monotonic()
+        proc = await apply
+        assert time.monotonic() - started < 60  # an error, never a hang
+    finally:
+        await asyncio.to_thread(lab_pkg.start_host_engine, down.id)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["type"] == "result" and result["ok"] is False, proc.stdout
+    assert {t["hostId"] for t in result["failed"]} == {down.id}, proc.stdout  # the others completed
+    assert all(down.id in t["error"] for t in result["failed"])
+    proc = await asyncio.to_thread(_graphium_run, "apply", str(stack), *base, state=state)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # a re-run converges
+    proc = await asyncio.to_thread(
+        _graphium_run, "plan", str(stack), *base, "--detailed-exitcode", state=state
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    proc = await asyncio.to_thread(_graphium_run, "destroy", str(stack), *base, state=state)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ssh = SshExecutor()
+    try:
+        observed = await ssh.observe(hosts, name)
+    finally:
+        await ssh.close()
+    for h in hosts:
+        assert observed[h.id].error is None and observed[h.id].containers == [], h.id
+        assert observed[h.id].networks == [], h.id
