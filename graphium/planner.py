@@ -538,7 +538,8 @@ def plan_apply(
     for d in desired:
         found = by_name.pop(d.name, [])
         here = [c for c in found if c.host == d.host]
-        here.sort(key=lambda c: c.spec_hash != d.spec_hash)  # stable: a matching one first
+        # stable: the container with the right spec and the right name first
+        here.sort(key=lambda c: (c.spec_hash != d.spec_hash, c.docker_name != d.docker_name))
         health = _health_budget(d.spec.health_check)
         deploy_timeout = PULL_ALLOWANCE + health
         needs = host_ports(d.spec)
@@ -554,6 +555,9 @@ def plan_apply(
                 kind = ActionKind.drift if reasons or stopped else ActionKind.keep
                 if stopped:
                     reasons.insert(0, f"not running ({state}) out of band")
+                if primary.docker_name != d.docker_name:  # e.g. set aside by a replace that died
+                    kind = ActionKind.drift
+                    reasons.append(f"named {primary.docker_name} instead of {d.docker_name}")
             if kind is ActionKind.drift and len(reasons) == 1 and state in ("exited", "created"):
                 node = graph.add(
                     TaskType.start,

@@ -20,7 +20,7 @@ import pytest
 
 from graphium.errors import GraphiumError, PlanError, StalePlanError
 from graphium.models import Inventory, StackSpec
-from graphium.plan import DesiredContainer, LiveConfig, ObservedContainer, ObservedHost, Plan
+from graphium.plan import ActionKind, DesiredContainer, LiveConfig, ObservedContainer, ObservedHost, Plan
 from graphium.planner import check_fresh, expand, fingerprint, plan_apply, plan_destroy, spec_hashes
 from graphium.store.base import StackRecord
 from graphium.tasks import StackStatus, TaskType
@@ -381,3 +381,24 @@ def test_large_plan_is_fast_enough() -> None:
     elapsed = time.perf_counter() - start
     assert len(plan.tasks) == 1100
     assert elapsed < 2.0  # generous for shared CI cores; benchmarks/bench_plan.py measures properly
+
+
+def test_a_container_set_aside_by_an_interrupted_replace_is_cleaned_up() -> None:
+    """A replace that died after renaming the old container aside leaves `<name>-replaced-<id>`."""
+    stack = StackSpec.model_validate(STACK)
+    observed = _applied(stack)
+    vm = next(h for h in observed.values() if h.containers)
+    first = vm.containers[0]
+    aside = first.model_copy(update={"id": "id-aside", "docker_name": f"{first.docker_name}-replaced-0123"})
+    # only the set-aside one: recreated under its own name
+    vm.containers[0] = aside
+    plan = plan_apply(stack, HOSTS, observed, None)
+    [action] = [a for a in plan.actions if a.name == first.name]
+    assert action.kind is ActionKind.drift and any("replaced-0123" in r for r in action.reasons)
+    [task] = [t for t in plan.tasks if t.id in action.task_ids]
+    assert task.task_type is TaskType.replace and task.payload["oldContainerId"] == "id-aside"
+    # both: the right one is kept, the set-aside one removed
+    vm.containers.append(first)
+    plan = plan_apply(stack, HOSTS, observed, None)
+    kinds = {(a.kind, a.docker_name) for a in plan.actions if a.name == first.name}
+    assert kinds == {(ActionKind.keep, first.docker_name), (ActionKind.remove, aside.docker_name)}
