@@ -36,8 +36,22 @@ echo "==> graphium-run apply $stack ${inventory[*]}"
 $run apply "$stack" "${inventory[@]}"
 echo "==> Each container answers on its own host:"
 for u in "${urls[@]}"; do
-  printf '   %-28s ' "$u"; curl -fsS -m 5 "$u" | head -c 80; echo
+  printf '   %-28s %s\n' "$u" "$(curl -fsS -m 5 "$u" | head -c 60 | tr -d '\n')"
 done
+if [ ${#urls[@]} -gt 1 ]; then
+  echo "==> ...and not on the others:"
+  for u in "${urls[@]}"; do
+    port=${u##*:}; port=${port%/}
+    for other in "${urls[@]}"; do
+      [ "$other" = "$u" ] && continue
+      addr=${other#http://}; addr=${addr%%:*}
+      if curl -fsS -m 2 "http://$addr:$port/" >/dev/null 2>&1; then
+        echo "   unexpected: port $port answers on $addr"; exit 1
+      fi
+    done
+    echo "   port $port answers only on ${u#http://}"
+  done
+fi
 echo "==> Re-planning changes nothing:"
 $run plan "$stack" "${inventory[@]}" --detailed-exitcode
 $run status
