@@ -5,6 +5,12 @@ claim route (a new task is picked up as soon as the server has it, not on a 5 s 
 task under a lease kept alive by heartbeats, and hands execution to
 :func:`graphium.executors.engine_tasks.execute`, the interpreter every executor shares.
 
+Requests are batched because each one costs the server a durable write: one claim asks for as
+many tasks as the agent has free slots and marks them running at once (``/claims?start=true``),
+and results go out through one reporter, which sends whatever finished while its previous batch
+was in flight as a single ``PUT /tasks/status``. A task thus costs two writes shared with its
+batch, instead of three of its own.
+
 Failure model:
 
 * Server down or restarting: every request is retried with capped exponential backoff and jitter;
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from graphium.engine import DockerEngine
 from graphium.errors import GraphiumError
@@ -51,6 +58,11 @@ CLAIM_WAIT = 25.0
 TIMEOUT_GRACE = 1.0
 #: An observation not yet delivered is re-sent as it is for this long, then taken afresh.
 OBSERVED_MAX_AGE = 10.0
+#: Most tasks one claim asks for, and most results one report carries (the server's caps).
+CLAIM_BATCH = 100
+REPORT_BATCH = 1000
+
+_TASKS = TypeAdapter(list[Task])
 
 
 class _Unreachable(Exception):
@@ -86,6 +98,17 @@ class TaskOutcome:
     seconds: float = 0.0
 
 
+@dataclass
+class _Report:
+    """A status change waiting for the reporter; ``done`` gets the server's per-task answer
+    (code, detail), or None when it was given up (lease lost, forced stop)."""
+
+    task_id: str
+    body: dict[str, Any]
+    lost: asyncio.Event
+    done: asyncio.Future[tuple[int, str] | None]
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -94,8 +117,8 @@ def _describe(exc: BaseException) -> str:
 class Agent:
     """One agent for one host. ``await run()`` until ``stop()`` (or a signal via :func:`run_agent`).
 
-    ``slots`` tasks may run at once (each slot long-polls on its own); the default of one keeps a
-    host's tasks strictly sequential.
+    ``slots`` tasks may run at once: one long-poll claims as many as are free, so a busy host
+    fetches its work in batches. The default of one keeps a host's tasks strictly sequential.
     """
 
     def __init__(
@@ -132,7 +155,11 @@ class Agent:
         self._force = asyncio.Event()
         self._observed: ObservedHost | None = None
         self._observed_at = 0.0
-        self._observed_dirty = True
+        self._observe_wanted = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._reports: list[_Report] = []
+        self._reports_ready = asyncio.Event()
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
 
@@ -169,8 +196,20 @@ class Agent:
             self.docker_host,
         )
         try:
-            await self._report_observed()
-            await asyncio.gather(*(self._slot() for _ in range(self.slots)))
+            if not await self._report_observed():
+                self._observe_wanted.set()  # the observer retries it
+            helpers = [asyncio.create_task(self._reporter()), asyncio.create_task(self._observer())]
+            try:
+                await self._claim_loop()
+                while self._running:  # a graceful stop lets the tasks in hand finish and report
+                    await asyncio.wait(set(self._running))
+            finally:
+                jobs = [*self._running, *helpers]
+                for job in jobs:
+                    job.cancel()
+                for job in jobs:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job
         finally:
             await self._http.aclose()
             self._http = None
@@ -178,22 +217,40 @@ class Agent:
                 await self.engine.close()
             log.info("agent %s stopped", self.agent_id)
 
-    async def _slot(self) -> None:
+    async def _claim_loop(self) -> None:
+        """Claim as many tasks as there are free slots, start each at once, repeat until stopped."""
         backoff = _Backoff(cap=self.backoff_cap)
         while not self.stopping:
-            if self._observed_dirty:
-                await self._report_observed()
+            free = self.slots - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._until(self._slot_freed)
+                continue
             try:
-                task = await self._claim_or_stop()
+                tasks = await self._claim_or_stop(min(free, CLAIM_BATCH))
             except (_Unreachable, _Refused) as exc:
                 self._lost_server(exc)
                 await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
             self._server_back()
-            if task is not None:
-                await self._run_task(task)
-                self._observed, self._observed_dirty = None, True
+            for task in tasks:
+                job = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
+                self._running.add(job)
+                job.add_done_callback(self._slot_done)
+
+    def _slot_done(self, job: asyncio.Task[None]) -> None:
+        self._running.discard(job)
+        self._slot_freed.set()
+
+    async def _until(self, event: asyncio.Event) -> None:
+        """Wait for ``event``, or until stopping."""
+        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stop.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when stopping."""
@@ -245,15 +302,14 @@ class Agent:
             )
         raise _Refused(f"{method} {url} answered {code}: {detail}")
 
-    async def _claim_or_stop(self) -> Task | None:
-        """Long-poll for a task; returns None on 204 or when stopping."""
+    async def _claim_or_stop(self, limit: int) -> list[Task]:
+        """Long-poll for up to ``limit`` tasks, claimed as running; empty on timeout or stop."""
         claim = asyncio.ensure_future(
             self._request(
                 "POST",
-                f"/agents/{self.host_id}/claim",
-                params={"wait": self.claim_wait},
+                f"/agents/{self.host_id}/claims",
+                params={"wait": self.claim_wait, "max": limit, "start": "true"},
                 json={"agentId": self.agent_id, "leaseSeconds": self.lease_seconds},
-                ok=(200, 204),
             )
         )
         stopped = asyncio.ensure_future(self._stop.wait())
@@ -262,27 +318,40 @@ class Agent:
         finally:
             stopped.cancel()
         if not claim.done():
-            # stopping while idle: drop the poll. Should the server hand out a task at this very
-            # instant, its lease expires and it is requeued.
+            # stopping while idle: drop the poll. Should the server hand out tasks at this very
+            # instant, their leases expire and they are requeued.
             claim.cancel()
             with contextlib.suppress(asyncio.CancelledError, _Unreachable, _Refused):
                 await claim
-            return None
+            return []
         response = claim.result()
-        if response is None or response.status_code == 204:
-            return None
+        if response is None:
+            return []
         try:
-            return Task.model_validate(response.json())
+            return _TASKS.validate_json(response.content)
         except ValueError as exc:
-            raise _Unreachable(f"claim answered an unreadable task: {exc}") from exc
+            raise _Unreachable(f"claim answered unreadable tasks: {exc}") from exc
 
     # -- observed state -----------------------------------------------------------------------
 
-    async def _report_observed(self) -> None:
+    async def _observer(self) -> None:
+        """Report the host's containers whenever tasks ended: one report at a time, covering
+        every task that ended meanwhile, so a busy agent sends one per batch, not one per task."""
+        backoff = _Backoff(cap=self.backoff_cap)
+        while True:
+            await self._observe_wanted.wait()
+            self._observe_wanted.clear()
+            if await self._report_observed():
+                backoff.reset()
+            else:
+                self._observe_wanted.set()
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _report_observed(self) -> bool:
         """Tell the server what graphium-managed containers this host has (planning uses it).
 
-        Best effort: on failure it is retried before the next claim, re-sending the same
-        observation for a while so that an outage does not turn into an engine-polling loop.
+        Best effort (False when it failed): the observer retries, re-sending the same observation
+        for a while so that an outage does not turn into an engine-polling loop.
         """
         now = time.monotonic()
         if self._observed is None or now - self._observed_at > OBSERVED_MAX_AGE:
@@ -297,10 +366,9 @@ class Agent:
                 "PUT", f"/agents/{self.host_id}/observed", json=self._observed.dump(), ok=(200, 204)
             )
         except (_Unreachable, _Refused) as exc:
-            self._observed_dirty = True
             log.debug("observed state not reported: %s", exc)
-            return
-        self._observed_dirty = False
+            return False
+        return True
 
     # -- one task ------------------------------------------------------------------------------
 
@@ -313,10 +381,7 @@ class Agent:
             f" (stack {task.stack_id})" if task.stack_id else "",
         )
         lost = asyncio.Event()
-        outcome = TaskOutcome(task.id, None)
-        if not await self._report(task, {"status": TaskStatus.running.value}, lost):
-            self.outcomes.append(outcome)
-            return
+        outcome = TaskOutcome(task.id, None)  # claimed with start=true: it is running already
         heartbeat = asyncio.create_task(self._heartbeat(task, lost))
         try:
             status, result, error = await self._execute(task)
@@ -342,6 +407,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self.outcomes.append(outcome)
+            self._observed = None  # the engine changed: observe afresh
+            self._observe_wanted.set()
 
     async def _execute(self, task: Task) -> tuple[TaskStatus | None, dict[str, Any] | None, str | None]:
         """Run the task on the engine: (completed, result, None), (failed, None, error), or
@@ -370,33 +437,71 @@ class Agent:
             return TaskStatus.failed, None, f"agent error: {_describe(exc)}"
 
     async def _report(self, task: Task, body: dict[str, Any], lost: asyncio.Event) -> bool:
-        """PUT a status until it lands. False when the task is no longer ours (409/404), the
-        server refuses the body, or a forced stop gives up."""
-        backoff = _Backoff(cap=self.backoff_cap)
-        payload = {**body, "agentId": self.agent_id}
-        while not lost.is_set() and not self._force.is_set():
-            try:
-                response = await self._request("PUT", f"/tasks/{task.id}/status", json=payload, gone_ok=True)
-            except _Unreachable as exc:
-                self._lost_server(exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._force.wait(), backoff.next_delay())
-                continue
-            except _Refused as exc:
-                log.error("task %s: server refused status %s: %s", task.id, body["status"], exc)
-                return False
-            self._server_back()
-            if response is None:
-                lost.set()
-                log.warning(
-                    "task %s: no longer held by this agent (lease expired or task cancelled); "
-                    "not reporting %s",
-                    task.id,
-                    body["status"],
-                )
-                return False
+        """Hand a status to the reporter and wait until it lands. False when the task is no
+        longer ours (409/404), the server refuses the change, or a forced stop gives up."""
+        if lost.is_set() or self._force.is_set():
+            return False
+        done: asyncio.Future[tuple[int, str] | None] = asyncio.get_running_loop().create_future()
+        self._reports.append(_Report(task.id, {**body, "id": task.id, "agentId": self.agent_id}, lost, done))
+        self._reports_ready.set()
+        answer = await done
+        if answer is None:
+            return False
+        code, detail = answer
+        if code == 200:
             return True
+        if code in (404, 409):
+            lost.set()
+            log.warning(
+                "task %s: no longer held by this agent (lease expired or task cancelled); "
+                "not reporting %s: %s",
+                task.id,
+                body["status"],
+                detail,
+            )
+        else:
+            log.error("task %s: server refused status %s: %s %s", task.id, body["status"], code, detail)
         return False
+
+    async def _reporter(self) -> None:
+        """Send queued reports in batches with one request in flight: whatever ended while the
+        previous batch was on the wire goes in the next, so tasks ending together cost one
+        request and one durable write. Unreachable server: retried with backoff until it lands."""
+        backoff = _Backoff(cap=self.backoff_cap)
+        while True:
+            await self._reports_ready.wait()
+            self._reports_ready.clear()
+            while self._reports:
+                if self._force.is_set():  # a forced stop gives every report up
+                    for report in self._reports:
+                        _settle(report, None)
+                    self._reports.clear()
+                    break
+                batch, self._reports = self._reports[:REPORT_BATCH], self._reports[REPORT_BATCH:]
+                live = []
+                for report in batch:
+                    if report.lost.is_set():
+                        _settle(report, None)
+                    else:
+                        live.append(report)
+                if not live:
+                    continue
+                try:
+                    response = await self._request("PUT", "/tasks/status", json=[r.body for r in live])
+                except _Unreachable as exc:
+                    self._lost_server(exc)
+                    self._reports[:0] = live  # first in line once the server is back
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._force.wait(), backoff.next_delay())
+                    continue
+                except _Refused as exc:
+                    for report in live:
+                        _settle(report, (400, str(exc)))
+                    continue
+                backoff.reset()
+                self._server_back()
+                for report, answer in zip(live, _answers(response, len(live)), strict=True):
+                    _settle(report, answer)
 
     async def _heartbeat(self, task: Task, lost: asyncio.Event) -> None:
         """Extend the lease every third of it; a 409/404 means the lease is lost."""
@@ -413,6 +518,22 @@ class Agent:
                 lost.set()
                 log.warning("task %s: lease lost (heartbeat refused); will not report it", task.id)
                 return
+
+
+def _settle(report: _Report, answer: tuple[int, str] | None) -> None:
+    if not report.done.done():  # its task may have been cancelled meanwhile
+        report.done.set_result(answer)
+
+
+def _answers(response: httpx.Response | None, count: int) -> list[tuple[int, str]]:
+    """Per-task (code, detail) from a batch report's answer, in request order."""
+    try:
+        items = response.json() if response is not None else None
+        if isinstance(items, list) and len(items) == count:
+            return [(int(i["code"]), str(i.get("detail") or "")) for i in items]
+    except (ValueError, TypeError, KeyError):
+        pass
+    return [(502, "the server answered an unreadable batch result")] * count
 
 
 def run_agent(

@@ -27,7 +27,7 @@ import pydantic
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from graphium.api import Deployer
@@ -55,6 +55,8 @@ log = logging.getLogger("graphium.server")
 
 API = "/api/v1"
 MAX_CLAIM_WAIT = 30.0
+MAX_CLAIM_BATCH = 100  # tasks per claim: an agent asks for as many as it has free slots
+MAX_REPORT_BATCH = 1000  # status changes per batch report
 MONITOR_INTERVAL = 1.0
 CLAIM_RETRY = 0.25  # re-try claims this often even without a change: backoffs and leases expire by time
 STREAM_KEEPALIVE = 15.0
@@ -83,9 +85,34 @@ class StatusUpdate(_Body):
     agent_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+class StatusReport(StatusUpdate):
+    """One entry of a batch report: the task and its change."""
+
+    id: str = Field(min_length=1, max_length=200)
+
+
+class ReportResult(_Body):
+    """How one entry of a batch report went; ``code`` is what the single-task route would answer."""
+
+    id: str
+    code: int
+    status: TaskStatus | None = None  # the task's status after the change
+    detail: str | None = None
+
+
 class LeaseRequest(_Body):
     agent_id: str = Field(min_length=1, max_length=200)
     lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+_TASK_LIST = TypeAdapter(list[Task])
+_RESULTS = TypeAdapter(list[ReportResult])
+
+
+def _json(content: bytes | str) -> Response:
+    """Already-encoded JSON: hot routes skip FastAPI's re-validation of a returned model, which
+    costs as much as the store operation itself (the response_model stays for the schema)."""
+    return Response(content=content, media_type="application/json")
 
 
 class StackAccepted(_Body):
@@ -228,9 +255,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 _bearer = HTTPBearer(auto_error=False, description="An admin token, or an agent token bound to one host.")
 
 
-def _principal(
+async def _principal(
     request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
+    """Async on purpose: a sync dependency costs a thread-pool hop per request, far more than
+    the stat and hash it does."""
     if cred is None or not cred.credentials:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     srv: Server = request.app.state.server
@@ -240,7 +269,7 @@ def _principal(
     return found
 
 
-def _admin(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+async def _admin(who: Annotated[Principal, Depends(_principal)]) -> Principal:
     if not who.is_admin:
         raise HTTPException(403, "this route needs an admin token")
     return who
@@ -317,18 +346,55 @@ def _install_routes(app: FastAPI, srv: Server) -> None:
     def get_task(task_id: str, who: Caller) -> Task:
         return own_task(who, task_id)
 
+    @app.put(f"{API}/tasks/status", response_model=list[ReportResult], tags=["tasks"])
+    def report_statuses(
+        body: Annotated[list[StatusReport], Body(max_length=MAX_REPORT_BATCH)], who: Caller
+    ) -> Response:
+        """Report many status changes in one durable write (an agent's finished tasks).
+
+        Each entry succeeds or fails on its own; its result carries the code the single-task
+        route would have answered (403 for another host's task, 404, 409 with the reason).
+        """
+        if not who.is_admin:
+            srv.touch(who.host_id or "")
+        results: list[ReportResult] = []
+        events: list[Event] = []
+        with store.batch():
+            for item in body:
+                try:
+                    if not who.may_access_host(store.get_task(item.id).host_id):
+                        detail = f"this token is bound to host {who.host_id}"
+                        results.append(ReportResult(id=item.id, code=403, detail=detail))
+                        continue
+                    task = store.transition(
+                        item.id, item.status, error=item.error, result=item.result, agent_id=item.agent_id
+                    )
+                except NotFoundError as exc:
+                    results.append(ReportResult(id=item.id, code=404, detail=str(exc)))
+                except (TransitionError, StoreError) as exc:
+                    results.append(ReportResult(id=item.id, code=409, detail=str(exc)))
+                except GraphiumError as exc:
+                    results.append(ReportResult(id=item.id, code=400, detail=str(exc)))
+                else:
+                    results.append(ReportResult(id=item.id, code=200, status=task.status))
+                    events.append(task_event(EventType.task_updated, task))
+            if events:
+                srv.emit(*events)
+        return _json(_RESULTS.dump_json(results, by_alias=True, exclude_none=True))
+
     @app.put(f"{API}/tasks/{{task_id}}/status", response_model=Task, tags=["tasks"])
-    def update_status(task_id: str, body: StatusUpdate, who: Caller) -> Task:
+    def update_status(task_id: str, body: StatusUpdate, who: Caller) -> Response:
         """Report progress: 409 with the reason when the lifecycle or the lease forbids the change."""
         own_task(who, task_id)
         if not who.is_admin:
             srv.touch(who.host_id or "")
-        return changed(
+        task = changed(
             EventType.task_updated,
             lambda: store.transition(
                 task_id, body.status, error=body.error, result=body.result, agent_id=body.agent_id
             ),
         )
+        return _json(task.model_dump_json(by_alias=True))
 
     @app.post(f"{API}/tasks/{{task_id}}/retry", response_model=Task, tags=["tasks"])
     def retry_task(task_id: str, _: Admin) -> Task:
@@ -352,11 +418,13 @@ def _install_routes(app: FastAPI, srv: Server) -> None:
         )
 
     @app.post(f"{API}/tasks/{{task_id}}/heartbeat", response_model=Task, tags=["tasks"])
-    def heartbeat(task_id: str, body: LeaseRequest, who: Caller) -> Task:
+    def heartbeat(task_id: str, body: LeaseRequest, who: Caller) -> Response:
         """Extend the lease the agent holds; 409 once it no longer holds it (stop reporting then)."""
         task = own_task(who, task_id)
         srv.touch(task.host_id)
-        return store.heartbeat(task_id, body.agent_id, body.lease_seconds)
+        return _json(
+            store.heartbeat(task_id, body.agent_id, body.lease_seconds).model_dump_json(by_alias=True)
+        )
 
     # agents ---------------------------------------------------------------------------------------
     @app.get(f"{API}/agents/{{host_id}}/tasks", response_model=list[Task], tags=["agents"])
@@ -364,6 +432,40 @@ def _install_routes(app: FastAPI, srv: Server) -> None:
         """The host's open tasks (pending, assigned, running)."""
         own_host(who, host_id)
         return [t for t in store.list_tasks(host_id=host_id) if t.status in OPEN]
+
+    async def take(
+        host_id: str,
+        body: LeaseRequest,
+        who: Principal,
+        request: Request,
+        wait: float,
+        limit: int,
+        start: bool,
+    ) -> list[Task]:
+        """Claim up to ``limit`` of the host's runnable tasks, waiting up to ``wait`` s for the
+        first (long-poll); whatever is claimable then is returned, without waiting to fill up."""
+        own_host(who, host_id)
+        srv.touch(host_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+
+        def attempt() -> list[Task]:
+            with store.batch():
+                tasks = store.claim_many(host_id, body.agent_id, body.lease_seconds, limit, start=start)
+                if tasks:
+                    srv.emit(*(task_event(EventType.task_updated, t) for t in tasks))
+            return tasks
+
+        while True:
+            version = srv.feed.version
+            tasks = await asyncio.to_thread(attempt)
+            if tasks:
+                return tasks
+            remaining = deadline - loop.time()
+            if remaining <= 0 or await request.is_disconnected():
+                return []
+            await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
+            srv.touch(host_id)
 
     @app.post(
         f"{API}/agents/{{host_id}}/claim",
@@ -377,30 +479,34 @@ def _install_routes(app: FastAPI, srv: Server) -> None:
         who: Caller,
         request: Request,
         wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
-    ) -> Any:
-        """Take the host's best runnable task, waiting up to ``wait`` s for one (long-poll)."""
-        own_host(who, host_id)
-        srv.touch(host_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        start: bool = False,
+    ) -> Response:
+        """Take the host's best runnable task, waiting up to ``wait`` s for one (long-poll).
 
-        def attempt() -> Task | None:
-            with store.batch():
-                task = store.claim(host_id, body.agent_id, body.lease_seconds)
-                if task is not None:
-                    srv.emit(task_event(EventType.task_updated, task))
-            return task
+        ``start=true`` makes it ``running`` at once, for an agent that starts it right away.
+        """
+        tasks = await take(host_id, body, who, request, wait, 1, start)
+        if not tasks:
+            return Response(status_code=204)
+        return _json(tasks[0].model_dump_json(by_alias=True))
 
-        while True:
-            version = srv.feed.version
-            task = await asyncio.to_thread(attempt)
-            if task is not None:
-                return task
-            remaining = deadline - loop.time()
-            if remaining <= 0 or await request.is_disconnected():
-                return Response(status_code=204)
-            await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
-            srv.touch(host_id)
+    @app.post(f"{API}/agents/{{host_id}}/claims", response_model=list[Task], tags=["agents"])
+    async def claim_many(
+        host_id: str,
+        body: LeaseRequest,
+        who: Caller,
+        request: Request,
+        wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
+        max_tasks: Annotated[int, Query(alias="max", ge=1, le=MAX_CLAIM_BATCH)] = 1,
+        start: bool = False,
+    ) -> Response:
+        """Take up to ``max`` of the host's runnable tasks in one durable write, best first.
+
+        Long-polls like ``/claim`` but answers a list, empty after ``wait`` s. ``start=true``
+        makes them ``running`` at once: an agent asks for as many as it has free slots.
+        """
+        tasks = await take(host_id, body, who, request, wait, max_tasks, start)
+        return _json(_TASK_LIST.dump_json(tasks, by_alias=True))
 
     @app.put(f"{API}/agents/{{host_id}}/observed", status_code=204, tags=["agents"])
     def report_observed(host_id: str, body: ObservedHost, who: Caller) -> Response:

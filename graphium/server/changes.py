@@ -150,6 +150,11 @@ class NotifyingStore:
     def claim(self, host_id: str, agent_id: str, lease_seconds: float) -> Task | None:
         return self.inner.claim(host_id, agent_id, lease_seconds)  # takes work, makes none
 
+    def claim_many(
+        self, host_id: str, agent_id: str, lease_seconds: float, limit: int, *, start: bool = False
+    ) -> list[Task]:
+        return self.inner.claim_many(host_id, agent_id, lease_seconds, limit, start=start)
+
     def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
         return self.inner.heartbeat(task_id, agent_id, lease_seconds)
 

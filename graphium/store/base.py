@@ -111,6 +111,17 @@ class TaskStore(Protocol):
         """
         ...
 
+    def claim_many(
+        self, host_id: str, agent_id: str, lease_seconds: float, limit: int, *, start: bool = False
+    ) -> list[Task]:
+        """Atomically take up to ``limit`` runnable tasks, best first, in one durable write.
+
+        Same rules as :meth:`claim`; a task whose dependency is taken in the same call is not
+        runnable yet. With ``start`` the tasks become ``running`` (``startedAt`` stamped) instead
+        of ``assigned``, which saves the agent a status report per task. Empty when nothing is.
+        """
+        ...
+
     def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
         """Extend the lease of a task the agent holds (StoreError if it no longer holds it)."""
         ...

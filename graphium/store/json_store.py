@@ -325,30 +325,41 @@ class JsonTaskStore:
     def claim(self, host_id: str, agent_id: str, lease_seconds: float) -> Task | None:
         """Take the best runnable task of ``host_id`` (see the protocol), after first returning
         that host's expired leases to the queue."""
+        taken = self.claim_many(host_id, agent_id, lease_seconds, 1)
+        return taken[0] if taken else None
+
+    def claim_many(
+        self, host_id: str, agent_id: str, lease_seconds: float, limit: int, *, start: bool = False
+    ) -> list[Task]:
+        """Take up to ``limit`` runnable tasks in claim order, in one lock hold and one journal
+        line, so an agent with several slots pays one durable write per claim, not per task."""
         with self._txn():
             now = _now()
             self._requeue_host(host_id, now)
-            chosen: Task | None = None
+            chosen: list[Task] = []
             for _, _, task_id in self._queue.get(host_id, ()):
+                if len(chosen) >= limit:
+                    break
                 task = self._tasks[task_id]
                 if task.not_before is not None and _parse_time(task.not_before) > now:
                     continue
                 if all(self._completed(dep) for dep in task.depends_on):
-                    chosen = task
-                    break
-            if chosen is None:
-                return None
-            stored = _clone(
-                chosen,
-                status=TaskStatus.assigned,
-                agent_id=agent_id,
-                assigned_at=_iso(now),
-                started_at=None,
-                completed_at=None,
-                lease_expires_at=_iso(now + timedelta(seconds=lease_seconds)),
-            )
-            self._stage_task(stored)
-            return _clone(stored)
+                    chosen.append(task)
+            stamp = _iso(now)
+            taken: list[Task] = []
+            for task in chosen:  # staging re-indexes the queue: only after the scan
+                stored = _clone(
+                    task,
+                    status=TaskStatus.running if start else TaskStatus.assigned,
+                    agent_id=agent_id,
+                    assigned_at=stamp,
+                    started_at=stamp if start else None,
+                    completed_at=None,
+                    lease_expires_at=_iso(now + timedelta(seconds=lease_seconds)),
+                )
+                self._stage_task(stored)
+                taken.append(_clone(stored))
+            return taken
 
     def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
         """Extend a lease; refused once it expired, even if nobody has requeued the task yet."""

@@ -324,6 +324,50 @@ class TaskStoreContract:
         ids = [t.id for t in claimed if t is not None]
         assert sorted(ids) == [f"t{i:02}" for i in range(20)]
 
+    def test_claim_many_takes_up_to_limit_in_claim_order(self, store: TaskStore) -> None:
+        store.create_tasks([make_task(f"t{i}", priority=i) for i in range(5)] + [make_task("x", host="h2")])
+        taken = store.claim_many("h1", "ag", 30, 3)
+        assert [t.id for t in taken] == ["t4", "t3", "t2"]
+        assert all(t.status == TaskStatus.assigned and t.agent_id == "ag" for t in taken)
+        assert all(t.lease_expires_at and t.assigned_at and t.started_at is None for t in taken)
+        assert [store.get_task(t.id).dump() for t in taken] == [t.dump() for t in taken]
+        assert [t.id for t in store.claim_many("h1", "ag2", 30, 10)] == ["t1", "t0"]
+        assert store.claim_many("h1", "ag", 30, 10) == []
+        assert store.get_task("x").status == TaskStatus.pending
+
+    def test_claim_many_leaves_tasks_blocked_by_their_batch_mates(self, store: TaskStore) -> None:
+        store.create_tasks(
+            [make_task("net"), make_task("app", priority=9, depends_on=["net"]), make_task("other")]
+        )
+        assert sorted(t.id for t in store.claim_many("h1", "ag", 30, 10)) == ["net", "other"]
+        store.transition("net", TaskStatus.running, agent_id="ag")
+        store.transition("net", TaskStatus.completed, agent_id="ag")
+        assert [t.id for t in store.claim_many("h1", "ag", 30, 10)] == ["app"]
+
+    def test_claim_many_with_start_marks_the_tasks_running(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1"), make_task("t2")])
+        taken = store.claim_many("h1", "ag", 30, 5, start=True)
+        assert [t.status for t in taken] == [TaskStatus.running, TaskStatus.running]
+        assert all(t.started_at and t.assigned_at and t.agent_id == "ag" for t in taken)
+        assert store.get_task("t1").status == TaskStatus.running
+        store.heartbeat("t1", "ag", 30)
+        with pytest.raises(StoreError):
+            store.transition("t1", TaskStatus.completed, agent_id="other-agent")
+        done = store.transition("t1", TaskStatus.completed, agent_id="ag", result={"ok": True})
+        assert done.completed_at and done.lease_expires_at is None
+
+    def test_claim_many_started_tasks_are_requeued_when_their_lease_expires(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("t1", max_retries=1)])
+        assert len(store.claim_many("h1", "dead-agent", 0, 1, start=True)) == 1
+        assert store.claim_many("h1", "ag", 30, 5, start=True) == []  # requeued, backing off
+        task = store.get_task("t1")
+        assert task.status == TaskStatus.pending and task.retry_count == 1 and task.started_at is None
+
+    def test_claim_many_never_hands_out_a_task_twice(self, store: TaskStore) -> None:
+        store.create_tasks([make_task(f"t{i:02}") for i in range(20)])
+        ids = [t.id for i in range(10) for t in store.claim_many("h1", f"ag{i % 3}", 30, 3, start=i % 2 == 0)]
+        assert sorted(ids) == [f"t{i:02}" for i in range(20)]
+
     # stacks ------------------------------------------------------------------------------------
     def test_stack_save_get_and_revisions(self, store: TaskStore) -> None:
         assert store.get_stack("web") is None

@@ -366,6 +366,28 @@ async def test_two_agents_racing_run_each_task_exactly_once(server: ServerProces
     assert a.executed() and b.executed(), "one agent got every task: no race was exercised"
 
 
+async def test_agent_with_slots_claims_in_batches_and_runs_each_task_once(
+    server: ServerProcess, engine_url: str
+) -> None:
+    # enqueued before the agent starts, so its first claims find more than one task waiting
+    networks = [network_task(f"agt-slot-{i:02d}") for i in range(4)]
+    deletes = [delete_task(f"agt-slot-absent-{i:02d}") for i in range(16)]
+    tasks = networks + deletes
+    create_tasks(server, tasks)
+    async with agent_running(server, engine_url, agent_id="slotted", slots=4) as running:
+        done = [await wait_task(server, t.id, timeout=60) for t in tasks]
+        await asyncio.sleep(0.3)
+    counts = Counter(running.executed())
+    assert sorted(counts) == sorted(t.id for t in tasks) and max(counts.values()) == 1
+    assert all(t.status is TaskStatus.completed and t.agent_id == "slotted" for t in done)
+    assert all(o.status is TaskStatus.completed for o in running.agent.outcomes)
+    # one claim stamps its whole batch alike: fewer distinct start times than tasks
+    assert len({t.started_at for t in done}) < len(tasks)
+    assert all(
+        t.result and t.result["created"] is True for t in done if t.task_type is TaskType.ensure_network
+    )
+
+
 async def test_agent_reconnects_after_server_restart(server: ServerProcess, engine_url: str) -> None:
     async with agent_running(server, engine_url, backoff_cap=1.0) as running:
         await asyncio.sleep(0.5)  # in the middle of a long-poll

@@ -188,6 +188,72 @@ def test_bad_requests_get_clear_4xx(server: ServerProcess) -> None:
         assert admin.post("/agents/h1/claim", params={"wait": 99}, json=lease()).status_code == 422
 
 
+# batched claims and reports ----------------------------------------------------------------------
+def test_claim_many_with_start_then_batch_report(server: ServerProcess) -> None:
+    with server.admin() as admin, server.agent("h1") as agent:
+        ids = [admin.post("/tasks", json=new_task(priority=9 - i)).json()["id"] for i in range(5)]
+        foreign = admin.post("/tasks", json=new_task("h2")).json()["id"]
+        first = agent.post("/agents/h1/claims", params={"max": 3, "start": "true"}, json=lease("a1"))
+        assert first.status_code == 200, first.text
+        assert [t["id"] for t in first.json()] == ids[:3]
+        assert all(t["status"] == "running" and t["agentId"] == "a1" and t["startedAt"] for t in first.json())
+        rest = agent.post("/agents/h1/claims", params={"max": 10}, json=lease("a1")).json()
+        assert [t["id"] for t in rest] == ids[3:] and {t["status"] for t in rest} == {"assigned"}
+        empty = agent.post("/agents/h1/claims", params={"max": 10, "wait": 0.2}, json=lease("a1"))
+        assert empty.status_code == 200 and empty.json() == []
+
+        report = [{"id": i, "status": "completed", "agentId": "a1", "result": {"n": 1}} for i in ids[:3]]
+        report += [
+            {"id": ids[3], "status": "completed", "agentId": "a1"},  # assigned: must run first
+            {"id": ids[4], "status": "running", "agentId": "someone-else"},  # held by a1
+            {"id": foreign, "status": "running"},  # another host's task
+            {"id": "no-such-task", "status": "running"},
+        ]
+        answer = agent.put("/tasks/status", json=report)
+        assert answer.status_code == 200, answer.text
+        assert [(r["id"], r["code"]) for r in answer.json()] == [
+            *[(i, 200) for i in ids[:3]],
+            (ids[3], 409),
+            (ids[4], 409),
+            (foreign, 403),
+            ("no-such-task", 404),
+        ]
+        assert all(r["status"] == "completed" for r in answer.json()[:3])
+        assert "cannot go from assigned to completed" in answer.json()[3]["detail"]
+        for task_id in ids[:3]:
+            done = admin.get(f"/tasks/{task_id}").json()
+            assert done["status"] == "completed" and done["result"] == {"n": 1}
+        assert admin.get(f"/tasks/{foreign}").json()["status"] == "pending"
+        assert len(admin.get("/tasks", params={"status": "completed"}).json()) == 3
+        # an admin may report on any host's task
+        assert (
+            admin.put("/tasks/status", json=[{"id": foreign, "status": "running"}]).json()[0]["code"] == 200
+        )
+
+
+def test_batch_routes_check_their_input_and_scope(server: ServerProcess) -> None:
+    with server.agent("h1") as agent:
+        assert agent.post("/agents/h2/claims", json=lease()).status_code == 403
+        assert agent.post("/agents/h1/claims", params={"max": 0}, json=lease()).status_code == 422
+        assert agent.post("/agents/h1/claims", params={"max": 101}, json=lease()).status_code == 422
+        assert agent.put("/tasks/status", json={"id": "x", "status": "running"}).status_code == 422
+        assert agent.put("/tasks/status", json=[{"id": "x", "status": "bogus"}]).status_code == 422
+        assert agent.put("/tasks/status", json=[]).json() == []
+    with server.anonymous() as anon:
+        assert anon.put("/tasks/status", json=[]).status_code == 401
+
+
+def test_single_claim_keeps_its_contract_and_may_start(server: ServerProcess) -> None:
+    with server.admin() as admin, server.agent("h1") as agent:
+        first, second = (admin.post("/tasks", json=new_task()).json()["id"] for _ in range(2))
+        claimed = agent.post("/agents/h1/claim", json=lease("a1"))
+        assert claimed.status_code == 200 and claimed.json()["id"] == first
+        assert claimed.json()["status"] == "assigned"
+        started = agent.post("/agents/h1/claim", params={"start": "true"}, json=lease("a1"))
+        assert started.json()["id"] == second and started.json()["status"] == "running"
+        assert agent.post("/agents/h1/claim", json=lease("a1")).status_code == 204
+
+
 # long-poll claims -------------------------------------------------------------------------------
 def _claim_in_thread(server: ServerProcess, wait: float) -> tuple[threading.Thread, dict[str, Any]]:
     out: dict[str, Any] = {}

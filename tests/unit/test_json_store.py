@@ -98,6 +98,19 @@ def test_compaction_folds_the_journal_into_a_tinydb_file(path: Path) -> None:
         assert again.append_events([Event(type="x")])[0].seq == 2  # seq survives compaction
 
 
+def test_claim_many_is_one_journal_line_and_survives_reopening(path: Path) -> None:
+    journal = path.with_name("state.json.journal")
+    with JsonTaskStore(path) as store:
+        store.create_tasks([make_task(f"t{i}") for i in range(10)])
+        lines = journal.read_bytes().count(b"\n")
+        taken = store.claim_many("h1", "ag", 30, 8, start=True)
+        assert len(taken) == 8
+        assert journal.read_bytes().count(b"\n") == lines + 1
+    with JsonTaskStore(path) as again:
+        assert [again.get_task(t.id).dump() for t in taken] == [t.dump() for t in taken]
+        assert [t.id for t in again.claim_many("h1", "ag", 30, 8)] == ["t8", "t9"]
+
+
 def test_automatic_compaction_keeps_the_journal_small(path: Path) -> None:
     with JsonTaskStore(path, compact_bytes=2_000) as store:
         store.create_tasks([make_task(f"t{i}") for i in range(50)])
