@@ -542,6 +542,7 @@ def run_agent(
     token: str,
     docker_host: str | None = None,
     agent_id: str | None = None,
+    slots: int = 4,
 ) -> None:
     """Run an agent until SIGTERM/SIGINT: the first signal stops claiming and lets the task in
     hand finish and be reported; a second one abandons it (its lease expires on the server)."""
@@ -551,7 +552,7 @@ def run_agent(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     async def main() -> None:
-        agent = Agent(host_id, server_url, token, docker_host=docker_host, agent_id=agent_id)
+        agent = Agent(host_id, server_url, token, docker_host=docker_host, agent_id=agent_id, slots=slots)
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:

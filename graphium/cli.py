@@ -595,11 +595,27 @@ def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: st
 )
 @click.option("--docker-host", envvar="DOCKER_HOST", default=None, help="Engine URL (default: DOCKER_HOST).")
 @click.option("--agent-id", default=None, help="Name of this agent process (default: host id + pid).")
-def agent(host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None) -> None:
+@click.option(
+    "--slots",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Tasks this agent runs at once.",
+)
+def agent(
+    host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None, slots: int
+) -> None:
     """Run the polling agent: claim this host's tasks from the server and execute them."""
     from graphium.agent import run_agent
 
-    run_agent(host_id=host_id, server_url=server_url, token=token, docker_host=docker_host, agent_id=agent_id)
+    run_agent(
+        host_id=host_id,
+        server_url=server_url,
+        token=token,
+        docker_host=docker_host,
+        agent_id=agent_id,
+        slots=slots,
+    )
 
 
 @cli.group()
