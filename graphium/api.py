@@ -191,8 +191,9 @@ class Deployer:
         result = await self._runner(plan, record).run(plan.tasks)
         with self.store.batch():
             if result.ok:
-                self.store.delete_stack(plan.stack)
-                self.events.emit(stack_event(EventType.stack_deleted, plan.stack))
+                if self.store.get_stack(plan.stack) is not None:  # a server's monitor may have settled it
+                    self.store.delete_stack(plan.stack)
+                    self.events.emit(stack_event(EventType.stack_deleted, plan.stack))
             else:
                 current = self.store.get_stack(plan.stack) or record
                 self.store.save_stack(

@@ -113,8 +113,8 @@ _STACK_ALLOWED: dict[StackStatus | None, frozenset[StackStatus]] = {
     StackStatus.deploying: frozenset(
         {StackStatus.running, StackStatus.error, StackStatus.deploying, StackStatus.deleting}
     ),
-    StackStatus.running: frozenset({StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.error: frozenset({StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.running: frozenset({StackStatus.running, StackStatus.deploying, StackStatus.deleting}),
+    StackStatus.error: frozenset({StackStatus.error, StackStatus.deploying, StackStatus.deleting}),
     StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting}),
 }
 
