@@ -92,7 +92,9 @@ def containers(docker_url: str, name: str) -> list[Any]:
         client.close()
 
 
-def test_apply_status_destroy_through_the_server(pull: ServerProcess, tmp_path: Path, docker_url: str) -> None:
+def test_apply_status_destroy_through_the_server(
+    pull: ServerProcess, tmp_path: Path, docker_url: str
+) -> None:
     name, port = f"p{uuid.uuid4().hex[:8]}", free_port()
     server = ["--server", pull.url, "--token", pull.admin_token]
     proc = run("apply", str(stack_file(tmp_path, name, port, "one")), *server)
