@@ -92,6 +92,8 @@ class DockerEngine:
         self.pool_size = pool_size
         self.settle_seconds = settle_seconds
         self.poll_interval = poll_interval
+        # images seen on this engine during its life (one run): a deploy need not ask again
+        self._images_present: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix=f"docker-{host_id}")
         self._client: Any = None
         self._client_lock = threading.Lock()
@@ -275,10 +277,13 @@ class DockerEngine:
     # -- images --------------------------------------------------------------------------------
 
     async def image_present(self, image: str) -> bool:
+        if image in self._images_present:
+            return True
         try:
             await self._call(f"inspecting image {image}", lambda c: c.inspect_image(image))
         except _Missing:
             return False
+        self._images_present.add(image)
         return True
 
     async def ensure_image(self, image: str, policy: PullPolicy) -> dict[str, Any]:
@@ -293,6 +298,7 @@ class DockerEngine:
                     host=self.host_id,
                 )
         await self._call(f"pulling image {image}", lambda c: self._pull(c, image))
+        self._images_present.add(image)
         return {"image": image, "pulled": True}
 
     def _pull(self, client: Any, image: str) -> None:
@@ -425,7 +431,8 @@ class DockerEngine:
         tail, when it exits, restarts or turns unhealthy. Returns the health: ``healthy`` or
         ``none`` (no health check)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()  # callers wait right after starting: the settle window counts from here
+        deadline = started + timeout
         restarts: int | None = None
         running_since: float | None = None
         while True:
@@ -457,7 +464,7 @@ class DockerEngine:
                         )
                 else:
                     now = loop.time()
-                    running_since = now if running_since is None else running_since
+                    running_since = started if running_since is None else running_since
                     if now - running_since >= self.settle_seconds:
                         return "none"
             if loop.time() >= deadline:
