@@ -349,6 +349,20 @@ def _follow(client: ServerClient, stack_id: str, as_json: bool, *, deleting: boo
     return status in ("running", "deleted")
 
 
+def _hand_over(
+    client: ServerClient, accepted: dict[str, Any], as_json: bool, *, no_wait: bool, deleting: bool = False
+) -> None:
+    """Say what the server accepted, then follow the stack until it settles (exit 1 if it failed)."""
+    if as_json:
+        _emit_json({"schema_version": 1, "type": "accepted", **accepted})
+    else:
+        click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
+    if no_wait or not accepted["tasks"]:
+        return
+    if not _follow(client, accepted["id"], as_json, deleting=deleting):
+        sys.exit(EXIT_ERROR)
+
+
 @cli.command()
 @click.argument("target", type=click.Path(exists=True, dir_okay=False))
 @server_options
@@ -364,15 +378,7 @@ def apply(target: str, server_url: str | None, token: str | None, no_wait: bool,
         _print_warnings(doc)
         document = fill_variables(json.loads(Path(target).read_text()), os.environ, target)
         with _client(server_url, token) as client:
-            accepted = client.post_stack(document)
-            if opts.as_json:
-                _emit_json({"schema_version": 1, "type": "accepted", **accepted})
-            else:
-                click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
-            if no_wait or not accepted["tasks"]:
-                return
-            if not _follow(client, accepted["id"], opts.as_json):
-                sys.exit(EXIT_ERROR)
+            _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait)
         return
     if saved is not None:
         inventory = (
@@ -403,13 +409,7 @@ def destroy(stack: str, server_url: str | None, token: str | None, no_wait: bool
     if server_url:
         name = load_stack(stack).stack.name
         with _client(server_url, token) as client:
-            accepted = client.delete_stack(name)
-            if opts.as_json:
-                _emit_json({"schema_version": 1, "type": "accepted", **accepted})
-            else:
-                click.echo(f"Stack {name}: {accepted['status']} ({accepted['tasks']} task(s)).")
-            if not no_wait and not _follow(client, name, opts.as_json, deleting=True):
-                sys.exit(EXIT_ERROR)
+            _hand_over(client, client.delete_stack(name), opts.as_json, no_wait=no_wait, deleting=True)
         return
     doc, inventory = _load(stack, opts, resolve=False)
     _, result = _execute(
