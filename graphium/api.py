@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from graphium.tasks import StackStatus, Task, TaskStatus, TaskType, utcnow
 from graphium.variables import resolve_variables
 
 DEFAULT_STATE = ".graphium/state.json"
+RUNNER_LEASE_SECONDS = 60.0
 TaskEndHook = Callable[[Task], None]
 
 
@@ -150,10 +152,10 @@ class Deployer:
         if not plan.tasks and stored is not None and stored.status is StackStatus.running:
             return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
         with self.store.batch():
-            record = self.store.save_stack(record)
+            record = self.store.save_stack(record.model_copy(update={"runner_lease_until": _lease_end()}))
             self.events.emit(stack_event(EventType.stack_deploying, plan.stack, totalTasks=len(plan.tasks)))
             self._enqueue(plan)
-        result = await self._runner(plan, record).run(plan.tasks)
+        result = await self._run_owned(plan, record)
         record = self.store.get_stack(plan.stack) or record
         placements = _placements(plan, record, result)
         ok = result.ok
@@ -169,6 +171,7 @@ class Deployer:
                     ),
                     "error": None if ok else _failure_summary(result),
                     "updated_at": utcnow(),
+                    "runner_lease_until": None,
                 }
             )
             self.store.save_stack(record)
@@ -184,11 +187,18 @@ class Deployer:
         )
         with self.store.batch():
             record = self.store.save_stack(
-                record.model_copy(update={"status": StackStatus.deleting, "phase": "deleting", "progress": 0})
+                record.model_copy(
+                    update={
+                        "status": StackStatus.deleting,
+                        "phase": "deleting",
+                        "progress": 0,
+                        "runner_lease_until": _lease_end(),
+                    }
+                )
             )
             self.events.emit(stack_event(EventType.stack_deleting, plan.stack, totalTasks=len(plan.tasks)))
             self._enqueue(plan)
-        result = await self._runner(plan, record).run(plan.tasks)
+        result = await self._run_owned(plan, record)
         with self.store.batch():
             if result.ok:
                 if self.store.get_stack(plan.stack) is not None:  # a server's monitor may have settled it
@@ -203,6 +213,7 @@ class Deployer:
                             "phase": "delete-failed",
                             "error": _failure_summary(result),
                             "updated_at": utcnow(),
+                            "runner_lease_until": None,
                         }
                     )
                 )
@@ -210,6 +221,27 @@ class Deployer:
                     stack_event(EventType.stack_failed, plan.stack, error=_failure_summary(result))
                 )
         return result
+
+    async def _run_owned(self, plan: Plan, record: StackRecord) -> RunResult:
+        """Run the plan's tasks while renewing the stack's runner lease, so that a server's task
+        monitor sharing this store leaves the stack to this process while it is alive."""
+        done = asyncio.Event()
+
+        async def renew() -> None:
+            while not done.is_set():
+                try:
+                    await asyncio.wait_for(done.wait(), RUNNER_LEASE_SECONDS / 3)
+                except TimeoutError:
+                    current = self.store.get_stack(plan.stack)
+                    if current is not None:
+                        self.store.save_stack(current.model_copy(update={"runner_lease_until": _lease_end()}))
+
+        renewer = asyncio.create_task(renew())
+        try:
+            return await self._runner(plan, record).run(plan.tasks)
+        finally:
+            done.set()
+            await renewer
 
     def _enqueue(self, plan: Plan) -> None:
         """Store the plan's tasks (a re-run of the same plan resumes the ones already stored)."""
@@ -270,6 +302,10 @@ def _placements(plan: Plan, record: StackRecord, result: RunResult) -> dict[str,
             entry = {"hostId": action.host, "containerId": None, "dockerName": action.docker_name}
         placements[action.name] = entry
     return placements
+
+
+def _lease_end() -> str:
+    return (datetime.now(UTC) + timedelta(seconds=RUNNER_LEASE_SECONDS)).isoformat(timespec="microseconds")
 
 
 def _network_hosts(plan: Plan, result: RunResult) -> set[str]:

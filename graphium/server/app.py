@@ -744,9 +744,12 @@ def _monitor_once(srv: Server, active: set[str]) -> None:
         requeued = store.requeue_expired()
         if requeued:
             srv.emit(*(task_event(EventType.task_updated, t) for t in requeued))
+    now = datetime.now(UTC)
     for record in store.list_stacks():
         if record.id in active or record.status not in (StackStatus.deploying, StackStatus.deleting):
             continue
+        if record.runner_lease_until and datetime.fromisoformat(record.runner_lease_until) > now:
+            continue  # another process (graphium-run apply on this store) is running it
         with store.batch():
             current = store.get_stack(record.id)
             if current is None or current.status not in (StackStatus.deploying, StackStatus.deleting):

@@ -32,6 +32,9 @@ class StackRecord(BaseModel):
     hosts: list[str] = []  # hosts the stack has containers or networks on
     error: str | None = None
     revision: int = 0  # bumped on every change; part of a plan's fingerprint
+    # a process running this stack's tasks holds this lease; a server's task monitor leaves the
+    # stack to it until the lease expires (the process died) and settles it otherwise
+    runner_lease_until: str | None = None
     created_at: str = ""
     updated_at: str = ""
 

@@ -489,3 +489,27 @@ def test_websocket_stream(server: ServerProcess) -> None:
 
     with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):
         asyncio.run(refused())
+
+
+def test_monitor_leaves_a_stack_to_the_process_holding_its_runner_lease(server: ServerProcess) -> None:
+    """`graphium-run apply` on the server's store runs a stack itself; the monitor must not settle
+    (and delete the tasks of) that run while the lease is live, and must once it has expired."""
+    from datetime import UTC, datetime, timedelta
+
+    from graphium.store.base import StackRecord
+    from graphium.store.json_store import JsonTaskStore
+    from graphium.tasks import StackStatus
+
+    store = JsonTaskStore(server.state)
+    live = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+    store.save_stack(
+        StackRecord(id="owned", name="owned", status=StackStatus.deleting, runner_lease_until=live)
+    )
+    with server.admin() as admin:
+        time.sleep(2.5)  # two monitor passes
+        assert admin.get("/stacks/owned").json()["status"] == "deleting"
+        current = store.get_stack("owned")
+        assert current is not None
+        expired = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        store.save_stack(current.model_copy(update={"runner_lease_until": expired}))
+        wait_for(lambda: admin.get("/stacks/owned").status_code == 404, what="the monitor to settle it")
