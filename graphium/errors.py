@@ -77,6 +77,7 @@ class ExecutionError(GraphiumError):
     """A task failed on a host."""
 
     def __init__(self, message: str, *, host: str | None = None, task: str | None = None) -> None:
+        self.detail = message  # without the host/task prefix, for re-raising with more context
         self.host = host
         self.task = task
         prefix = ", ".join(p for p in (f"host {host}" if host else "", f"task {task}" if task else "") if p)

@@ -18,10 +18,9 @@ from rich.text import Text
 from graphium.models import ContainerSpec
 from graphium.plan import Action, ActionKind, DeployPayload, Plan, ReplacePayload
 from graphium.runner import RunResult
+from graphium.secrets import redact_environment
 from graphium.store.base import Event, StackRecord
 from graphium.tasks import Task, TaskStatus, TaskType
-
-SENSITIVE = "(sensitive)"
 
 _SYMBOL = {
     ActionKind.create: ("+", "green"),
@@ -49,8 +48,8 @@ def make_console(*, stderr: bool = False) -> Console:
 
 
 def _env_text(spec: ContainerSpec) -> str:
-    secret = spec.secret_keys()
-    return ", ".join(f"{k}={SENSITIVE if k in secret else v}" for k, v in sorted(spec.environment.items()))
+    shown = redact_environment(spec.environment, spec.sensitive)
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
 
 
 def _ports_text(spec: ContainerSpec) -> str:

@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from graphium.engine import DockerEngine
 from graphium.errors import ExecutionError
+from graphium.models import ContainerSpec
 from graphium.plan import (
     DeletePayload,
     DeployPayload,
@@ -28,6 +29,7 @@ from graphium.plan import (
     ReplacePayload,
     StartPayload,
 )
+from graphium.secrets import redact_text, secret_values
 from graphium.tasks import Task, TaskType
 
 __all__ = ["execute"]
@@ -52,9 +54,20 @@ async def execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
     try:
         return await _execute(engine, task)
     except ExecutionError as exc:
-        if exc.task is not None:
-            raise
-        raise type(exc)(_message(exc), host=exc.host or engine.host_id, task=task.id) from exc
+        # errors quote container logs and health output, which may print the container's secrets
+        detail = redact_text(exc.detail, _secret_values(task))
+        raise type(exc)(detail, host=exc.host or engine.host_id, task=task.id) from exc
+
+
+def _secret_values(task: Task) -> set[str]:
+    """The secret environment values of the task's container, to mask in anything it reports."""
+    container = task.payload.get("container")
+    if not isinstance(container, dict):
+        return set()
+    try:
+        return secret_values(ContainerSpec.model_validate(container.get("spec", {})))
+    except PydanticValidationError:
+        return set()
 
 
 async def _execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
@@ -119,9 +132,3 @@ async def _execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
     raise ExecutionError(
         f"task type {kind.value} is not supported on a Docker engine", host=host, task=task.id
     )
-
-
-def _message(exc: ExecutionError) -> str:
-    text = str(exc)
-    prefix = f"host {exc.host}: "
-    return text[len(prefix) :] if exc.host and text.startswith(prefix) else text

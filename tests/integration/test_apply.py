@@ -238,3 +238,23 @@ async def test_destroy_removes_containers_network_and_records(
     assert deployer.store.get_stack(stack_name) is None
     again = await deployer.plan_destroy(stack_name)
     assert again.tasks == [] and (await deployer.apply(again)).ok
+
+
+async def test_a_failing_container_cannot_leak_its_secrets_through_its_logs(
+    deployer: Deployer, stack_name: str
+) -> None:
+    leaky = {
+        "name": "leaky",
+        "image": WEB,
+        "command": ["sh", "-c", 'echo "connecting with $DB_PASSWORD"; exit 1'],
+        "environment": {"DB_PASSWORD": "${DB_PASSWORD}"},
+    }
+    events: list[Event] = []
+    deployer.events.subscribe(events.append)
+    plan = await plan_of(deployer, stack_doc(stack_name, [leaky]), {"DB_PASSWORD": "hunter2-hunter2"})
+    result = await deployer.apply(plan)
+    [failed] = result.failed
+    assert "connecting with (sensitive)" in (failed.error or ""), failed.error
+    stored = deployer.store.get_stack(stack_name)
+    shown = (failed.error or "") + "".join(e.model_dump_json() for e in events) + (stored.error if stored else "")
+    assert "hunter2-hunter2" not in shown
