@@ -256,5 +256,7 @@ async def test_a_failing_container_cannot_leak_its_secrets_through_its_logs(
     [failed] = result.failed
     assert "connecting with (sensitive)" in (failed.error or ""), failed.error
     stored = deployer.store.get_stack(stack_name)
-    shown = (failed.error or "") + "".join(e.model_dump_json() for e in events) + (stored.error if stored else "")
+    shown = (
+        (failed.error or "") + "".join(e.model_dump_json() for e in events) + (stored.error if stored else "")
+    )
     assert "hunter2-hunter2" not in shown
