@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from graphium import planner
-from graphium.errors import PlanError, StalePlanError
+from graphium.errors import NotFoundError, PlanError, StalePlanError
 from graphium.events import EventBus, EventType, Subscriber, stack_event, task_event
 from graphium.executors.base import Executor
 from graphium.inventory import load_inventory
@@ -128,10 +128,7 @@ class Deployer:
         )
         if not plan.destroy:
             record = record.model_copy(update={"spec": plan.stack_spec})
-        with self.store.batch():
-            self.store.save_stack(record)
-            self.events.emit(stack_event(kind, plan.stack, totalTasks=len(plan.tasks)))
-            self._enqueue(plan)
+        self._begin(plan, record, kind, lease=False)
         return RunResult(tasks={t.id: t for t in plan.tasks}, duration=0.0)
 
     async def _run_deploy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
@@ -151,10 +148,7 @@ class Deployer:
         )
         if not plan.tasks and stored is not None and stored.status is StackStatus.running:
             return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
-        with self.store.batch():
-            record = self.store.save_stack(record.model_copy(update={"runner_lease_until": _lease_end()}))
-            self.events.emit(stack_event(EventType.stack_deploying, plan.stack, totalTasks=len(plan.tasks)))
-            self._enqueue(plan)
+        record = self._begin(plan, record, EventType.stack_deploying, lease=True)
         result = await self._run_owned(plan, record)
         record = self.store.get_stack(plan.stack) or record
         placements = _placements(plan, record, result)
@@ -185,19 +179,10 @@ class Deployer:
         record = stored or StackRecord(
             id=plan.stack, name=plan.stack, status=StackStatus.deleting, created_at=utcnow()
         )
-        with self.store.batch():
-            record = self.store.save_stack(
-                record.model_copy(
-                    update={
-                        "status": StackStatus.deleting,
-                        "phase": "deleting",
-                        "progress": 0,
-                        "runner_lease_until": _lease_end(),
-                    }
-                )
-            )
-            self.events.emit(stack_event(EventType.stack_deleting, plan.stack, totalTasks=len(plan.tasks)))
-            self._enqueue(plan)
+        deleting = record.model_copy(
+            update={"status": StackStatus.deleting, "phase": "deleting", "progress": 0}
+        )
+        record = self._begin(plan, deleting, EventType.stack_deleting, lease=True)
         result = await self._run_owned(plan, record)
         with self.store.batch():
             if result.ok:
@@ -239,9 +224,55 @@ class Deployer:
         renewer = asyncio.create_task(renew())
         try:
             return await self._runner(plan, record).run(plan.tasks)
+        except asyncio.CancelledError:  # interrupted, or stopped by a server: free the stack at once
+            current = self.store.get_stack(plan.stack)
+            if current is not None:
+                self.store.save_stack(current.model_copy(update={"runner_lease_until": None}))
+            raise
         finally:
             done.set()
             await renewer
+
+    def _begin(self, plan: Plan, record: StackRecord, kind: EventType, *, lease: bool) -> StackRecord:
+        """Start a run, atomically (one store batch, under its lock): refuse a stack that another
+        live process is running, settle what an earlier run left unfinished, save the record, say
+        so, and store the tasks."""
+        with self.store.batch():
+            current = self.store.get_stack(plan.stack)
+            if current is not None and _lease_live(current):
+                raise PlanError(
+                    f"stack {plan.stack} is being applied by another process; wait for it to finish "
+                    f"(if that process died, its lease expires at {current.runner_lease_until}), then "
+                    "plan again"
+                )
+            self._supersede(plan)
+            saved = self.store.save_stack(
+                record.model_copy(update={"runner_lease_until": _lease_end() if lease else None})
+            )
+            self.events.emit(stack_event(kind, plan.stack, totalTasks=len(plan.tasks)))
+            self._enqueue(plan)
+        return saved
+
+    def _supersede(self, plan: Plan) -> None:
+        """Tasks of the stack's earlier runs that will never finish: pending ones are cancelled (no
+        agent may pick up stale work); ones a direct executor was running when its process died
+        are failed. An agent's task in flight is left to finish and report."""
+        hosts = self.inventory.by_id()
+        current = {t.id for t in plan.tasks}
+        for task in self.store.list_tasks(stack_id=plan.stack):
+            if task.terminal or task.id in current:
+                continue
+            if task.status is TaskStatus.pending:
+                ended = self.store.transition(
+                    task.id, TaskStatus.cancelled, error="superseded by a newer run"
+                )
+            elif task.host_id in hosts and hosts[task.host_id].connection is Connection.agent:
+                continue
+            else:
+                ended = self.store.transition(
+                    task.id, TaskStatus.failed, error="abandoned: the process running it stopped"
+                )
+            self.events.emit(task_event(EventType.task_updated, ended))
 
     def _enqueue(self, plan: Plan) -> None:
         """Store the plan's tasks (a re-run of the same plan resumes the ones already stored)."""
@@ -249,7 +280,7 @@ class Deployer:
         for task in plan.tasks:
             try:
                 self.store.get_task(task.id)
-            except Exception:
+            except NotFoundError:
                 new.append(task.model_copy(update={"stack_id": plan.stack}))
         if new:
             self.store.create_tasks(new)
@@ -302,6 +333,11 @@ def _placements(plan: Plan, record: StackRecord, result: RunResult) -> dict[str,
             entry = {"hostId": action.host, "containerId": None, "dockerName": action.docker_name}
         placements[action.name] = entry
     return placements
+
+
+def _lease_live(record: StackRecord) -> bool:
+    lease = record.runner_lease_until
+    return lease is not None and datetime.fromisoformat(lease) > datetime.now(UTC)
 
 
 def _lease_end() -> str:

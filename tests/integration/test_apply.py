@@ -260,3 +260,44 @@ async def test_a_failing_container_cannot_leak_its_secrets_through_its_logs(
         (failed.error or "") + "".join(e.model_dump_json() for e in events) + (stored.error if stored else "")
     )
     assert "hunter2-hunter2" not in shown
+
+
+async def test_a_second_apply_is_refused_while_another_process_runs_the_stack(
+    deployer: Deployer, stack_name: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from graphium.errors import PlanError
+    from graphium.store.base import StackRecord
+
+    port = free_port()
+    live = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
+    deployer.store.save_stack(
+        StackRecord(id=stack_name, name=stack_name, status=StackStatus.deploying, runner_lease_until=live)
+    )
+    plan = await plan_of(deployer, stack_doc(stack_name, [web("web", port)]))
+    with pytest.raises(PlanError, match="being applied by another process"):
+        await deployer.apply(plan)
+    assert deployer.store.list_tasks(stack_id=stack_name) == []  # nothing enqueued, nothing run
+
+
+async def test_a_rerun_after_a_crash_settles_what_the_dead_run_left(
+    deployer: Deployer, stack_name: str
+) -> None:
+    """A run killed mid-way leaves tasks pending and running; the next run cancels and fails them."""
+    from graphium.tasks import Task, TaskType
+
+    port = free_port()
+    doc = stack_doc(stack_name, [web("web", port)])
+    first = await plan_of(deployer, doc)
+    left = [
+        Task(id=f"{stack_name}-dead-1", task_type=TaskType.deploy, host_id="local", stack_id=stack_name),
+        Task(id=f"{stack_name}-dead-2", task_type=TaskType.deploy, host_id="local", stack_id=stack_name),
+    ]
+    deployer.store.create_tasks(left)
+    deployer.store.transition(left[1].id, TaskStatus.running)  # the dead process was running it
+    assert (await deployer.apply(first)).ok
+    assert deployer.store.get_task(left[0].id).status is TaskStatus.cancelled
+    dead = deployer.store.get_task(left[1].id)
+    assert dead.status is TaskStatus.failed and "process running it stopped" in (dead.error or "")
+    assert http_get(port) == "one"
