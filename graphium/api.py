@@ -29,7 +29,6 @@ from graphium.variables import resolve_variables
 
 DEFAULT_STATE = ".graphium/state.json"
 RUNNER_LEASE_SECONDS = 60.0
-TaskEndHook = Callable[[Task], None]
 
 
 class Deployer:
