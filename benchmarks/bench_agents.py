@@ -6,7 +6,7 @@
 
 Without ``--server`` it starts ``graphium-run serve`` on loopback with a temporary state file.
 
-The agents are the real :class:`graphium.agent.Agent` (its claims, heartbeats, batched reports and
+The agents are the real :class:`graphium.control.agent.Agent` (its claims, heartbeats, batched reports and
 observation reports, over HTTP) with a null engine in place of Docker: every task is a delete of
 a container that is not there, answered at once. There is no no-op task type (every type does
 Docker work), so this is how the figures measure the server, its store and the protocol, not
@@ -47,9 +47,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from graphium.agent import Agent  # noqa: E402
-from graphium.plan import ObservedHost  # noqa: E402
-from graphium.tasks import Task, TaskStatus, TaskType  # noqa: E402
+from graphium.control.agent import Agent  # noqa: E402
+from graphium.plan.model import ObservedHost  # noqa: E402
+from graphium.records.task import Task, TaskStatus, TaskType  # noqa: E402
 
 HOST = "bench-host"
 RUNNER = [sys.executable, "-c", "from graphium.cli import main; main()"]
@@ -111,7 +111,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str, str]
 
 
 class NullEngine:
-    """Stands in for :class:`graphium.engine.DockerEngine`: containers are never there, so a
+    """Stands in for :class:`graphium.docker.engine.DockerEngine`: containers are never there, so a
     delete task succeeds at once (``removed: False``). ``seen`` records when each was asked."""
 
     def __init__(self) -> None:
@@ -300,7 +300,8 @@ def main() -> None:
         try:
             print(
                 f"server {url}; {os.cpu_count()} CPU(s); python {sys.version.split()[0]}; "
-                f"agents are graphium.agent.Agent with {args.slots} slots and a null engine (no Docker work)"
+                f"agents are graphium.control.agent.Agent with {args.slots} slots and a null engine "
+                "(no Docker work)"
             )
             lat = sorted(asyncio.run(bench_latency(url, admin, agent, args.samples, args.slots)))
             p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]

@@ -29,10 +29,10 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lab
-from graphium.api import Deployer
 from graphium.executors.local import LocalExecutor
-from graphium.loader import load_stack_data
-from graphium.models import Host, Inventory
+from graphium.run.deployer import Deployer
+from graphium.stack.loader import load_stack_data
+from graphium.stack.models import Host, Inventory
 from graphium.store.json_store import JsonTaskStore
 
 IMAGE = "graphium-test/web:1"

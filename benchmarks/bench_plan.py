@@ -4,8 +4,8 @@ Standalone: ``python benchmarks/bench_plan.py [--runs N]``. It writes a JSON-LD 
 ``"@context": "https://schema.org"`` form of the upstream examples) and an inventory of 100 hosts
 to a temporary directory, then times, each as the median of several runs:
 
-* load: ``graphium.loader.load_stack`` (JSON-LD processing and validation) plus the inventory;
-* plan: ``graphium.planner.plan_apply`` against 100 empty hosts (1,000 creations, full DAG);
+* load: ``graphium.stack.loader.load_stack`` (JSON-LD processing and validation) plus the inventory;
+* plan: ``graphium.plan.planner.plan_apply`` against 100 empty hosts (1,000 creations, full DAG);
 * re-plan: the same against hosts that already run exactly that (1,000 keeps, zero tasks).
 
 If the loader is not importable, load is skipped and the figure says so.
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from graphium.models import Inventory, StackSpec
-from graphium.plan import DesiredContainer, LiveConfig, ObservedContainer, ObservedHost
-from graphium.planner import expand, plan_apply
+from graphium.plan.model import DesiredContainer, LiveConfig, ObservedContainer, ObservedHost
+from graphium.plan.planner import expand, plan_apply
+from graphium.stack.models import Inventory, StackSpec
 
 HOSTS = 100
 SERVICES = 100  # replicated: 5 replicas each, a fixed host port, spread across hosts
@@ -144,8 +144,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     try:
-        from graphium.inventory import load_inventory
-        from graphium.loader import load_stack
+        from graphium.stack.inventory import load_inventory
+        from graphium.stack.loader import load_stack
     except ImportError:
         load_stack = None  # type: ignore[assignment]
 
@@ -187,7 +187,7 @@ def main() -> int:
         f"{len(hosts)} hosts, spread with a label constraint; median of {args.runs} runs"
     )
     if load_stack is None:
-        print("load + validate: not measured (graphium.loader not importable); plan timed alone")
+        print("load + validate: not measured (graphium.stack.loader not importable); plan timed alone")
     else:
         print(f"load + validate (JSON-LD stack + inventory): {load_s * 1000:7.1f} ms")
     print(f"plan, fresh ({len(plan.tasks)} tasks, {edges} edges):        {plan_s * 1000:7.1f} ms")

@@ -5,7 +5,7 @@
 Needs the lab (``python -m lab up``; started here if missing). Each round, in this order:
 
 * apply: a fresh :class:`~graphium.executors.ssh.SshExecutor` (so the SSH connections are part of
-  the figure), then :class:`graphium.api.Deployer` ``plan`` + ``apply`` of a stack pinning
+  the figure), then :class:`graphium.run.deployer.Deployer` ``plan`` + ``apply`` of a stack pinning
   ``--per-host`` containers (``graphium-test/web:1``, preloaded) to each lab host, with the
   runner's default parallelism, and a temporary JSON state file. Ends when every container runs
   and has stayed up for the engine adapter's settle time (0.3 s), as any deploy task does.
@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import lab  # noqa: E402
-from graphium.api import Deployer  # noqa: E402
 from graphium.executors.ssh import SshExecutor  # noqa: E402
-from graphium.loader import load_stack_data  # noqa: E402
-from graphium.models import Host, Inventory  # noqa: E402
+from graphium.shortcuts import Deployer  # noqa: E402
+from graphium.stack.loader import load_stack_data  # noqa: E402
+from graphium.stack.models import Host, Inventory  # noqa: E402
 from graphium.store.json_store import JsonTaskStore  # noqa: E402
 
 IMAGE = "graphium-test/web:1"

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import Task, TaskStatus, TaskType
 
 TARGET = 1_000.0
 
@@ -145,7 +145,7 @@ def _threads(path: Path, threads: int, ops: int, hosts: int) -> tuple[int, float
 _WORKER = """
 import sys
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import TaskStatus
+from graphium.records.task import TaskStatus
 path, worker, workers, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 store = JsonTaskStore(path)
 hosts = sorted({t.host_id for t in store.list_tasks()})[worker::workers]

@@ -11,7 +11,6 @@ Load a stack, plan it against live hosts, apply or destroy it::
 For async code and custom stores or executors, build a :class:`graphium.Deployer`.
 """
 
-from graphium.api import DEFAULT_STATE, Deployer, apply, default_executor, destroy, plan
 from graphium.errors import (
     ExecutionError,
     GraphiumError,
@@ -23,12 +22,16 @@ from graphium.errors import (
     StoreError,
     ValidationError,
 )
-from graphium.inventory import load_inventory
-from graphium.loader import StackDocument, load_stack
-from graphium.models import ContainerSpec, Host, Inventory, StackSpec
-from graphium.plan import Action, ActionKind, Plan
-from graphium.runner import RunResult
-from graphium.tasks import Task, TaskStatus, TaskType
+from graphium.executors.router import default_executor
+from graphium.plan.model import Action, ActionKind, Plan
+from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.run.deployer import Deployer
+from graphium.run.runner import RunResult
+from graphium.shortcuts import apply, destroy, plan
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import StackDocument, load_stack
+from graphium.stack.models import ContainerSpec, Host, Inventory, StackSpec
+from graphium.store.json_store import DEFAULT_STATE
 
 __all__ = [
     "DEFAULT_STATE",

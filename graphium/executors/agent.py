@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphium.errors import ExecutionError, NotFoundError
-from graphium.models import Host
-from graphium.plan import ObservedHost
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task, TaskStatus
+from graphium.stack.models import Host
 from graphium.store.base import TaskStore
-from graphium.tasks import Task, TaskStatus
 
 DEFAULT_MAX_AGE = 300.0
 POLL_INTERVAL = 0.05

@@ -1,7 +1,7 @@
 """The executor interface: how the runner reaches hosts, whatever the transport.
 
 An executor observes hosts (one list/inspect round per host) and runs single tasks on them. The
-local and SSH executors drive a :class:`graphium.engine.DockerEngine` directly; the agent executor
+local and SSH executors drive a :class:`graphium.docker.engine.DockerEngine` directly; the agent executor
 hands tasks to agents through the store or the server. :class:`HostRouter` sends each host to the
 executor for its ``connection``, so one plan can span local, SSH and agent hosts.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from graphium.models import Host
-from graphium.plan import ObservedHost
-from graphium.tasks import Task
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task
+from graphium.stack.models import Host
 
 
 class Executor(Protocol):

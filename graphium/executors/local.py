@@ -12,12 +12,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from graphium.engine import DockerEngine
+from graphium.docker.engine import DockerEngine
+from graphium.docker.interpreter import execute
 from graphium.errors import ExecutionError, GraphiumError
-from graphium.executors.engine_tasks import execute
-from graphium.models import DEFAULT_DOCKER_HOST, Connection, Host
-from graphium.plan import ObservedHost
-from graphium.tasks import Task
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task
+from graphium.stack.models import DEFAULT_DOCKER_HOST, Connection, Host
 
 __all__ = ["LocalExecutor", "docker_url"]
 

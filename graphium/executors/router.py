@@ -12,9 +12,10 @@ from typing import Any
 
 from graphium.errors import ExecutionError
 from graphium.executors.base import Executor
-from graphium.models import Connection, Host
-from graphium.plan import ObservedHost
-from graphium.tasks import Task
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task
+from graphium.stack.models import Connection, Host
+from graphium.store.base import TaskStore
 
 
 class HostRouter:
@@ -82,3 +83,18 @@ class HostRouter:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = False) -> Executor:
+    """Local, SSH and agent hosts through one router, so one stack may mix them."""
+    from graphium.executors.agent import AgentExecutor
+    from graphium.executors.local import LocalExecutor
+    from graphium.executors.ssh import SshExecutor
+
+    return HostRouter(
+        {
+            Connection.local: LocalExecutor(),
+            Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
+            Connection.agent: AgentExecutor(store),
+        }
+    )

@@ -2,7 +2,7 @@
 
 Each host gets one SSH connection, opened lazily and reused for the whole run. The host's Docker
 API socket is forwarded over that connection to a private local unix socket, and the same
-:class:`~graphium.engine.DockerEngine` the local executor uses drives it. Nothing runs in a remote
+:class:`~graphium.docker.engine.DockerEngine` the local executor uses drives it. Nothing runs in a remote
 shell, so no docker CLI is needed on the host and no stack data ever reaches a command line.
 
 Host keys are verified against ``knownHosts`` and the executor fails closed; skipping the check is
@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 
 import asyncssh
 
-from graphium.engine import DockerEngine
+from graphium.docker.engine import DockerEngine
+from graphium.docker.interpreter import execute
 from graphium.errors import ExecutionError, GraphiumError, HostKeyError, HostUnreachableError
-from graphium.executors.engine_tasks import execute
-from graphium.models import DEFAULT_DOCKER_HOST, Connection, Host
-from graphium.plan import ObservedHost
-from graphium.tasks import Task
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task
+from graphium.stack.models import DEFAULT_DOCKER_HOST, Connection, Host
 
 log = logging.getLogger(__name__)
 

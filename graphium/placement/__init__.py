@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Mapping
 
 from graphium.errors import PlacementError
-from graphium.models import Inventory, PlacementStrategyName, StackSpec
 from graphium.placement.base import HostPort, Instance, PlacementStrategy, expand_instances, instance_names
 from graphium.placement.binpack import BinpackStrategy
 from graphium.placement.manual import ManualStrategy
 from graphium.placement.spread import SpreadStrategy
+from graphium.stack.models import Inventory, PlacementStrategyName, StackSpec
 
 __all__ = [
     "BinpackStrategy",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from graphium.errors import PlacementError, PlanError
-from graphium.models import Constraint, ContainerSpec, Host, StackSpec
+from graphium.stack.models import Constraint, ContainerSpec, Host, StackSpec
 
 WILDCARD_IPS = frozenset({"", "0.0.0.0", "::"})
 

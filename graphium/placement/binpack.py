@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from graphium.models import Constraint, Host
 from graphium.placement.base import Board, HostState, Instance, place_on_board
+from graphium.stack.models import Constraint, Host
 
 
 class BinpackStrategy:

@@ -10,53 +10,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
-from graphium.plan import ObservedHost
-from graphium.tasks import StackStatus, Task, TaskStatus, utcnow
-
-
-class StackRecord(BaseModel):
-    """A stack's deployment state, written back from task results."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    id: str  # the stack name
-    name: str
-    status: StackStatus
-    phase: str = ""
-    progress: int = 0  # percent of the current run's tasks that ended
-    placements: dict[str, dict[str, Any]] = {}  # instance -> {hostId, containerId, dockerName}
-    spec: dict[str, Any] = {}  # the resolved StackSpec dump
-    hosts: list[str] = []  # hosts the stack has containers or networks on
-    error: str | None = None
-    revision: int = 0  # bumped on every change; part of a plan's fingerprint
-    # a process running this stack's tasks holds this lease; a server's task monitor leaves the
-    # stack to it until the lease expires (the process died) and settles it otherwise
-    runner_lease_until: str | None = None
-    created_at: str = ""
-    updated_at: str = ""
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-
-class Event(BaseModel):
-    """Something that happened, for watchers: task_created, task_updated, stack_running, ..."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    seq: int = 0  # assigned by the store, strictly increasing
-    type: str
-    stack_id: str | None = None
-    task_id: str | None = None
-    host_id: str | None = None
-    data: dict[str, Any] = {}
-    time: str = ""
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+from graphium.plan.model import ObservedHost
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord
+from graphium.records.task import Task, TaskStatus
 
 
 class TaskStore(Protocol):
@@ -161,4 +118,4 @@ class TaskStore(Protocol):
         ...
 
 
-__all__ = ["Event", "StackRecord", "TaskStore", "utcnow"]
+__all__ = ["TaskStore"]

@@ -39,10 +39,12 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
-from graphium.plan import ObservedHost
-from graphium.store.base import Event, StackRecord
-from graphium.tasks import Task, TaskStatus, check_stack_transition, check_transition
+from graphium.plan.model import ObservedHost
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord, check_stack_transition
+from graphium.records.task import Task, TaskStatus, check_transition
 
+DEFAULT_STATE = ".graphium/state.json"  # the store file when none is named (--state, GRAPHIUM_STATE)
 FORMAT_VERSION = 1
 _LEASED = frozenset({TaskStatus.assigned, TaskStatus.running})
 _FileIdentity = tuple[int, int, int]
@@ -807,4 +809,4 @@ def _brief(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-__all__ = ["JsonTaskStore"]
+__all__ = ["DEFAULT_STATE", "JsonTaskStore"]

@@ -24,8 +24,7 @@ import pytest
 
 from graphium.errors import ExecutionError
 from graphium.executors.base import Executor
-from graphium.models import ContainerSpec, Host, NetworkSpec, PullPolicy
-from graphium.plan import (
+from graphium.plan.model import (
     DeletePayload,
     DeployPayload,
     DesiredContainer,
@@ -35,7 +34,8 @@ from graphium.plan import (
     ReplacePayload,
     StartPayload,
 )
-from graphium.tasks import Task, TaskType
+from graphium.records.task import Task, TaskType
+from graphium.stack.models import ContainerSpec, Host, NetworkSpec, PullPolicy
 
 WEB_1 = "graphium-test/web:1"
 WEB_2 = "graphium-test/web:2"

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
-from graphium.plan import ObservedHost
-from graphium.store.base import Event, StackRecord, TaskStore
-from graphium.tasks import StackStatus, Task, TaskStatus, TaskType
+from graphium.plan.model import ObservedHost
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.store.base import TaskStore
 
 
 def make_task(task_id: str, host: str = "h1", **fields: Any) -> Task:

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graphium.server.auth import create_token
+from graphium.control.server.auth import create_token
 
 REPO = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent / "graphium-run"

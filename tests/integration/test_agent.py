@@ -27,11 +27,11 @@ import docker
 import httpx
 import pytest
 
-from graphium.agent import Agent
-from graphium.models import ContainerSpec, HealthCheck, NetworkSpec, PullPolicy
-from graphium.plan import DeletePayload, DeployPayload, DesiredContainer, NetworkPayload
+from graphium.control.agent import Agent
+from graphium.plan.model import DeletePayload, DeployPayload, DesiredContainer, NetworkPayload
+from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.stack.models import ContainerSpec, HealthCheck, NetworkSpec, PullPolicy
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import Task, TaskStatus, TaskType
 from tests.integration.server_fixture import RUNNER, ServerProcess
 
 pytestmark = pytest.mark.docker
@@ -205,7 +205,7 @@ def agent_subprocess(
     """A separate agent process (so it can be SIGKILLed), with a short lease."""
     code = (
         "import logging, sys, asyncio\n"
-        "from graphium.agent import Agent\n"
+        "from graphium.control.agent import Agent\n"
         "logging.basicConfig(level=logging.INFO)\n"
         "host, url, token, engine, lease = sys.argv[1:6]\n"
         "a = Agent(host, url, token, docker_host=engine, lease_seconds=float(lease))\n"

@@ -15,17 +15,18 @@ from typing import Any
 import docker
 import pytest
 
-from graphium.api import Deployer
+from graphium.cli.output import make_console, render_plan
 from graphium.errors import StalePlanError
-from graphium.events import EventBus
 from graphium.executors.local import LocalExecutor
-from graphium.loader import load_stack_data
-from graphium.models import Connection, Host, Inventory
-from graphium.output import make_console, render_plan
-from graphium.plan import ActionKind, Plan
-from graphium.store.base import Event
+from graphium.plan.model import ActionKind, Plan
+from graphium.records.event import Event
+from graphium.records.stack import StackStatus
+from graphium.records.task import TaskStatus
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.stack.loader import load_stack_data
+from graphium.stack.models import Connection, Host, Inventory
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import StackStatus, TaskStatus
 
 pytestmark = pytest.mark.docker
 
@@ -268,7 +269,7 @@ async def test_a_second_apply_is_refused_while_another_process_runs_the_stack(
     from datetime import UTC, datetime, timedelta
 
     from graphium.errors import PlanError
-    from graphium.store.base import StackRecord
+    from graphium.records.stack import StackRecord
 
     port = free_port()
     live = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
@@ -285,7 +286,7 @@ async def test_a_rerun_after_a_crash_settles_what_the_dead_run_left(
     deployer: Deployer, stack_name: str
 ) -> None:
     """A run killed mid-way leaves tasks pending and running; the next run cancels and fails them."""
-    from graphium.tasks import Task, TaskType
+    from graphium.records.task import Task, TaskType
 
     port = free_port()
     doc = stack_doc(stack_name, [web("web", port)])

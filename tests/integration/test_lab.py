@@ -68,7 +68,7 @@ def test_each_engine_answers_over_its_socket(lab: LabInfo) -> None:
 
 
 def test_inventory_describes_the_hosts(lab: LabInfo) -> None:
-    from graphium.models import Inventory
+    from graphium.stack.models import Inventory
 
     inventory = Inventory.model_validate_json(lab.inventory.read_text())
     by_id = inventory.by_id()

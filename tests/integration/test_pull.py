@@ -11,11 +11,12 @@ import docker
 import pytest
 
 import lab as lab_pkg
-from graphium.api import Deployer, default_executor
-from graphium.inventory import load_inventory
-from graphium.loader import load_stack_data
+from graphium.executors.router import default_executor
+from graphium.records.task import TaskType
+from graphium.run.deployer import Deployer
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import load_stack_data
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import TaskType
 
 HOST = "vm1"
 

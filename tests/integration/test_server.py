@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from graphium.records.task import Task, TaskType
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import Task, TaskType
 from tests.integration.server_fixture import RUNNER, ServerProcess, server_process  # noqa: F401
 
 STACK = {
@@ -496,9 +496,8 @@ def test_monitor_leaves_a_stack_to_the_process_holding_its_runner_lease(server: 
     (and delete the tasks of) that run while the lease is live, and must once it has expired."""
     from datetime import UTC, datetime, timedelta
 
-    from graphium.store.base import StackRecord
+    from graphium.records.stack import StackRecord, StackStatus
     from graphium.store.json_store import JsonTaskStore
-    from graphium.tasks import StackStatus
 
     store = JsonTaskStore(server.state)
     live = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()

@@ -26,9 +26,9 @@ from graphium.errors import ExecutionError, HostKeyError, HostUnreachableError
 from graphium.executors.local import LocalExecutor
 from graphium.executors.router import HostRouter
 from graphium.executors.ssh import SshExecutor
-from graphium.models import Connection, Host, Inventory
-from graphium.plan import DeletePayload, DeployPayload, NetworkPayload, RemoveNetworkPayload
-from graphium.tasks import TaskType
+from graphium.plan.model import DeletePayload, DeployPayload, NetworkPayload, RemoveNetworkPayload
+from graphium.records.task import TaskType
+from graphium.stack.models import Connection, Host, Inventory
 from tests.contract.executor_contract import (
     SERVE_MSG,
     ExecutorContract,
@@ -227,7 +227,7 @@ async def test_many_tasks_waiting_on_an_unreachable_host_share_one_attempt(host:
 
 
 def _network(stack: str) -> NetworkPayload:
-    from graphium.models import NetworkSpec
+    from graphium.stack.models import NetworkSpec
 
     return NetworkPayload(stack=stack, network=NetworkSpec(name=f"{stack}-net"))
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from graphium.errors import InventoryError
-from graphium.inventory import load_inventory
-from graphium.loader import load_stack
-from graphium.models import Connection, Host
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import load_stack
+from graphium.stack.models import Connection, Host
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stacks"
 

@@ -23,9 +23,11 @@ if str(ROOT) not in sys.path:  # tests.contract lives beside this package, not i
     sys.path.insert(0, str(ROOT))
 
 from graphium.errors import StoreError  # noqa: E402
-from graphium.store.base import Event, StackRecord, TaskStore  # noqa: E402
+from graphium.records.event import Event  # noqa: E402
+from graphium.records.stack import StackRecord, StackStatus  # noqa: E402
+from graphium.records.task import TaskStatus  # noqa: E402
+from graphium.store.base import TaskStore  # noqa: E402
 from graphium.store.json_store import JsonTaskStore  # noqa: E402
-from graphium.tasks import StackStatus, TaskStatus  # noqa: E402
 from tests.contract.store_contract import TaskStoreContract, make_task  # noqa: E402
 
 
@@ -265,7 +267,7 @@ _WORKER = textwrap.dedent(
     """
     import sys
     from graphium.store.json_store import JsonTaskStore
-    from graphium.tasks import TaskStatus
+    from graphium.records.task import TaskStatus
     path, agent, compact = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = JsonTaskStore(path, compact_bytes=compact)
     print("ready", flush=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from graphium import jsonld
-from graphium.jsonld import (
+from graphium.stack import jsonld
+from graphium.stack.jsonld import (
     GRAPHIUM_CONTEXT_URL,
     RemoteContextRefused,
     document_loader,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from graphium.errors import StackError
-from graphium.loader import (
+from graphium.stack.loader import (
     StackDocument,
     check_hosts,
     host_problems,
@@ -18,7 +18,7 @@ from graphium.loader import (
     load_stack_data,
     load_stack_text,
 )
-from graphium.models import Host, Inventory, MountType, PlacementStrategyName
+from graphium.stack.models import Host, Inventory, MountType, PlacementStrategyName
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "stacks"

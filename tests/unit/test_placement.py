@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from graphium.errors import PlacementError
-from graphium.models import Inventory, StackSpec
 from graphium.placement import place
+from graphium.stack.models import Inventory, StackSpec
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).resolve().parent.parent / "data" / "placement" / "cases.json").read_text()

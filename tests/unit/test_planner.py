@@ -19,11 +19,18 @@ from typing import Any
 import pytest
 
 from graphium.errors import GraphiumError, PlanError, StalePlanError
-from graphium.models import Inventory, StackSpec
-from graphium.plan import ActionKind, DesiredContainer, LiveConfig, ObservedContainer, ObservedHost, Plan
-from graphium.planner import check_fresh, expand, fingerprint, plan_apply, plan_destroy, spec_hashes
-from graphium.store.base import StackRecord
-from graphium.tasks import StackStatus, TaskType
+from graphium.plan.model import (
+    ActionKind,
+    DesiredContainer,
+    LiveConfig,
+    ObservedContainer,
+    ObservedHost,
+    Plan,
+)
+from graphium.plan.planner import check_fresh, expand, fingerprint, plan_apply, plan_destroy, spec_hashes
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import TaskType
+from graphium.stack.models import Inventory, StackSpec
 
 CASES = Path(__file__).resolve().parent.parent / "data" / "plans"
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from graphium.errors import ExecutionError
-from graphium.models import Host
-from graphium.plan import ObservedHost
-from graphium.runner import Runner
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.run.runner import Runner
+from graphium.stack.models import Host
 from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import Task, TaskStatus, TaskType
 
 HOSTS = {h: Host.model_validate({"@id": h}) for h in ("a", "b")}
 

@@ -10,8 +10,8 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from pydantic import BaseModel
 
-from graphium import models
-from graphium.loader import stack_schema
+from graphium.stack import models
+from graphium.stack.loader import stack_schema
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "stacks"
@@ -63,7 +63,7 @@ def test_nested_definitions_cover_constraint_and_restart() -> None:
 
 
 def test_docs_copy_is_identical() -> None:
-    package = (REPO / "graphium" / "schema" / "stack.schema.json").read_text()
+    package = (REPO / "graphium" / "stack" / "schema" / "stack.schema.json").read_text()
     assert (REPO / "docs" / "stack.schema.json").read_text() == package
 
 

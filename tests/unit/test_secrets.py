@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphium.models import ContainerSpec
-from graphium.secrets import (
+from graphium.stack.models import ContainerSpec
+from graphium.stack.secrets import (
     MARKER,
     is_secret_key,
     redact,

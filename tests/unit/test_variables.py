@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from graphium.errors import StackError
-from graphium.loader import load_stack, load_stack_data
-from graphium.models import StackSpec
-from graphium.variables import resolve_variables, substitute
+from graphium.stack.loader import load_stack, load_stack_data
+from graphium.stack.models import StackSpec
+from graphium.stack.variables import resolve_variables, substitute
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stacks"
 

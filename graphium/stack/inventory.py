@@ -17,8 +17,8 @@ from typing import Any
 import pydantic
 
 from graphium.errors import InventoryError, Problem
-from graphium.jsonld import Loc, Node, Normaliser, json_path, node_from_json, parse_json, read_graph
-from graphium.models import Host, Inventory
+from graphium.stack.jsonld import Loc, Node, Normaliser, json_path, node_from_json, parse_json, read_graph
+from graphium.stack.models import Host, Inventory
 
 LOCAL_HOST_ID = "local"
 

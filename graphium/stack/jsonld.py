@@ -78,7 +78,7 @@ class RemoteContextRefused(Exception):
 @cache
 def bundled_context(filename: str) -> dict[str, Any]:
     """A bundled context document, parsed once per process."""
-    text = resources.files("graphium.contexts").joinpath(filename).read_text(encoding="utf-8")
+    text = resources.files("graphium.stack.contexts").joinpath(filename).read_text(encoding="utf-8")
     document: dict[str, Any] = json.loads(text)
     return document
 

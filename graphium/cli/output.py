@@ -15,12 +15,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from graphium.models import ContainerSpec
-from graphium.plan import Action, ActionKind, DeployPayload, Plan, ReplacePayload
-from graphium.runner import RunResult
-from graphium.secrets import redact_environment
-from graphium.store.base import Event, StackRecord
-from graphium.tasks import Task, TaskStatus, TaskType
+from graphium.plan.model import Action, ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord
+from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.run.runner import RunResult
+from graphium.stack.models import ContainerSpec
+from graphium.stack.secrets import redact_environment
 
 _SYMBOL = {
     ActionKind.create: ("+", "green"),

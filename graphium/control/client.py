@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from graphium.errors import GraphiumError, Problem, StackError
-from graphium.variables import substitute
+from graphium.stack.variables import substitute
 
 API = "/api/v1"
 FINAL = ("running", "error")

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from graphium.store.base import Event, TaskStore
-from graphium.tasks import Task
+from graphium.records.event import Event
+from graphium.records.task import Task
+from graphium.store.base import TaskStore
 
 EVENT_SCHEMA_VERSION = 1
 

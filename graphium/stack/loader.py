@@ -24,9 +24,18 @@ from typing import Any
 import pydantic
 
 from graphium.errors import Problem, StackError
-from graphium.inventory import host_from_node, json_type, string_map
-from graphium.jsonld import Field, Loc, Node, Normaliser, json_path, node_from_json, parse_json, read_graph
-from graphium.models import ContainerSpec, Host, Inventory, StackSpec
+from graphium.stack.inventory import host_from_node, json_type, string_map
+from graphium.stack.jsonld import (
+    Field,
+    Loc,
+    Node,
+    Normaliser,
+    json_path,
+    node_from_json,
+    parse_json,
+    read_graph,
+)
+from graphium.stack.models import ContainerSpec, Host, Inventory, StackSpec
 
 _RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
 _VAR_ONLY_RE = re.compile(r"^\$\{[^}]+\}$")
@@ -215,7 +224,7 @@ _CONSTRAINT_RE = re.compile(r"^\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*$")
 @cache
 def stack_schema() -> dict[str, Any]:
     """The JSON Schema of stack files (package data, also in docs/ for editors)."""
-    text = resources.files("graphium.schema").joinpath("stack.schema.json").read_text(encoding="utf-8")
+    text = resources.files("graphium.stack.schema").joinpath("stack.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -1,4 +1,4 @@
-"""The planner: desired state + observed state -> a :class:`~graphium.plan.Plan` (actions and a task DAG).
+"""The planner: desired + observed state -> a :class:`~graphium.plan.model.Plan` (actions, task DAG).
 
 Pure and deterministic: no I/O, no asyncio, no clock except the tasks' creation stamp. The same
 stack, inventory, observation and stored record always give the same actions, task ids, edges and
@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphium.errors import PlanError, StalePlanError
-from graphium.models import ContainerSpec, HealthCheck, Inventory, NetworkSpec, StackSpec
 from graphium.placement import expand_instances, instance_names, place_instances
 from graphium.placement.base import WILDCARD_IPS, HostPort, host_ports
-from graphium.plan import (
+from graphium.plan.model import (
     Action,
     ActionKind,
     DeletePayload,
@@ -36,8 +35,9 @@ from graphium.plan import (
     ReplacePayload,
     StartPayload,
 )
-from graphium.store.base import StackRecord
-from graphium.tasks import Task, TaskType
+from graphium.records.stack import StackRecord
+from graphium.records.task import Task, TaskType
+from graphium.stack.models import ContainerSpec, HealthCheck, Inventory, NetworkSpec, StackSpec
 
 __all__ = [
     "HASHED_FIELDS",

@@ -99,28 +99,3 @@ class Task(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
-
-
-class StackStatus(str, Enum):
-    deploying = "deploying"
-    running = "running"
-    error = "error"
-    deleting = "deleting"
-
-
-_STACK_ALLOWED: dict[StackStatus | None, frozenset[StackStatus]] = {
-    None: frozenset({StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.deploying: frozenset(
-        {StackStatus.running, StackStatus.error, StackStatus.deploying, StackStatus.deleting}
-    ),
-    StackStatus.running: frozenset({StackStatus.running, StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.error: frozenset({StackStatus.error, StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting}),
-}
-
-
-def check_stack_transition(stack_id: str, current: StackStatus | None, new: StackStatus) -> None:
-    """Raise :class:`TransitionError` unless the stack may move from ``current`` to ``new``."""
-    if new not in _STACK_ALLOWED[current]:
-        was = current.value if current else "absent"
-        raise TransitionError(f"stack {stack_id}: cannot go from {was} to {new.value}")

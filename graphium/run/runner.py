@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphium.errors import ExecutionError, GraphiumError, TransitionError
-from graphium.events import EventBus, EventType, task_event
 from graphium.executors.base import Executor
-from graphium.models import Connection, Host
+from graphium.records.task import Task, TaskStatus
+from graphium.run.events import EventBus, EventType, task_event
+from graphium.stack.models import Connection, Host
 from graphium.store.base import TaskStore
-from graphium.tasks import Task, TaskStatus
 
 DEFAULT_PARALLELISM = 10
 DEFAULT_PER_HOST = 8

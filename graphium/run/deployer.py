@@ -1,33 +1,30 @@
-"""The operations people and scripts call: plan, apply and destroy a stack.
+"""The Deployer: plans a stack against live hosts and applies plans, owning the stack while it runs.
 
-:class:`Deployer` is the async core, built from a store, an executor and an inventory; the module
-functions :func:`plan`, :func:`apply` and :func:`destroy` are blocking conveniences for scripts
-that build the default pieces (JSON-file store, local + SSH executors) themselves.
+Built from a store, an executor and an inventory; the CLI, the server and the blocking shortcuts
+for scripts (:mod:`graphium.shortcuts`) all drive stacks through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from graphium import planner
 from graphium.errors import NotFoundError, PlanError, StalePlanError
-from graphium.events import EventBus, EventType, Subscriber, stack_event, task_event
 from graphium.executors.base import Executor
-from graphium.inventory import load_inventory
-from graphium.loader import StackDocument, check_hosts, load_stack
-from graphium.models import Connection, Inventory
-from graphium.plan import ActionKind, DeployPayload, Plan, ReplacePayload
-from graphium.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
-from graphium.store.base import StackRecord, TaskStore
-from graphium.tasks import StackStatus, Task, TaskStatus, TaskType, utcnow
-from graphium.variables import resolve_variables
+from graphium.plan import planner
+from graphium.plan.model import ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import Task, TaskStatus, TaskType, utcnow
+from graphium.run.events import EventBus, EventType, stack_event, task_event
+from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
+from graphium.stack.loader import StackDocument, check_hosts
+from graphium.stack.models import Connection, Inventory
+from graphium.stack.variables import resolve_variables
+from graphium.store.base import TaskStore
 
-DEFAULT_STATE = ".graphium/state.json"
 RUNNER_LEASE_SECONDS = 60.0
 
 
@@ -354,111 +351,4 @@ def _failure_summary(result: RunResult) -> str:
     return "; ".join(parts) or "failed"
 
 
-# blocking conveniences for scripts ------------------------------------------------------------
-
-
-def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = False) -> Executor:
-    """Local, SSH and agent hosts through one router, so one stack may mix them."""
-    from graphium.executors.agent import AgentExecutor
-    from graphium.executors.local import LocalExecutor
-    from graphium.executors.router import HostRouter
-    from graphium.executors.ssh import SshExecutor
-
-    return HostRouter(
-        {
-            Connection.local: LocalExecutor(),
-            Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
-            Connection.agent: AgentExecutor(store),
-        }
-    )
-
-
-def _open(
-    stack: str | Path | StackDocument | None, inventory: str | Path | Inventory | None, state: str | Path
-) -> tuple[StackDocument | None, Inventory, TaskStore]:
-    from graphium.store.json_store import JsonTaskStore
-
-    doc = load_stack(stack) if isinstance(stack, (str, Path)) else stack
-    if not isinstance(inventory, Inventory):
-        inventory = load_inventory(inventory, doc.hosts if doc else [])
-    return doc, inventory, JsonTaskStore(state)
-
-
-async def _with_deployer(
-    inventory: Inventory,
-    store: TaskStore,
-    parallelism: int,
-    on_event: Subscriber | None,
-    work: Callable[[Deployer], Any],
-) -> Any:
-    executor = default_executor(store)
-    events = EventBus(store)
-    if on_event is not None:
-        events.subscribe(on_event)
-    try:
-        return await work(Deployer(store, executor, inventory, events=events, parallelism=parallelism))
-    finally:
-        await executor.close()
-
-
-def plan(
-    stack: str | Path | StackDocument,
-    *,
-    inventory: str | Path | Inventory | None = None,
-    state: str | Path = DEFAULT_STATE,
-    environ: Mapping[str, str] | None = None,
-) -> Plan:
-    """Load a stack and compute its plan against the live hosts (changes nothing)."""
-    doc, inv, store = _open(stack, inventory, state)
-    assert doc is not None
-    result: Plan = asyncio.run(
-        _with_deployer(inv, store, DEFAULT_PARALLELISM, None, lambda d: d.plan(doc, environ))
-    )
-    return result
-
-
-def apply(
-    stack_or_plan: str | Path | StackDocument | Plan,
-    *,
-    inventory: str | Path | Inventory | None = None,
-    state: str | Path = DEFAULT_STATE,
-    environ: Mapping[str, str] | None = None,
-    parallelism: int = DEFAULT_PARALLELISM,
-    on_event: Subscriber | None = None,
-) -> RunResult:
-    """Plan (unless given a plan, which is checked for staleness) and apply; raises nothing on task
-    failure: inspect ``RunResult.ok`` (or call :func:`graphium.runner.raise_for_result`)."""
-    given_plan = stack_or_plan if isinstance(stack_or_plan, Plan) else None
-    doc, inv, store = _open(None if given_plan else stack_or_plan, inventory, state)  # type: ignore[arg-type]
-
-    async def work(deployer: Deployer) -> RunResult:
-        if given_plan is not None:
-            return await deployer.apply(given_plan, verify_fresh=True)
-        assert doc is not None
-        return await deployer.apply(await deployer.plan(doc, environ))
-
-    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
-    return result
-
-
-def destroy(
-    stack: str | Path | StackDocument,
-    *,
-    inventory: str | Path | Inventory | None = None,
-    state: str | Path = DEFAULT_STATE,
-    parallelism: int = DEFAULT_PARALLELISM,
-    on_event: Subscriber | None = None,
-) -> RunResult:
-    """Remove every container of the stack from every host, then the stack's records."""
-    doc, inv, store = _open(stack, inventory, state)
-    assert doc is not None
-    name = doc.stack.name
-
-    async def work(deployer: Deployer) -> RunResult:
-        return await deployer.apply(await deployer.plan_destroy(name))
-
-    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
-    return result
-
-
-__all__ = ["DEFAULT_STATE", "Deployer", "PlanError", "apply", "default_executor", "destroy", "plan"]
+__all__ = ["Deployer"]

@@ -3,7 +3,7 @@
 Everything lives under ``/api/v1`` and works on the same task store as the CLI (a JSON file by
 default), so a stack applied by the CLI and one posted here are the same records. Stacks posted
 here are planned against the server's inventory with every host treated as an agent host, and run
-by a :class:`~graphium.api.Deployer` in the background whose :class:`AgentExecutor` waits for the
+by a :class:`~graphium.run.deployer.Deployer` in the background whose :class:`AgentExecutor` waits for the
 agents' reports. A monitor loop finishes what a background run could not (a server restart) and
 returns expired leases to the queue.
 
@@ -30,7 +30,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from graphium.api import Deployer
+from graphium.control.server.auth import Principal, TokenFileError, TokenRegistry
+from graphium.control.server.changes import ChangeFeed, NotifyingStore
 from graphium.errors import (
     GraphiumError,
     NotFoundError,
@@ -40,18 +41,18 @@ from graphium.errors import (
     TransitionError,
     ValidationError,
 )
-from graphium.events import EventBus, EventType, event_json, stack_event, task_event
 from graphium.executors.agent import AgentExecutor
-from graphium.inventory import load_inventory
-from graphium.loader import StackDocument, load_stack_data
-from graphium.models import Connection, Host, Inventory
-from graphium.plan import DeployPayload, ObservedHost, Plan, ReplacePayload
-from graphium.server.auth import Principal, TokenFileError, TokenRegistry
-from graphium.server.changes import ChangeFeed, NotifyingStore
-from graphium.store.base import Event, StackRecord
-from graphium.tasks import TERMINAL, StackStatus, Task, TaskStatus, TaskType, utcnow
+from graphium.plan.model import DeployPayload, ObservedHost, Plan, ReplacePayload
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import TERMINAL, Task, TaskStatus, TaskType, utcnow
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus, EventType, event_json, stack_event, task_event
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import StackDocument, load_stack_data
+from graphium.stack.models import Connection, Host, Inventory
 
-log = logging.getLogger("graphium.server")
+log = logging.getLogger("graphium.control.server")
 
 API = "/api/v1"
 MAX_CLAIM_WAIT = 30.0

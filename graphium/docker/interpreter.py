@@ -18,10 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from graphium.engine import DockerEngine
+from graphium.docker.engine import DockerEngine
 from graphium.errors import ExecutionError
-from graphium.models import ContainerSpec
-from graphium.plan import (
+from graphium.plan.model import (
     DeletePayload,
     DeployPayload,
     NetworkPayload,
@@ -29,8 +28,9 @@ from graphium.plan import (
     ReplacePayload,
     StartPayload,
 )
-from graphium.secrets import redact_text, secret_values
-from graphium.tasks import Task, TaskType
+from graphium.records.task import Task, TaskType
+from graphium.stack.models import ContainerSpec
+from graphium.stack.secrets import redact_text, secret_values
 
 __all__ = ["execute"]
 

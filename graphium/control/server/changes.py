@@ -16,9 +16,11 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from graphium.plan import ObservedHost
-from graphium.store.base import Event, StackRecord, TaskStore
-from graphium.tasks import Task, TaskStatus
+from graphium.plan.model import ObservedHost
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord
+from graphium.records.task import Task, TaskStatus
+from graphium.store.base import TaskStore
 
 WATCH_INTERVAL = 0.05
 

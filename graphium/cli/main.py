@@ -1,4 +1,4 @@
-"""``graphium-run``: the thin runner over :mod:`graphium.api` for people and CI pipelines.
+"""``graphium-run``: the thin runner over :mod:`graphium.run.deployer` for people and CI pipelines.
 
 Exit codes (documented in README): 0 success or no changes; 1 error (invalid input, failed
 apply); 2 changes present (``plan --detailed-exitcode``); 3 a saved plan refused as stale;
@@ -18,14 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from graphium.api import DEFAULT_STATE, Deployer, default_executor
-from graphium.client import ServerClient, fill_variables
-from graphium.errors import GraphiumError, StalePlanError, ValidationError
-from graphium.events import EventBus, event_json
-from graphium.inventory import load_inventory
-from graphium.loader import StackDocument, check_hosts, load_stack
-from graphium.models import Inventory
-from graphium.output import (
+from graphium.cli.output import (
     ProgressView,
     make_console,
     plan_json,
@@ -35,12 +28,21 @@ from graphium.output import (
     render_stacks,
     render_tasks,
 )
-from graphium.plan import Plan
-from graphium.runner import DEFAULT_PARALLELISM, RunResult
-from graphium.store.base import Event, StackRecord
-from graphium.store.json_store import JsonTaskStore
-from graphium.tasks import StackStatus, TaskStatus
-from graphium.variables import resolve_variables
+from graphium.control.client import ServerClient, fill_variables
+from graphium.errors import GraphiumError, StalePlanError, ValidationError
+from graphium.executors.router import default_executor
+from graphium.plan.model import Plan
+from graphium.records.event import Event
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import TaskStatus
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus, event_json
+from graphium.run.runner import DEFAULT_PARALLELISM, RunResult
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import StackDocument, check_hosts, load_stack
+from graphium.stack.models import Inventory
+from graphium.stack.variables import resolve_variables
+from graphium.store.json_store import DEFAULT_STATE, JsonTaskStore
 
 DEFAULT_TOKENS = ".graphium/tokens.json"
 EXIT_ERROR = 1
@@ -582,7 +584,7 @@ def tasks_stats(state: str, stack_id: str | None, as_json: bool) -> None:
 )
 def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
     """Run the control server: task API, stack API, event stream. Refuses to start without tokens."""
-    from graphium.server.app import serve as run_server
+    from graphium.control.server.app import serve as run_server
 
     run_server(host=bind_host, port=port, state=state, tokens_file=tokens_file, inventory=inventory)
 
@@ -606,7 +608,7 @@ def agent(
     host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None, slots: int
 ) -> None:
     """Run the polling agent: claim this host's tasks from the server and execute them."""
-    from graphium.agent import run_agent
+    from graphium.control.agent import run_agent
 
     run_agent(
         host_id=host_id,
@@ -629,7 +631,7 @@ def token() -> None:
 @click.option("--tokens", "tokens_file", envvar="GRAPHIUM_TOKENS", default=DEFAULT_TOKENS, show_default=True)
 def token_create(agent_host: str | None, admin: bool, tokens_file: str) -> None:
     """Create a token and print it once; only its hash is stored."""
-    from graphium.server.auth import create_token
+    from graphium.control.server.auth import create_token
 
     if bool(agent_host) == admin:
         raise click.UsageError("give exactly one of --agent HOST or --admin")

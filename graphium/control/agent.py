@@ -3,7 +3,7 @@
 Only outbound HTTP to the server is needed, so hosts behind NAT work. The agent long-polls the
 claim route (a new task is picked up as soon as the server has it, not on a 5 s tick), holds each
 task under a lease kept alive by heartbeats, and hands execution to
-:func:`graphium.executors.engine_tasks.execute`, the interpreter every executor shares.
+:func:`graphium.docker.interpreter.execute`, the interpreter every executor shares.
 
 Requests are batched because each one costs the server a durable write: one claim asks for as
 many tasks as the agent has free slots and marks them running at once (``/claims?start=true``),
@@ -40,16 +40,16 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from graphium.engine import DockerEngine
+from graphium.docker.engine import DockerEngine
+from graphium.docker.interpreter import execute
 from graphium.errors import GraphiumError
-from graphium.executors.engine_tasks import execute
-from graphium.models import DEFAULT_DOCKER_HOST
-from graphium.plan import ObservedHost
-from graphium.tasks import Task, TaskStatus
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task, TaskStatus
+from graphium.stack.models import DEFAULT_DOCKER_HOST
 
 __all__ = ["Agent", "run_agent"]
 
-log = logging.getLogger("graphium.agent")
+log = logging.getLogger("graphium.control.agent")
 
 #: Server-side cap of the claim long-poll; the read timeout leaves room above it.
 CLAIM_WAIT = 25.0

@@ -31,8 +31,7 @@ from docker.types import DriverConfig, IPAMConfig, IPAMPool
 from docker.types import Mount as DockerMount
 
 from graphium.errors import EngineError, GraphiumError, HostUnreachableError
-from graphium.models import MountType, PullPolicy, RestartPolicy
-from graphium.plan import (
+from graphium.plan.model import (
     LABEL_CONTAINER,
     LABEL_MANAGED,
     LABEL_SPEC_FIELDS,
@@ -44,6 +43,7 @@ from graphium.plan import (
     ObservedContainer,
     ObservedHost,
 )
+from graphium.stack.models import MountType, PullPolicy, RestartPolicy
 
 __all__ = ["DockerEngine"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import pydantic
 
 from graphium.errors import Problem, StackError
-from graphium.jsonld import json_path
-from graphium.models import ContainerSpec, StackSpec
+from graphium.stack.jsonld import json_path
+from graphium.stack.models import ContainerSpec, StackSpec
 
 # $${ is an escaped literal "${"; ${NAME} or ${NAME:-default}; anything else after ${ is invalid.
 _TOKEN_RE = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([^}]*)\}?)")

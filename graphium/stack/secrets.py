@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from graphium.models import SECRET_KEY_RE, ContainerSpec
+from graphium.stack.models import SECRET_KEY_RE, ContainerSpec
 
 MARKER = "(sensitive)"
 # Shorter values are only masked where they stand alone: masking every "1" in a text helps nobody.

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from graphium.models import ContainerSpec, NetworkSpec, PullPolicy, RestartPolicy
-from graphium.tasks import Task
+from graphium.records.task import Task
+from graphium.stack.models import ContainerSpec, NetworkSpec, PullPolicy, RestartPolicy
 
 PLAN_SCHEMA_VERSION = 1
 

@@ -1,0 +1,1 @@
+"""Planning: desired state against observed and stored state, into actions and a task DAG (pure)."""

@@ -1,0 +1,114 @@
+"""Blocking plan, apply and destroy for scripts, with the default store and executors.
+
+Each call opens the JSON-file store, builds the local + SSH + agent executors, runs one
+:class:`~graphium.run.deployer.Deployer` operation to the end and closes them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from graphium.executors.router import default_executor
+from graphium.plan.model import Plan
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus, Subscriber
+from graphium.run.runner import DEFAULT_PARALLELISM, RunResult
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import StackDocument, load_stack
+from graphium.stack.models import Inventory
+from graphium.store.base import TaskStore
+from graphium.store.json_store import DEFAULT_STATE
+
+
+def _open(
+    stack: str | Path | StackDocument | None, inventory: str | Path | Inventory | None, state: str | Path
+) -> tuple[StackDocument | None, Inventory, TaskStore]:
+    from graphium.store.json_store import JsonTaskStore
+
+    doc = load_stack(stack) if isinstance(stack, (str, Path)) else stack
+    if not isinstance(inventory, Inventory):
+        inventory = load_inventory(inventory, doc.hosts if doc else [])
+    return doc, inventory, JsonTaskStore(state)
+
+
+async def _with_deployer(
+    inventory: Inventory,
+    store: TaskStore,
+    parallelism: int,
+    on_event: Subscriber | None,
+    work: Callable[[Deployer], Any],
+) -> Any:
+    executor = default_executor(store)
+    events = EventBus(store)
+    if on_event is not None:
+        events.subscribe(on_event)
+    try:
+        return await work(Deployer(store, executor, inventory, events=events, parallelism=parallelism))
+    finally:
+        await executor.close()
+
+
+def plan(
+    stack: str | Path | StackDocument,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    """Load a stack and compute its plan against the live hosts (changes nothing)."""
+    doc, inv, store = _open(stack, inventory, state)
+    assert doc is not None
+    result: Plan = asyncio.run(
+        _with_deployer(inv, store, DEFAULT_PARALLELISM, None, lambda d: d.plan(doc, environ))
+    )
+    return result
+
+
+def apply(
+    stack_or_plan: str | Path | StackDocument | Plan,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    environ: Mapping[str, str] | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+    on_event: Subscriber | None = None,
+) -> RunResult:
+    """Plan (unless given a plan, which is checked for staleness) and apply; raises nothing on task
+    failure: inspect ``RunResult.ok`` (or call :func:`graphium.run.runner.raise_for_result`)."""
+    given_plan = stack_or_plan if isinstance(stack_or_plan, Plan) else None
+    doc, inv, store = _open(None if given_plan else stack_or_plan, inventory, state)  # type: ignore[arg-type]
+
+    async def work(deployer: Deployer) -> RunResult:
+        if given_plan is not None:
+            return await deployer.apply(given_plan, verify_fresh=True)
+        assert doc is not None
+        return await deployer.apply(await deployer.plan(doc, environ))
+
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    return result
+
+
+def destroy(
+    stack: str | Path | StackDocument,
+    *,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    parallelism: int = DEFAULT_PARALLELISM,
+    on_event: Subscriber | None = None,
+) -> RunResult:
+    """Remove every container of the stack from every host, then the stack's records."""
+    doc, inv, store = _open(stack, inventory, state)
+    assert doc is not None
+    name = doc.stack.name
+
+    async def work(deployer: Deployer) -> RunResult:
+        return await deployer.apply(await deployer.plan_destroy(name))
+
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    return result
+
+
+__all__ = ["apply", "destroy", "plan"]
