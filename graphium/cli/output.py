@@ -15,7 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from graphium.plan.model import Action, ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.plan.model import Action, ActionKind, Plan
+from graphium.plan.payloads import DeployPayload, ReplacePayload
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus, TaskType

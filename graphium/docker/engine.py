@@ -39,10 +39,10 @@ from graphium.plan.model import (
     LABEL_STACK,
     DesiredContainer,
     LiveConfig,
-    NetworkPayload,
     ObservedContainer,
     ObservedHost,
 )
+from graphium.plan.payloads import NetworkPayload
 from graphium.stack.models import MountType, PullPolicy, RestartPolicy
 
 __all__ = ["DockerEngine"]

@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from graphium.docker.engine import DockerEngine
 from graphium.errors import ExecutionError
-from graphium.plan.model import (
+from graphium.plan.payloads import (
     DeletePayload,
     DeployPayload,
     NetworkPayload,

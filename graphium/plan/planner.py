@@ -12,25 +12,20 @@ hash is kept (unless inspect shows an out-of-band change), and the per-field has
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphium import graph as graph_
 from graphium.errors import PlanError, StalePlanError
 from graphium.placement import expand_instances, instance_names, place_instances
 from graphium.placement.base import WILDCARD_IPS, HostPort, host_ports
-from graphium.plan.model import (
-    Action,
-    ActionKind,
+from graphium.plan.model import Action, ActionKind, DesiredContainer, ObservedContainer, ObservedHost, Plan
+from graphium.plan.payloads import (
     DeletePayload,
     DeployPayload,
-    DesiredContainer,
     NetworkPayload,
-    ObservedContainer,
-    ObservedHost,
-    Plan,
     RemoveNetworkPayload,
     ReplacePayload,
     StartPayload,
@@ -365,46 +360,27 @@ class _Graph:
         self.nodes[node.id] = node
         return node
 
+    def deps(self) -> dict[str, set[str]]:
+        return {n: node.deps for n, node in self.nodes.items()}
+
     def reaches(self, start: str, goal: str) -> bool:
-        stack, seen = [start], {start}
-        while stack:
-            for dep in self.nodes[stack.pop()].deps:
-                if dep == goal:
-                    return True
-                if dep not in seen:
-                    seen.add(dep)
-                    stack.append(dep)
-        return False
+        return graph_.reaches(self.deps(), start, goal)
 
     def tasks(self) -> list[Task]:
         """Tasks in a deterministic topological order, prioritised by the length of the chain they
         unblock (so the critical path starts first); raises PlanError on a cycle."""
-        dependents: dict[str, list[str]] = {n: [] for n in self.nodes}
-        waiting = {n: len(node.deps) for n, node in self.nodes.items()}
-        for n, node in self.nodes.items():
-            for dep in node.deps:
-                dependents[dep].append(n)
 
         def rank(n: str) -> tuple[int, str, str, str]:
             node = self.nodes[n]
             return (_TYPE_ORDER[node.type], node.host, node.name, n)
 
-        ready = [rank(n) for n, c in waiting.items() if c == 0]
-        heapq.heapify(ready)
-        order: list[str] = []
-        while ready:
-            n = heapq.heappop(ready)[3]
-            order.append(n)
-            for m in dependents[n]:
-                waiting[m] -= 1
-                if waiting[m] == 0:
-                    heapq.heappush(ready, rank(m))
-        if len(order) != len(self.nodes):
-            stuck = sorted(self.nodes[n].description for n in self.nodes if n not in set(order))
-            raise PlanError("the task graph has a cycle among: " + "; ".join(stuck))
-        height: dict[str, int] = {}
-        for n in reversed(order):
-            height[n] = 1 + max((height[m] for m in dependents[n]), default=0)
+        deps = self.deps()
+        try:
+            order = graph_.topological_order(deps, key=rank)
+        except graph_.CycleError as exc:
+            stuck = sorted(self.nodes[n].description for n in exc.stuck)
+            raise PlanError("the task graph has a cycle among: " + "; ".join(stuck)) from None
+        height = graph_.chain_heights(deps, order)
         out = []
         for n in order:
             node = self.nodes[n]

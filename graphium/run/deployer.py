@@ -15,7 +15,8 @@ from typing import Any
 from graphium.errors import NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
 from graphium.plan import planner
-from graphium.plan.model import ActionKind, DeployPayload, Plan, ReplacePayload
+from graphium.plan.model import ActionKind, Plan
+from graphium.plan.payloads import DeployPayload, ReplacePayload
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, TaskType, utcnow
 from graphium.run.events import EventBus, EventType, stack_event, task_event

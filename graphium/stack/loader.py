@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -24,6 +24,7 @@ from typing import Any
 import pydantic
 
 from graphium.errors import Problem, StackError
+from graphium.graph import cycles
 from graphium.stack.inventory import host_from_node, json_type, string_map
 from graphium.stack.jsonld import (
     Field,
@@ -666,7 +667,7 @@ class _StackLoader(Normaliser):
                     )
                 elif isinstance(name, str):
                     graph.setdefault(name, []).append(dep)
-        for cycle in _cycles(graph):
+        for cycle in cycles(graph):
             self.problem(
                 self.path_of(("containers", names[cycle[0]], "dependsOn")),
                 f"dependency cycle: {' -> '.join(cycle)}",
@@ -705,37 +706,3 @@ class _StackLoader(Normaliser):
                     )
                     continue
                 taken.setdefault(key, []).append((ip, spec.name, path))
-
-
-def _cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Each dependency cycle found, as a closed walk starting at its smallest name (a -> b -> a).
-
-    Iterative, so a 1,000-long dependency chain cannot hit the recursion limit.
-    """
-    found: list[list[str]] = []
-    seen: set[tuple[str, ...]] = set()
-    state: dict[str, int] = {}  # 1 on the current path, 2 finished
-    for root in sorted(graph):
-        if root in state:
-            continue
-        path: list[str] = [root]
-        iterators = [iter(graph.get(root, ()))]
-        state[root] = 1
-        while iterators:
-            dep = next(iterators[-1], None)
-            if dep is None:
-                state[path.pop()] = 2
-                iterators.pop()
-                continue
-            if state.get(dep) == 1:
-                cycle = path[path.index(dep) :]
-                start = cycle.index(min(cycle))
-                rotated = cycle[start:] + cycle[:start]
-                if tuple(rotated) not in seen:
-                    seen.add(tuple(rotated))
-                    found.append([*rotated, rotated[0]])
-            elif dep not in state:
-                state[dep] = 1
-                path.append(dep)
-                iterators.append(iter(graph.get(dep, ())))
-    return found

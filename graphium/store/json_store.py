@@ -39,6 +39,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.graph import cycles
 from graphium.plan.model import ObservedHost
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, check_stack_transition
@@ -782,27 +783,9 @@ def _queue_key(task: Task) -> _QueueKey:
 
 def _check_acyclic(tasks: list[Task]) -> None:
     """A dependency cycle would leave its tasks pending forever: refuse it up front."""
-    deps = {t.id: t.depends_on for t in tasks}
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-    for root in deps:
-        if state.get(root):
-            continue
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(deps[root]))]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                state[node] = 2
-                stack.pop()
-            elif child in deps:
-                if state.get(child) == 1:
-                    path = [n for n, _ in stack]
-                    cycle = [*path[path.index(child) :], child]
-                    raise StoreError(f"tasks form a dependency cycle: {' -> '.join(cycle)}")
-                if not state.get(child):
-                    state[child] = 1
-                    stack.append((child, iter(deps[child])))
+    found = cycles({t.id: t.depends_on for t in tasks})
+    if found:
+        raise StoreError(f"tasks form a dependency cycle: {' -> '.join(found[0])}")
 
 
 def _brief(exc: Exception) -> str:

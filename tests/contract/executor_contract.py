@@ -24,12 +24,11 @@ import pytest
 
 from graphium.errors import ExecutionError
 from graphium.executors.base import Executor
-from graphium.plan.model import (
+from graphium.plan.model import DesiredContainer, ObservedContainer
+from graphium.plan.payloads import (
     DeletePayload,
     DeployPayload,
-    DesiredContainer,
     NetworkPayload,
-    ObservedContainer,
     RemoveNetworkPayload,
     ReplacePayload,
     StartPayload,

@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 from graphium.control.agent import Agent
-from graphium.plan.model import DeletePayload, DeployPayload, DesiredContainer, NetworkPayload
+from graphium.plan.model import DesiredContainer
+from graphium.plan.payloads import DeletePayload, DeployPayload, NetworkPayload
 from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.stack.models import ContainerSpec, HealthCheck, NetworkSpec, PullPolicy
 from graphium.store.json_store import JsonTaskStore

@@ -15,7 +15,7 @@ import pytest
 
 from graphium.errors import ExecutionError
 from graphium.executors.local import LocalExecutor
-from graphium.plan.model import DeletePayload, DeployPayload, NetworkPayload, ReplacePayload
+from graphium.plan.payloads import DeletePayload, DeployPayload, NetworkPayload, ReplacePayload
 from graphium.records.task import TaskType
 from graphium.stack.models import Host, NetworkSpec
 from tests.contract.executor_contract import FAST_HEALTH, ExecutorContract, ExecutorFixtures, desired, task

@@ -26,7 +26,7 @@ from graphium.errors import ExecutionError, HostKeyError, HostUnreachableError
 from graphium.executors.local import LocalExecutor
 from graphium.executors.router import HostRouter
 from graphium.executors.ssh import SshExecutor
-from graphium.plan.model import DeletePayload, DeployPayload, NetworkPayload, RemoveNetworkPayload
+from graphium.plan.payloads import DeletePayload, DeployPayload, NetworkPayload, RemoveNetworkPayload
 from graphium.records.task import TaskType
 from graphium.stack.models import Connection, Host, Inventory
 from tests.contract.executor_contract import (

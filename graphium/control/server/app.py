@@ -42,7 +42,8 @@ from graphium.errors import (
     ValidationError,
 )
 from graphium.executors.agent import AgentExecutor
-from graphium.plan.model import DeployPayload, ObservedHost, Plan, ReplacePayload
+from graphium.plan.model import ObservedHost, Plan
+from graphium.plan.payloads import DeployPayload, ReplacePayload
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TERMINAL, Task, TaskStatus, TaskType, utcnow

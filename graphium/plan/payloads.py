@@ -1,0 +1,118 @@
+"""Task payloads: the contract between whoever creates a task and whoever executes it.
+
+The planner writes them, ``POST /api/v1/tasks`` accepts them, executors and agents read them. A
+task record keeps its payload as plain JSON (stores stay generic and fast); :data:`PAYLOADS` maps
+each task type to its payload model, and :func:`parse_payload` turns a record's payload into that
+model or into problems with JSON paths. Stop shares delete's payload; restart shares start's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from graphium.errors import Problem, ValidationError
+from graphium.plan.model import DesiredContainer, _Data
+from graphium.records.task import TaskType
+from graphium.stack.jsonld import json_path
+from graphium.stack.models import NetworkSpec
+
+
+class DeployPayload(_Data):
+    """deploy: ensure the image (pull policy), create and start; complete once running and healthy."""
+
+    container: DesiredContainer
+
+
+class ReplacePayload(_Data):
+    """replace: start the new container in place of the old one, restoring the old one on failure."""
+
+    container: DesiredContainer
+    old_container_id: str
+
+
+class DeletePayload(_Data):
+    """delete: stop (with timeout) and remove; a container already gone counts as removed."""
+
+    docker_name: str
+    container_id: str | None = None
+    stop_timeout: float = 10.0
+
+
+class StartPayload(_Data):
+    """start: start a stopped container (drift), then wait for health like deploy."""
+
+    container_id: str
+    docker_name: str
+    health_check: bool = False
+
+
+class NetworkPayload(_Data):
+    """ensure-network: create the stack's bridge network (``network.name`` is set) if absent."""
+
+    stack: str
+    network: NetworkSpec
+
+
+class RemoveNetworkPayload(_Data):
+    """remove-network: remove the stack's network; absent counts as removed."""
+
+    stack: str
+    name: str
+
+
+TaskPayload = (
+    DeployPayload | ReplacePayload | DeletePayload | StartPayload | NetworkPayload | RemoveNetworkPayload
+)
+
+PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
+    TaskType.deploy: DeployPayload,
+    TaskType.replace: ReplacePayload,
+    TaskType.delete: DeletePayload,
+    TaskType.stop: DeletePayload,
+    TaskType.start: StartPayload,
+    TaskType.restart: StartPayload,
+    TaskType.ensure_network: NetworkPayload,
+    TaskType.remove_network: RemoveNetworkPayload,
+}
+
+
+def payload_problems(
+    task_type: TaskType, payload: Any, *, file: str = "<task>", path: str = "$.payload"
+) -> list[Problem]:
+    """What is wrong with ``payload`` for a task of ``task_type``, each problem at its JSON path."""
+    try:
+        PAYLOADS[task_type].model_validate(payload)
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = path
+            for key in error["loc"]:
+                where = json_path(where, key)
+            problems.append(Problem(file=file, path=where, message=error["msg"]))
+        return problems
+    return []
+
+
+def parse_payload(task_type: TaskType, payload: Any, *, file: str = "<task>") -> TaskPayload:
+    """The typed payload of a task of ``task_type``; raises ValidationError naming every problem."""
+    try:
+        return PAYLOADS[task_type].model_validate(payload)
+    except PydanticValidationError:
+        raise ValidationError(payload_problems(task_type, payload, file=file)) from None
+
+
+__all__ = [
+    "PAYLOADS",
+    "DeletePayload",
+    "DeployPayload",
+    "NetworkPayload",
+    "RemoveNetworkPayload",
+    "ReplacePayload",
+    "StartPayload",
+    "TaskPayload",
+    "parse_payload",
+    "payload_problems",
+]
