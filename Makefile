@@ -23,6 +23,7 @@ demo: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check graphium lab tests benchmarks
 	$(VENV)/bin/ruff format --check graphium
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
