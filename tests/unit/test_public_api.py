@@ -54,7 +54,9 @@ def test_nothing_public_outside_all() -> None:
     leaked = {
         name
         for name, value in vars(graphium).items()
-        if not name.startswith("_") and name not in graphium.__all__ and not isinstance(value, types.ModuleType)
+        if not name.startswith("_")
+        and name not in graphium.__all__
+        and not isinstance(value, types.ModuleType)
     }
     assert leaked == set()
 
