@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from graphium.errors import PlanError, StalePlanError
-from graphium.placement import expand_instances, instance_names, place_instances
+from graphium.placement import expand_instances, place_instances
 from graphium.placement.base import host_ports
+from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
 from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
 from graphium.plan.drift import Recorded, Verdict, bound_ports, judge, replace_verdict
 from graphium.plan.hashing import (
@@ -29,7 +30,6 @@ from graphium.plan.hashing import (
     SPEC_HASH_VERSION,
     fingerprint,
     spec_hashes,
-    stack_containers,
 )
 from graphium.plan.model import (
     Action,
@@ -109,89 +109,6 @@ def expand(
     return out
 
 
-# phase 1: what is stored and observed -------------------------------------------------------------
-
-
-def _refuse_blind(observed: Mapping[str, ObservedHost]) -> None:
-    broken = [f"{h}: {o.error}" for h, o in sorted(observed.items()) if o.error]
-    if broken:
-        raise PlanError("cannot plan without seeing every host; unreadable: " + "; ".join(broken))
-
-
-def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
-    """Raise :class:`StalePlanError` if the live or stored state changed since ``plan`` was made."""
-    if fingerprint(plan.stack, observed, stored) != plan.fingerprint:
-        raise StalePlanError(
-            f"the saved plan for {plan.stack} is stale: the live or stored state changed since it was "
-            "made; plan again"
-        )
-
-
-@dataclass
-class _StoredIndex:
-    """What the stored spec (the one last applied) says about the containers it declared."""
-
-    declared: dict[str, str] = field(default_factory=dict)  # instance -> declared name
-    stop_timeouts: dict[str, float] = field(default_factory=dict)  # declared name -> seconds
-    depends_on: dict[str, list[str]] = field(default_factory=dict)  # declared name -> dependencies
-    recorded: dict[str, Recorded] = field(default_factory=dict)  # declared name -> spec and hashes
-    hosts: dict[str, str] = field(default_factory=dict)  # instance -> host it was placed on
-
-    def owner(self, instance: str) -> str:
-        return self.declared.get(instance, instance)
-
-    def stop_timeout(self, instance: str) -> float:
-        return self.stop_timeouts.get(self.owner(instance), 10.0)
-
-
-def _stored_index(stored: StackRecord | None) -> _StoredIndex:
-    index = _StoredIndex()
-    if stored is None:
-        return index
-    index.hosts = {n: str(rec["hostId"]) for n, rec in stored.placements.items() if rec.get("hostId")}
-    if not stored.spec:
-        return index
-    try:
-        spec = StackSpec.model_validate(stored.spec)
-    except ValueError:
-        return index  # a record from an older release: delete without ordering rather than refuse
-    net = spec.network_name()
-    for c in spec.containers:
-        index.stop_timeouts[c.name] = c.stop_timeout
-        index.depends_on[c.name] = list(c.depends_on)
-        index.recorded[c.name] = Recorded(c, net, spec_hashes(c, net)[1])
-        for name in instance_names(c):
-            index.declared[name] = c.name
-    return index
-
-
-@dataclass
-class _Index:
-    """The stack's observed containers by instance name, the stored record's index, the fingerprint."""
-
-    mine: list[ObservedContainer]
-    by_name: dict[str, list[ObservedContainer]]
-    before: _StoredIndex
-    fingerprint: str
-
-    def current_placements(self) -> dict[str, str]:
-        """Where each instance is now: observed containers first, else the stored placement."""
-        stored_hosts = self.before.hosts
-        current = dict(stored_hosts)
-        for name, found in self.by_name.items():
-            hosts = [c.host for c in found]
-            current[name] = stored_hosts[name] if stored_hosts.get(name) in hosts else hosts[0]
-        return current
-
-
-def _index(stack_name: str, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> _Index:
-    mine = stack_containers(stack_name, observed)
-    by_name: dict[str, list[ObservedContainer]] = {}
-    for c in mine:
-        by_name.setdefault(c.name, []).append(c)
-    return _Index(mine, by_name, _stored_index(stored), fingerprint(stack_name, observed, stored))
-
-
 # phase 3: each instance's action ------------------------------------------------------------------
 
 
@@ -246,7 +163,7 @@ class _Decisions:
 
 
 def _decide(
-    dec: _Decisions, d: DesiredContainer, found: list[ObservedContainer], before: _StoredIndex
+    dec: _Decisions, d: DesiredContainer, found: list[ObservedContainer], before: StoredIndex
 ) -> None:
     """The action for one desired instance, given every container of that instance found."""
     here = [c for c in found if c.host == d.host]
@@ -347,7 +264,7 @@ def _create_or_move(
     return node
 
 
-def _removal_verdict(stack: StackSpec, before: _StoredIndex, name: str) -> Verdict:
+def _removal_verdict(stack: StackSpec, before: StoredIndex, name: str) -> Verdict:
     """Why a container of no desired instance goes: its declaration left, or its replica did."""
     declared = {c.name: c for c in stack.containers}
     owner = before.declared.get(name)
@@ -362,7 +279,7 @@ def _removal_verdict(stack: StackSpec, before: _StoredIndex, name: str) -> Verdi
     )
 
 
-def _remove_leftovers(dec: _Decisions, stack: StackSpec, index: _Index) -> None:
+def _remove_leftovers(dec: _Decisions, stack: StackSpec, index: Current) -> None:
     """Remove every container no desired instance claimed (``index.by_name`` holds what is left)."""
     before = index.before
     for name, leftovers in sorted(index.by_name.items()):
@@ -375,7 +292,7 @@ def _remove_leftovers(dec: _Decisions, stack: StackSpec, index: _Index) -> None:
 # phase 4: edges -----------------------------------------------------------------------------------
 
 
-def _wire(dec: _Decisions, stack: StackSpec, before: _StoredIndex) -> None:
+def _wire(dec: _Decisions, stack: StackSpec, before: StoredIndex) -> None:
     """dependsOn between creations, host-port hand-over, removals after creations, delete order."""
     for spec in stack.containers:  # a creating task waits for those of every instance it depends on
         for node in dec.creating.get(spec.name, ()):
@@ -436,7 +353,7 @@ def _networks(
     dec: _Decisions,
     network: NetworkSpec,
     desired: Sequence[DesiredContainer],
-    index: _Index,
+    index: Current,
     observed: Mapping[str, ObservedHost],
 ) -> None:
     """Create the network where a creation needs it; remove it from hosts the stack has left."""
@@ -446,6 +363,15 @@ def _networks(
     stack_hosts = {c.host for c in index.mine} | {h for h, o in observed.items() if name in o.networks}
     remove_from = {h for h in stack_hosts - used if h in observed and name in observed[h].networks}
     _network_nodes(dec.graph, dec.stack, network, create_on, remove_from)
+
+
+def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
+    """Raise :class:`StalePlanError` if the live or stored state changed since ``plan`` was made."""
+    if fingerprint(plan.stack, observed, stored) != plan.fingerprint:
+        raise StalePlanError(
+            f"the saved plan for {plan.stack} is stale: the live or stored state changed since it was "
+            "made; plan again"
+        )
 
 
 # plans --------------------------------------------------------------------------------------------
@@ -470,8 +396,8 @@ def plan_apply(
     observation of that host found; ``stored`` is the stack's deployment record, if any.
     An unchanged, healthy stack gives only ``keep`` actions and zero tasks.
     """
-    _refuse_blind(observed)
-    index = _index(stack.name, observed, stored)
+    refuse_blind(observed)
+    index = current_state(stack.name, observed, stored)
     desired = expand(stack, inventory, index.current_placements())
     unseen = sorted({d.host for d in desired} - set(observed))
     if unseen:
@@ -503,9 +429,9 @@ def plan_destroy(
 ) -> Plan:
     """Delete every container of the stack on every observed host, dependents first, then the
     stack's network on each host. Dependency order comes from the stored spec when there is one."""
-    _refuse_blind(observed)
+    refuse_blind(observed)
     spec = stored.spec if stored else {}
-    index = _index(stack_name, observed, stored)
+    index = current_state(stack_name, observed, stored)
     before = index.before
     dec = _Decisions(stack_name, TaskGraph(stack_name, index.fingerprint))
     for c in index.mine:
