@@ -142,11 +142,10 @@ def _field_changes(
     secrets = _Secrets.of(desired.spec, recorded.spec if recorded else None)
     new = hashed_value(_shown(desired.spec), name, desired.network.name)
     if recorded is None or recorded.field_hashes.get(name) != container.field_hashes.get(name):
-        return [
-            secrets.change(
-                name, None, _env_shown(secrets, new) if name == "environment" else new, old_known=False
-            )
-        ]
+        if name != "environment":
+            return [secrets.change(name, None, new, old_known=False)]
+        shown = _env_shown(secrets, new)
+        return [FieldChange(field=name, new=shown, old_known=False, sensitive=shown != new)]
     old = hashed_value(_shown(recorded.spec), name, recorded.network_name)
     if name != "environment":
         return [secrets.change(name, old, new)]
@@ -263,7 +262,7 @@ def _drift_bindings(
     detail = [f"missing {b}" for b in sorted(want - live)]
     detail += [f"extra {b}" for b in sorted(live - want)]
     texts.append(f"port bindings changed out of band ({'; '.join(detail)})")
-    changes.append(FieldChange(field="ports", old=sorted(live), new=sorted(want)))
+    changes.append(FieldChange(field="portBindings", old=sorted(live), new=sorted(want)))
 
 
 def _want_bindings(spec: ContainerSpec) -> Iterable[str]:

@@ -166,8 +166,9 @@ class FieldChange(_Data):
     """One field an action changes: ``old`` is what the host has now, ``new`` what it will have.
 
     ``field`` is a path in the stack format (``image``, ``restartPolicy``, ``environment.MODE``,
-    ``resources.limits.memory``), or one of ``host``, ``state``, ``dockerName``, ``specHash``,
-    ``ports``/``networks`` (live bindings and networks). Secret values read as ``"(sensitive)"``
+    ``resources.limits.memory``), or what inspect reports (``state``, ``portBindings``,
+    ``networks``, ``dockerName``), or ``host`` (a move) or ``specHash`` (hashes that cannot be
+    compared field by field). Secret values read as ``"(sensitive)"``
     (:data:`graphium.stack.secrets.MARKER`) and set ``sensitive``. ``old_known`` is false when
     the host recorded only a hash of the field and the stored record does not hold the value
     that hash was taken of: ``old`` is then None.
