@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from graphium.errors import PlanError, StalePlanError
 from graphium.placement import expand_instances, place_instances
-from graphium.placement.base import host_ports
+from graphium.placement.base import HostPort, host_ports
 from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
 from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
 from graphium.plan.drift import Recorded, Verdict, bound_ports, judge, replace_verdict
@@ -39,6 +39,7 @@ from graphium.plan.model import (
     ObservedContainer,
     ObservedHost,
     Plan,
+    _Data,
 )
 from graphium.plan.payloads import (
     DeletePayload,
@@ -143,6 +144,29 @@ class _Decisions:
         )
         self.actions.append((action, list(nodes)))
 
+    def create(
+        self,
+        d: DesiredContainer,
+        type_: TaskType,
+        payload: _Data,
+        description: str,
+        timeout: float,
+        holds: tuple[HostPort, ...] = (),
+    ) -> Node:
+        """A deploy, replace or start task for ``d``; it needs the host ports ``d`` publishes."""
+        return self.graph.add(
+            type_,
+            d.host,
+            d.name,
+            name=d.name,
+            declared=d.declared_name,
+            payload=payload.dump(),
+            description=description,
+            timeout=timeout,
+            needs=host_ports(d.spec),
+            holds=holds,
+        )
+
     def delete(self, c: ObservedContainer, declared: str, stop_timeout: float, why: str) -> Node:
         """A delete task for ``c``; it holds the host ports ``c`` has bound."""
         gone = self.graph.add(
@@ -196,32 +220,18 @@ def _in_place(
     state = primary.live.state
     node: Node | None = None
     if verdict.reason is ActionReason.not_running and state in ("exited", "created"):
-        node = dec.graph.add(
-            TaskType.start,
-            d.host,
-            d.name,
-            name=d.name,
-            declared=d.declared_name,
-            payload=StartPayload(
-                container_id=primary.id,
-                docker_name=d.docker_name,
-                health_check=d.spec.health_check is not None,
-            ).dump(),
-            description=f"start {d.name} on {d.host} (not running: {state})",
-            timeout=NETWORK_TIMEOUT + health,
-            needs=host_ports(d.spec),
+        payload = StartPayload(
+            container_id=primary.id, docker_name=d.docker_name, health_check=d.spec.health_check is not None
         )
+        what = f"start {d.name} on {d.host} (not running: {state})"
+        node = dec.create(d, TaskType.start, payload, what, NETWORK_TIMEOUT + health)
     elif verdict.reason is not ActionReason.unchanged:
-        node = dec.graph.add(
+        node = dec.create(
+            d,
             TaskType.replace,
-            d.host,
-            d.name,
-            name=d.name,
-            declared=d.declared_name,
-            payload=ReplacePayload(container=d, old_container_id=primary.id).dump(),
-            description=f"replace {d.name} on {d.host} ({', '.join(verdict.reasons)})",
-            timeout=PULL_ALLOWANCE + health + d.spec.stop_timeout + STOP_MARGIN,
-            needs=host_ports(d.spec),
+            ReplacePayload(container=d, old_container_id=primary.id),
+            f"replace {d.name} on {d.host} ({', '.join(verdict.reasons)})",
+            PULL_ALLOWANCE + health + d.spec.stop_timeout + STOP_MARGIN,
             holds=tuple(bound_ports(primary)),
         )
     dec.act(d, verdict, [node] if node else [])
@@ -244,16 +254,12 @@ def _create_or_move(
             if changed.reasons != ["spec"]:
                 verdict.reasons += changed.reasons
                 verdict.changes += changed.changes
-    node = dec.graph.add(
+    node = dec.create(
+        d,
         TaskType.deploy,
-        d.host,
-        d.name,
-        name=d.name,
-        declared=d.declared_name,
-        payload=DeployPayload(container=d).dump(),
-        description=f"create {d.name} on {d.host}" + (f" (moved from {old.host})" if old else ""),
-        timeout=PULL_ALLOWANCE + _health_budget(d.spec.health_check),
-        needs=host_ports(d.spec),
+        DeployPayload(container=d),
+        f"create {d.name} on {d.host}" + (f" (moved from {old.host})" if old else ""),
+        PULL_ALLOWANCE + _health_budget(d.spec.health_check),
     )
     nodes = [node]
     if old is not None:
