@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from graphium.errors import PlanError
 from graphium.placement import instance_names
 from graphium.plan.drift import Recorded
-from graphium.plan.hashing import fingerprint, spec_hashes, stack_containers
+from graphium.plan.hashing import fingerprint, stack_containers
 from graphium.plan.model import ObservedContainer, ObservedHost
 from graphium.records.stack import StackRecord
 from graphium.stack.models import StackSpec
@@ -63,7 +63,7 @@ def stored_index(stored: StackRecord | None) -> StoredIndex:
     for c in spec.containers:
         index.stop_timeouts[c.name] = c.stop_timeout
         index.depends_on[c.name] = list(c.depends_on)
-        index.recorded[c.name] = Recorded(c, net, spec_hashes(c, net)[1])
+        index.recorded[c.name] = Recorded(c, net)
         for name in instance_names(c):
             index.declared[name] = c.name
     return index

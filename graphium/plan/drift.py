@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from graphium.placement.base import WILDCARD_IPS, HostPort
-from graphium.plan.hashing import HASHED_FIELDS, SPEC_HASH_VERSION, hashed_value
+from graphium.plan.hashing import HASHED_FIELDS, SPEC_HASH_VERSION, hashed_value, spec_hashes
 from graphium.plan.model import ActionReason, DesiredContainer, FieldChange, ObservedContainer
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import MARKER, is_secret_key, redact, secret_values
@@ -28,11 +29,15 @@ RUNNING_STATES = ("running", "restarting")
 
 @dataclass(frozen=True)
 class Recorded:
-    """A container's spec as the stored record has it, with the field hashes it was deployed with."""
+    """A container's spec as the stored record has it (the one last applied), and its network."""
 
     spec: ContainerSpec
     network_name: str
-    field_hashes: dict[str, str]
+
+    @cached_property
+    def field_hashes(self) -> dict[str, str]:
+        """The per-field hashes it was deployed with (computed only when a replace asks)."""
+        return spec_hashes(self.spec, self.network_name)[1]
 
 
 @dataclass
@@ -200,7 +205,6 @@ def _drift(desired: DesiredContainer, container: ObservedContainer) -> tuple[lis
     values; the changes show values, secret ones masked.
     """
     live, spec = container.live, desired.spec
-    secrets = _Secrets.of(spec)
     texts: list[str] = []
     changes: list[FieldChange] = []
     want_policy = spec.restart_policy
@@ -241,9 +245,10 @@ def _drift(desired: DesiredContainer, container: ObservedContainer) -> tuple[lis
     _drift_bindings(desired, container, texts, changes)
     live_items = set(live.env)
     missing_env = sorted(k for k, v in spec.environment.items() if f"{k}={v}" not in live_items)
-    live_env = dict(item.partition("=")[::2] for item in live.env)
     if missing_env:
+        live_env = dict(item.partition("=")[::2] for item in live.env)
         texts.append(f"environment changed out of band ({', '.join(missing_env)})")
+        secrets = _Secrets.of(spec)
         changes += [secrets.env_change(k, live_env.get(k), spec.environment[k]) for k in missing_env]
     if desired.network.name not in live.networks:
         texts.append(f"detached from network {desired.network.name} out of band")

@@ -4,13 +4,16 @@ Pure and deterministic: no I/O, no asyncio, no clock except the tasks' creation 
 stack, inventory, observation and stored record always give the same actions, task ids, edges and
 fingerprint, so a saved plan can be checked for staleness by recomputing the fingerprint.
 
-:func:`plan_apply` runs in named phases: index what is stored and observed (:func:`_index`),
-place and expand the desired instances (:func:`expand`), decide each instance's action
-(:func:`_decide`, :func:`_remove_leftovers`; the verdicts are :mod:`graphium.plan.drift`'s), wire
-the edges (:func:`_wire`), add the networks (:func:`_networks`) and order the tasks
-(:meth:`TaskGraph.tasks`). Idempotency rests on the ``graphium.spec-hash`` label
-(:mod:`graphium.plan.hashing`): a container whose label matches the desired hash is kept unless
-inspect shows an out-of-band change.
+:func:`plan_apply` runs in named phases: index what is stored and observed
+(:func:`graphium.plan.current.current_state`), place and expand the desired instances
+(:func:`expand`), decide each instance's action (:func:`_decide`, :func:`_remove_leftovers`; the
+verdicts are :mod:`graphium.plan.drift`'s), wire the edges (:func:`_wire`: dependencies, host-port
+hand-over, delete order), add the networks (:func:`_networks`), then order the tasks
+(:meth:`graphium.plan.dag.TaskGraph.tasks`) and give each action its task ids.
+
+Idempotency rests on the ``graphium.spec-hash`` label (:mod:`graphium.plan.hashing`): a
+container whose label matches the desired hash is kept unless inspect shows an out-of-band
+change.
 """
 
 from __future__ import annotations
