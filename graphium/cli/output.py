@@ -7,6 +7,7 @@ rendered: environment values of secret-looking or ``sensitive`` keys show as ``(
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,14 +16,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from graphium.plan.model import Action, ActionKind, Plan
+from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan
 from graphium.plan.payloads import DeployPayload, ReplacePayload
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
-from graphium.stack.secrets import redact_environment
+from graphium.stack.secrets import MARKER, redact_container, redact_environment
 
 _SYMBOL = {
     ActionKind.create: ("+", "green"),
@@ -84,19 +85,58 @@ def container_details(spec: ContainerSpec) -> list[tuple[str, str]]:
 
 
 def _spec_of(action: Action, tasks: dict[str, Task]) -> ContainerSpec | None:
+    """The container an action creates, its secret values masked wherever they occur."""
     for task_id in action.task_ids:
         task = tasks.get(task_id)
         if task is None:
             continue
         if task.task_type is TaskType.deploy:
-            return DeployPayload.model_validate(task.payload).container.spec
+            return redact_container(DeployPayload.model_validate(task.payload).container.spec)
         if task.task_type is TaskType.replace:
-            return ReplacePayload.model_validate(task.payload).container.spec
+            return redact_container(ReplacePayload.model_validate(task.payload).container.spec)
     return None
 
 
+def _value_text(value: Any) -> str:
+    """A changed value as JSON; a masked secret as the bare marker."""
+    return MARKER if value == MARKER else json.dumps(value, ensure_ascii=False)
+
+
+def change_line(change: FieldChange) -> str:
+    """``~ field  old -> new`` in Terraform's habit: ``+`` for a field set, ``-`` for one unset."""
+    if not change.old_known:
+        symbol, text = "~", f"(only its hash was recorded) -> {_value_text(change.new)}"
+    elif change.old is None:
+        symbol, text = "+", _value_text(change.new)
+    elif change.new is None:
+        symbol, text = "-", _value_text(change.old)
+    else:
+        symbol, text = "~", f"{_value_text(change.old)} -> {_value_text(change.new)}"
+    return f"{symbol} {change.field:<22} {text}"
+
+
+_BY_FIELDS = frozenset({ActionReason.config_changed, ActionReason.host_changed})
+
+
+def _headline(action: Action) -> tuple[str, str]:
+    """What follows an action's name: the fields forcing a replace, the fields that drifted (the
+    change lines below give their values), or the human reason."""
+    fields = [c.field for c in action.changes]
+    if action.kind is ActionKind.replace:
+        shown = fields if action.reason in _BY_FIELDS else action.reasons
+        return f"  forces replacement: {', '.join(shown)}", _SYMBOL[action.kind][1]
+    if action.kind is ActionKind.drift:
+        return f"  changed outside graphium: {', '.join(fields)}", _SYMBOL[action.kind][1]
+    return (f"  ({', '.join(action.reasons)})" if action.reasons else ""), "dim"
+
+
 def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -> None:
-    """Print a plan the way Terraform users expect: one block per change, then a summary line."""
+    """Print a plan the way Terraform users expect: one block per change, then a summary line.
+
+    Each block is the action's symbol and name, the fields that force a replace (or what drifted,
+    or why it goes), one line per field change (live or recorded value -> the new one), and for a
+    container being created or replaced its attributes.
+    """
     tasks = {t.id: t for t in plan.tasks}
     verb = "destroy" if plan.destroy else "apply"
     changes = [a for a in plan.actions if a.kind is not ActionKind.keep]
@@ -114,13 +154,11 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
         line = Text(f"  {symbol:>3} ", style=style)
         line.append(f"{action.name}", style="bold")
         line.append(f" on {action.host} ({action.docker_name})")
-        if action.kind is ActionKind.replace and action.reasons:
-            line.append(f"  forces replacement: {', '.join(action.reasons)}", style=style)
-        elif action.kind is ActionKind.drift:
-            line.append(f"  changed outside graphium: {', '.join(action.reasons)}", style=style)
-        elif action.reasons:
-            line.append(f"  ({', '.join(action.reasons)})", style="dim")
+        headline, headline_style = _headline(action)
+        line.append(headline, style=headline_style)
         console.print(line)
+        for change in action.changes:
+            console.print(f"        {change_line(change)}", style=style, markup=False)
         spec = _spec_of(action, tasks) if action.kind in (ActionKind.create, ActionKind.replace) else None
         for key, value in container_details(spec) if spec else []:
             console.print(f"          {key:<10} {value}", style="dim", markup=False)
@@ -133,7 +171,12 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
-    """The ``--json`` summary of a plan: actions and counts, never payloads (they hold secrets)."""
+    """The ``--json`` summary of a plan: actions and counts, never payloads (they hold secrets).
+
+    Each action carries its ``reason`` code (:class:`~graphium.plan.model.ActionReason`) and its
+    ``changes`` (``field``, ``old``, ``new``, ``oldKnown``, ``sensitive``; secrets masked) for
+    machines, and ``reasons``, the human sentences, not meant to be parsed.
+    """
     return {
         "schema_version": 1,
         "type": "plan",
@@ -193,10 +236,7 @@ class ProgressView:
             self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{error}", markup=False)
 
     def _table(self) -> Table:
-        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
-        table.add_column("status")
-        table.add_column("host")
-        table.add_column("task")
+        table = _table(("status", "host", "task"), ())
         for task_id, task in self._tasks.items():
             status = self._status[task_id]
             style = (
@@ -226,12 +266,20 @@ def render_result(result: RunResult, plan: Plan, console: Console) -> None:
             console.print(f"  [bold]{host}[/]: {task.description}: {task.error}", markup=True)
 
 
-def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
+def _table(columns: Iterable[str], rows: Iterable[Iterable[str | Text]]) -> Table:
+    """The one table style of the CLI: no box, bold headers, no edge padding."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("stack", "status", "phase", "progress", "containers", "hosts", "updated"):
+    for column in columns:
         table.add_column(column)
-    for s in stacks:
-        table.add_row(
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
+    columns = ("stack", "status", "phase", "progress", "containers", "hosts", "updated")
+    rows = (
+        (
             s.name,
             s.status.value,
             s.phase,
@@ -240,7 +288,9 @@ def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
             ", ".join(s.hosts),
             s.updated_at,
         )
-    console.print(table)
+        for s in stacks
+    )
+    console.print(_table(columns, rows))
 
 
 def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> None:
@@ -250,25 +300,20 @@ def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> Non
     )
     if stack.error:
         console.print(f"[red]error:[/] {stack.error}", markup=True)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("container", "host", "docker name", "container id"):
-        table.add_column(column)
-    for name, p in sorted(stack.placements.items()):
-        table.add_row(
-            name, str(p.get("hostId")), str(p.get("dockerName")), str(p.get("containerId") or "")[:12]
-        )
-    console.print(table)
+    rows = (
+        (name, str(p.get("hostId")), str(p.get("dockerName")), str(p.get("containerId") or "")[:12])
+        for name, p in sorted(stack.placements.items())
+    )
+    console.print(_table(("container", "host", "docker name", "container id"), rows))
     if tasks:
         render_tasks(tasks, console)
 
 
 def render_tasks(tasks: Iterable[Task], console: Console) -> None:
     """Tasks without payloads: the store's human view never shows secrets."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("id", "type", "status", "host", "stack", "created", "description / error"):
-        table.add_column(column)
-    for t in tasks:
-        table.add_row(
+    columns = ("id", "type", "status", "host", "stack", "created", "description / error")
+    rows = (
+        (
             t.id,
             t.task_type.value,
             Text(t.status.value, style=_STATUS_STYLE[t.status]),
@@ -277,4 +322,6 @@ def render_tasks(tasks: Iterable[Task], console: Console) -> None:
             t.date_created[:19],
             t.error or t.description,
         )
-    console.print(table)
+        for t in tasks
+    )
+    console.print(_table(columns, rows))

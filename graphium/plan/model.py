@@ -110,15 +110,93 @@ class ActionKind(str, Enum):
     drift = "drift"
 
 
+class ActionReason(str, Enum):
+    """Why an action is what it is: one code per action, for machines (``plan --json``, scripts).
+
+    Like Terraform's ``ActionReason``: ``Action.reasons`` holds the human sentence(s) and
+    ``Action.changes`` the fields; the code says which branch of the planner decided.
+    """
+
+    # create
+    new_instance = "new-instance"  # no container of this instance exists on any host
+    # keep
+    unchanged = "unchanged"  # spec hash matches and inspect shows nothing changed out of band
+    # replace (the spec hash on the container differs from the desired one)
+    config_changed = "config-changed"  # changes: the hashed fields that differ (old known from the record)
+    spec_hash_missing = "spec-hash-missing"  # the container has no spec-hash label: nothing to compare
+    old_hash_version = "old-hash-version"  # labelled by another hash version: fields cannot be compared
+    host_changed = "host-changed"  # placed on another host: created there, removed here; changes: host
+    # drift (spec hash matches, the live container does not)
+    not_running = "not-running"  # only its state differs (exited, created, paused...); changes: state
+    changed_out_of_band = "changed-out-of-band"  # inspect differs from the spec; changes: live -> desired
+    renamed = "renamed"  # found under another Docker name (set aside by an interrupted replace)
+    # remove
+    removed_from_stack = "removed-from-stack"  # its container is no longer declared in the stack
+    # declared still, but no longer one of its instances: fewer replicas, or 1 <-> N renamed web/web-1
+    replicas_changed = "replicas-changed"
+    duplicate = "duplicate"  # a second container of one instance, on another host
+    replace_leftover = "replace-leftover"  # ``<name>-replaced-<id>`` left beside the instance by a replace
+    stack_destroyed = "stack-destroyed"  # ``plan --destroy``: every container of the stack goes
+
+    @property
+    def kind(self) -> ActionKind:
+        """The one action kind this reason leads to."""
+        return _REASON_KIND[self]
+
+
+_REASON_KIND = {
+    ActionReason.new_instance: ActionKind.create,
+    ActionReason.unchanged: ActionKind.keep,
+    ActionReason.config_changed: ActionKind.replace,
+    ActionReason.spec_hash_missing: ActionKind.replace,
+    ActionReason.old_hash_version: ActionKind.replace,
+    ActionReason.host_changed: ActionKind.replace,
+    ActionReason.not_running: ActionKind.drift,
+    ActionReason.changed_out_of_band: ActionKind.drift,
+    ActionReason.renamed: ActionKind.drift,
+    ActionReason.removed_from_stack: ActionKind.remove,
+    ActionReason.replicas_changed: ActionKind.remove,
+    ActionReason.duplicate: ActionKind.remove,
+    ActionReason.replace_leftover: ActionKind.remove,
+    ActionReason.stack_destroyed: ActionKind.remove,
+}
+
+
+class FieldChange(_Data):
+    """One field an action changes: ``old`` is what the host has now, ``new`` what it will have.
+
+    ``field`` is a path in the stack format (``image``, ``restartPolicy``, ``environment.MODE``,
+    ``resources.limits.memory``), or what inspect reports (``state``, ``portBindings``,
+    ``networks``, ``dockerName``), or ``host`` (a move) or ``specHash`` (hashes that cannot be
+    compared field by field). Secret values read as ``"(sensitive)"``
+    (:data:`graphium.stack.secrets.MARKER`) and set ``sensitive``. ``old_known`` is false when
+    the host recorded only a hash of the field and the stored record does not hold the value
+    that hash was taken of: ``old`` is then None.
+    """
+
+    field: str
+    old: Any = None
+    new: Any = None
+    old_known: bool = True
+    sensitive: bool = False
+
+
 class Action(_Data):
-    """One container's fate in a plan, with the reasons a person needs to trust it."""
+    """One container's fate in a plan, with the reasons a person needs to trust it.
+
+    ``reason`` and ``changes`` are the machine-readable account; ``reasons`` is human text (for
+    replace, the fields that changed; for drift, sentences about what changed out of band) and
+    is not meant to be parsed.
+    """
 
     kind: ActionKind
+    reason: ActionReason
     stack: str
     name: str
     host: str
     docker_name: str
-    reasons: list[str] = []  # for replace: the fields that changed; for drift: what changed out of band
+    reasons: list[str] = []
+    changes: list[FieldChange] = []
     task_ids: list[str] = []
 
 

@@ -282,6 +282,14 @@ class NetworkSpec(Model):
     labels: dict[str, str] = {}
 
 
+def network_name(stack: str, name: str | None = None) -> str:
+    """The name of a stack's network: the one its spec gives, else the default ``<stack>-net``.
+
+    The one place the default is spelled; the planner, the Docker engine and stored records use it.
+    """
+    return name or f"{stack}-net"
+
+
 class StackSpec(Model):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
     description: str | None = None
@@ -292,7 +300,7 @@ class StackSpec(Model):
     containers: list[ContainerSpec] = []
 
     def network_name(self) -> str:
-        return (self.network.name if self.network and self.network.name else None) or f"{self.name}-net"
+        return network_name(self.name, self.network.name if self.network else None)
 
 
 class Connection(str, Enum):

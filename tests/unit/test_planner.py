@@ -6,8 +6,10 @@ optionally ``before.json`` (a StackSpec already deployed: it is placed, on the h
 leave them), ``observed.json`` (changes made to that
 observation: out-of-band live edits, extra containers, host errors, missing networks),
 ``stored.json`` (``true`` to derive the stored record from ``before``, or a StackRecord dict) and
-``expected.json`` (actions with reasons, the exact task set, required and forbidden edges, or the
-error). Tasks are named ``"<type> <name>@<host>"`` so that expectations do not depend on ids.
+``expected.json``: every action (kind, reason code, human reasons, field changes), the exact task
+set, required and forbidden edges, or the error. Tasks are named ``"<type> <name>@<host>"`` so
+that expectations do not depend on ids. Unknown keys in ``expected.json`` fail the case: a
+misspelled expectation must not pass silently.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from graphium.errors import GraphiumError, PlanError, StalePlanError
 from graphium.plan.model import (
     ActionKind,
+    ActionReason,
     DesiredContainer,
     LiveConfig,
     ObservedContainer,
@@ -172,10 +175,59 @@ def run(case: Path) -> Plan:
     return plan_apply(stack, inventory, observed, stored)
 
 
+# what expected.json may hold, and what each expected action must hold
+EXPECTED_KEYS = {
+    "error",
+    "actions",
+    "tasks",
+    "edges",
+    "no_edges",
+    "exact_edges",
+    "placements",
+    "order",
+    "zero_tasks",
+}
+ERROR_KEYS = {"type", "contains"}
+ACTION_KEYS = {"kind", "at", "reason", "reasons", "changes"}
+CHANGE_KEYS = {"field", "old", "new", "oldKnown", "sensitive"}
+
+
+def check_expected_keys(expected: dict[str, Any]) -> None:
+    """Refuse any key the test does not check: a typo must fail, not be ignored."""
+    assert set(expected) <= EXPECTED_KEYS, f"unknown keys {sorted(set(expected) - EXPECTED_KEYS)}"
+    if "error" in expected:
+        assert set(expected) == {"error"} and set(expected["error"]) == ERROR_KEYS, expected
+        return
+    assert "actions" in expected, "every case lists its actions (kind, reason code, changes)"
+    for action in expected["actions"]:
+        assert set(action) == ACTION_KEYS, f"action keys {sorted(action)} != {sorted(ACTION_KEYS)}"
+        for change in action["changes"]:
+            assert {"field"} <= set(change) <= CHANGE_KEYS, f"change keys {sorted(change)}"
+
+
+def action_facts(plan: Plan) -> list[dict[str, Any]]:
+    """Each action as expected.json spells it; changes without their default flags."""
+    return [
+        {
+            "kind": a.kind.value,
+            "at": f"{a.name}@{a.host}",
+            "reason": a.reason.value,
+            "reasons": a.reasons,
+            "changes": [c.model_dump(mode="json", by_alias=True, exclude_defaults=True) for c in a.changes],
+        }
+        for a in plan.actions
+    ]
+
+
+def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+
+
 @pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
 def test_plan_case(case: str) -> None:
     path = CASES / case
     expected = _read(path, "expected.json")
+    check_expected_keys(expected)
     if "error" in expected:
         with pytest.raises(GraphiumError) as info:
             run(path)
@@ -185,10 +237,9 @@ def test_plan_case(case: str) -> None:
         return
     plan = run(path)
     check_dag(plan)
+    assert all(a.kind is a.reason.kind for a in plan.actions)
     keys = {t.id: task_key(plan, t.id) for t in plan.tasks}
-    if "actions" in expected:
-        got = sorted([a.kind.value, f"{a.name}@{a.host}", a.reasons] for a in plan.actions)
-        assert got == sorted(expected["actions"])
+    assert _sorted(action_facts(plan)) == _sorted(expected["actions"])
     if "tasks" in expected:
         assert sorted(keys.values()) == sorted(expected["tasks"])
     edges = {(keys[t.id], keys[d]) for t in plan.tasks for d in t.depends_on}
@@ -203,8 +254,32 @@ def test_plan_case(case: str) -> None:
     for key, order in expected.get("order", {}).items():
         listed = [keys[t.id] for t in plan.tasks]
         assert [k for k in listed if k in order] == order, key
-    if expected.get("zero_tasks"):
+    if "zero_tasks" in expected:
+        assert expected["zero_tasks"] is True, "zero_tasks is either true or absent"
         assert plan.tasks == [] and not plan.has_changes
+
+
+def test_every_reason_code_has_a_case() -> None:
+    """Each ActionReason is one branch of the planner; each has a data case that reaches it."""
+    seen = {
+        action["reason"]
+        for case in CASES.iterdir()
+        if case.is_dir()
+        for action in _read(case, "expected.json").get("actions", [])
+    }
+    assert seen == {r.value for r in ActionReason}
+
+
+def test_a_misspelled_expectation_is_refused() -> None:
+    with pytest.raises(AssertionError, match="unknown keys"):
+        check_expected_keys({"actions": [], "exact_edge": []})
+    keep = {"kind": "keep", "at": "a@h", "reason": "unchanged", "reasons": []}
+    with pytest.raises(AssertionError, match="action keys"):
+        check_expected_keys({"actions": [keep]})  # "changes" left out
+    with pytest.raises(AssertionError, match="change keys"):
+        check_expected_keys({"actions": [{**keep, "changes": [{"field": "image", "olds": "x"}]}]})
+    with pytest.raises(AssertionError):
+        check_expected_keys({"error": {"type": "PlanError", "contain": []}})
 
 
 # properties -------------------------------------------------------------------------------------
