@@ -31,7 +31,7 @@ from graphium.cli.output import (
 from graphium.control.client import ServerClient, fill_variables
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 from graphium.executors.router import default_executor
-from graphium.plan.model import Plan
+from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TaskStatus
@@ -238,6 +238,11 @@ def _read_plan(path: str) -> Plan | None:
     except (OSError, ValueError):
         return None
     if isinstance(data, dict) and "fingerprint" in data and "tasks" in data and "@graph" not in data:
+        if data.get("schema_version") != PLAN_SCHEMA_VERSION:
+            raise GraphiumError(
+                f"{path}: a saved plan of schema version {data.get('schema_version')}, but this graphium "
+                f"reads version {PLAN_SCHEMA_VERSION}; plan again"
+            )
         try:
             return Plan.model_validate(data)
         except Exception as exc:

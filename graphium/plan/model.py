@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 from graphium.records.task import Task
 from graphium.stack.models import ContainerSpec, NetworkSpec, PullPolicy, RestartPolicy
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION = 2  # 2: actions carry a reason code and structured field changes
 
 LABEL_MANAGED = "graphium.managed"
 LABEL_STACK = "graphium.stack"
