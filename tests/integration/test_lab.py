@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import http.server
 import subprocess
 import threading
@@ -25,21 +24,9 @@ from graphium.stack.loader import load_stack_data
 from graphium.stack.models import Connection, Host, Inventory
 from graphium.store.json_store import JsonTaskStore
 from lab import LabHost, LabInfo
-from tests.support import unique_name
+from tests.support import http_get, stack_containers, stack_doc, stack_networks, unique_name, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def _get(address: str, port: int) -> str | None:
-    """Body of GET / on address:port, or None if nothing answers (no proxy involved)."""
-    conn = http.client.HTTPConnection(address, port, timeout=2)
-    try:
-        conn.request("GET", "/")
-        return conn.getresponse().read().decode()
-    except OSError:
-        return None
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager
@@ -118,14 +105,10 @@ def test_published_port_answers_only_on_its_host(lab: LabInfo) -> None:
             container = client.containers.run("graphium-test/web:2", name=name, detach=True,
                                               ports={"80/tcp": port}, labels={"graphium.test": "lab"})
             try:
-                body = None
-                for _ in range(50):
-                    if (body := _get(host.address, port)) is not None:
-                        break
-                    threading.Event().wait(0.05)
-                assert body == lab_pkg.IMAGES["graphium-test/web:2"]
+                wait_for(lambda h=host: http_get(h.address, port) is not None, 2.5, f"{host.id} answers")
+                assert http_get(host.address, port) == lab_pkg.IMAGES["graphium-test/web:2"]
                 others = [h for h in lab.hosts if h.id != host.id]
-                assert all(_get(h.address, port) is None for h in others)
+                assert all(http_get(h.address, port) is None for h in others)
             finally:
                 container.remove(force=True)
 
@@ -194,10 +177,7 @@ async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_tas
     )])
     image = "graphium-test/wbe:1"  # graphium-test/web:1, misspelled
     name = unique_name("labimg")
-    doc = {"@context": "https://schema.org", "@graph": [{
-        "@type": "datacenter:Stack", "name": name,
-        "hasPart": [{"name": "web", "image": image, "locatedInHost": host.id}],
-    }]}
+    doc = stack_doc(name, [{"name": "web", "image": image, "locatedInHost": host.id}])
     store = JsonTaskStore(tmp_path / "state.json")
     executor = LocalExecutor()
     try:
@@ -205,9 +185,8 @@ async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_tas
         result = await deployer.apply(await deployer.plan(load_stack_data(doc, "stack.json"), {}))
     finally:
         await executor.close()
-        with _client(host) as client:  # the stack's network was created before the pull failed
-            for network in client.networks.list(filters={"label": f"graphium.stack={name}"}):
-                network.remove()
+        for network in stack_networks(host.docker_url, name):  # made before the pull failed
+            network.remove()
     assert not result.ok and len(result.failed) == 1
     failed = result.failed[0]
     error = failed.error or ""
@@ -215,5 +194,4 @@ async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_tas
     assert "registry-1.docker.io" in error, error  # the engine's words: what it could not reach
     stored = store.get_task(failed.id)
     assert stored.status is TaskStatus.failed and stored.error == failed.error
-    with _client(host) as client:
-        assert client.containers.list(all=True, filters={"label": f"graphium.stack={name}"}) == []
+    assert stack_containers(host.docker_url, name) == []
