@@ -221,7 +221,14 @@ def _create_netns(host: LabHost) -> None:
     run(["ip", "-n", ns, "addr", "add", f"{host.address}/24", "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    run(["ip", "-n", ns, "route", "add", "default", "via", BRIDGE_ADDRESS])
+    # No default route: the bridge's /24 (hosts, registry, server on the bridge address) is all a
+    # host can reach, so a lookup of a public registry fails at once instead of hanging.
+
+
+def _drop_default_route(host: LabHost) -> None:
+    """Repair a namespace made before hosts had no default route (kept: its engine, sshd, containers)."""
+    if run(["ip", "-n", host.netns, "route", "show", "default"], check=False).stdout.strip():
+        run(["ip", "-n", host.netns, "route", "del", "default"], check=False)
 
 
 # --- ssh ----------------------------------------------------------------------------------------
@@ -407,6 +414,8 @@ def _existing_hosts() -> list[LabHost]:
 
 def _bring_up(host: LabHost) -> bool:
     """Ensure one host; True if anything had to be started."""
+    if host.netns_ok():
+        _drop_default_route(host)
     if host.healthy():
         images.preload(host.docker_url)
         return False

@@ -56,5 +56,5 @@ echo "==> Re-planning changes nothing:"
 $run plan "$stack" "${inventory[@]}" --detailed-exitcode
 $run status
 echo
-echo "Remove it with: $run destroy $stack ${inventory[*]}"
+echo "Remove it with: GRAPHIUM_STATE=$GRAPHIUM_STATE $run destroy $stack ${inventory[*]}"
 [ ${#inventory[@]} -eq 0 ] || echo "Stop the lab with: .venv/bin/python -m lab down"

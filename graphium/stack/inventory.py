@@ -17,25 +17,16 @@ from typing import Any
 import pydantic
 
 from graphium.errors import InventoryError, Problem
-from graphium.stack.jsonld import Loc, Node, Normaliser, json_path, node_from_json, parse_json, read_graph
+from graphium.stack.jsonld import json_path
 from graphium.stack.models import Host, Inventory
+from graphium.stack.nodes import Node, node_from_json, parse_json, read_graph
+from graphium.stack.normaliser import Loc, Normaliser, accepted
 
 LOCAL_HOST_ID = "local"
 
-_HOST_FIELDS = {
-    name: name
-    for name in (
-        "address",
-        "connection",
-        "dockerHost",
-        "sshUser",
-        "sshPort",
-        "sshKey",
-        "knownHosts",
-        "labels",
-        "capacity",
-    )
-}
+_HOST_FIELDS = accepted(
+    "address", "connection", "dockerHost", "sshUser", "sshPort", "sshKey", "knownHosts", "labels", "capacity"
+)
 
 
 def string_map(norm: Normaliser, raw: Any, loc: Loc, path: str, what: str) -> dict[str, Any]:

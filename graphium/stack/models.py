@@ -23,39 +23,55 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 SECRET_KEY_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH", re.IGNORECASE)
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Go/Docker-style string such as ``"30s"``, ``"1m30s"``, ``"500ms"``."""
+def _amount(value: Any, what: str, expected: str, number: Any, text: Any) -> Any:
+    """A non-negative amount from a number (``number(value)``) or a string (``text(value)``, None
+    when it does not parse); ``what`` and ``expected`` word the errors."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration: seconds as a number or a string like '30s'")
+        raise ValueError(f"expected {what}: {expected}")
     if isinstance(value, (int, float)):
         if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+            raise ValueError(f"{what} cannot be negative")
+        return number(value)
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            return parse_duration(float(text))
-        except ValueError:
-            pass
-        if _DURATION_RE.match(text):
-            return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-    raise ValueError(f"expected a duration: seconds as a number or a string like '30s', got {value!r}")
+        parsed = text(value)
+        if parsed is not None:
+            return parsed
+    raise ValueError(f"expected {what}: {expected}, got {value!r}")
+
+
+def _duration_text(value: str) -> float | None:
+    text = value.strip()
+    try:
+        seconds: float | None = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None and not seconds < 0:  # a negative number is no duration (nor unit-less)
+        return seconds
+    if _DURATION_RE.match(text):
+        return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    return None
+
+
+def _size_text(value: str) -> int | None:
+    match = _SIZE_RE.match(value)
+    if match is None:
+        return None
+    unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Go/Docker-style string such as ``"30s"``, ``"1m30s"``, ``"500ms"``."""
+    seconds: float = _amount(
+        value, "a duration", "seconds as a number or a string like '30s'", float, _duration_text
+    )
+    return seconds
 
 
 def parse_size(value: Any) -> int:
     """Bytes from a number or a string such as ``"512M"``, ``"1g"``, ``"256MiB"`` (binary units)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size: bytes as a number or a string like '512M'")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return int(value)
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if match:
-            unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
-            return int(float(match.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError(f"expected a size: bytes as a number or a string like '512M', got {value!r}")
+    size: int = _amount(value, "a size", "bytes as a number or a string like '512M'", int, _size_text)
+    return size
 
 
 def parse_cpus(value: Any) -> float:

@@ -3,7 +3,8 @@
 ``graphium-run serve`` listens on the lab bridge address; one ``graphium-run agent`` runs inside
 each lab host's network namespace with that host's engine, reaching the server only over the
 bridge (as a host behind NAT would: outbound HTTP only). The multi-host nginx stack is deployed
-and deleted through them while the event stream is watched.
+and deleted through them while the event stream is watched, under a name and on host ports of its
+own, so whatever else runs on the lab (``make demo``'s nginx-multihost, other sessions) is no concern.
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ import pytest
 from graphium.store.json_store import JsonTaskStore
 from lab import LabInfo
 from tests.integration.server_fixture import RUNNER, ServerProcess
+from tests.support import (
+    http_get,
+    remove_stack,
+    stack_containers,
+    stack_node,
+    unique_name,
+    wait_for,
+    with_own_name_and_ports,
+)
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-STACK_FILE = REPO / "examples" / "nginx-multihost-stack.json"
-if not STACK_FILE.exists():
-    STACK_FILE = Path("/work/shared/reference/upstream-stacks/nginx-multihost-stack.json")
-PORTS = {"localhost-docker": 8081, "vm1": 8082, "vm2": 8083}
+STACK_FILE = REPO / "tests" / "data" / "stacks" / "upstream" / "nginx-multihost-stack.json"
 
 
 class EventWatcher:
@@ -125,21 +132,6 @@ def start_agent(server: ServerProcess, lab: LabInfo, host_id: str, log_dir: Path
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def http_get(address: str, port: int) -> str | None:
-    try:
-        return httpx.get(f"http://{address}:{port}/", timeout=1.0).text
-    except httpx.TransportError:
-        return None
-
-
-def managed_containers(url: str, stack: str) -> list[dict[str, Any]]:
-    client = docker.APIClient(base_url=url, version="auto")
-    try:
-        return list(client.containers(all=True, filters={"label": [f"graphium.stack={stack}"]}))
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def lab_server(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
     hosts = [h.id for h in lab.hosts]
@@ -157,10 +149,14 @@ def lab_server(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
 def test_nginx_multihost_through_server_and_agents(
     lab: LabInfo, lab_server: ServerProcess, tmp_path: Path
 ) -> None:
-    stack_doc = json.loads(STACK_FILE.read_text())
-    stack_name = "nginx-multihost"
+    stack_name = unique_name("e2e-agents-")
+    stack_doc, container_ports = with_own_name_and_ports(
+        json.loads(STACK_FILE.read_text()), stack_name, [h.address for h in lab.hosts]
+    )
+    # host id -> the host port of the container the stack pins there (one per host)
+    ports = {p["locatedInHost"]["@id"]: container_ports[p["name"]] for p in stack_node(stack_doc)["hasPart"]}
     for host in lab.hosts:
-        assert not managed_containers(host.docker_url, stack_name), f"leftovers on {host.id}"
+        assert not stack_containers(host.docker_url, stack_name), f"leftovers on {host.id}"
     agents = {h.id: start_agent(lab_server, lab, h.id, tmp_path) for h in lab.hosts}
     watcher = EventWatcher(lab_server)
     try:
@@ -187,23 +183,25 @@ def test_nginx_multihost_through_server_and_agents(
 
             # each instance answers on its own host's address only
             for host in lab.hosts:
-                port = PORTS[host.id]
+                port = ports[host.id]
                 assert http_get(host.address, port) is not None, f"{host.id}:{port} does not answer"
                 for other in lab.hosts:
                     if other.id != host.id:
                         assert http_get(other.address, port) is None, f"{other.id} answers on {port}"
-                assert len(managed_containers(host.docker_url, stack_name)) == 1
+                assert len(stack_containers(host.docker_url, stack_name)) == 1
 
             response = admin.delete(f"/stacks/{stack_id}")
             assert response.status_code in (200, 202, 204), response.text
             watcher.wait_for("stack_deleted", timeout=90)
-            deadline = time.monotonic() + 10
-            while admin.get(f"/stacks/{stack_id}").status_code != 404:
-                assert time.monotonic() < deadline, "the stack's records were not removed"
-                time.sleep(0.1)
+            wait_for(
+                lambda: admin.get(f"/stacks/{stack_id}").status_code == 404,
+                10,
+                "the stack's records were not removed",
+                interval=0.1,
+            )
             for host in lab.hosts:
-                assert not managed_containers(host.docker_url, stack_name), f"containers left on {host.id}"
-                assert http_get(host.address, PORTS[host.id]) is None
+                assert not stack_containers(host.docker_url, stack_name), f"containers left on {host.id}"
+                assert http_get(host.address, ports[host.id]) is None
             leftover = admin.get("/tasks", params={"stack": stack_id})
             if leftover.status_code == 200:
                 tasks = leftover.json()
@@ -238,7 +236,4 @@ def test_nginx_multihost_through_server_and_agents(
             assert lab_server.agent_tokens[host_id] not in log, "an agent logged its token"
         for host in lab.hosts:  # leftovers of a failed run; an engine restarted meanwhile is skipped
             with contextlib.suppress(docker.errors.DockerException):
-                for c in managed_containers(host.docker_url, stack_name):
-                    client = docker.APIClient(base_url=host.docker_url, version="auto")
-                    client.remove_container(c["Id"], force=True, v=True)
-                    client.close()
+                remove_stack(host.docker_url, stack_name)

@@ -5,9 +5,7 @@ Each test uses its own stack name and free host ports, so tests never see each o
 
 from __future__ import annotations
 
-import socket
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
 from graphium.stack.models import Connection, Host, Inventory
 from graphium.store.json_store import JsonTaskStore
+from tests.support import free_port, remove_stack, stack_doc, unique_name
 
 pytestmark = pytest.mark.docker
 
@@ -34,22 +33,9 @@ WEB = "graphium-test/web:1"
 SERVE_MSG = ["sh", "-c", 'echo "$MSG" > /www/index.html && exec httpd -f -p 80 -h /www']
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
         return str(resp.read().decode().strip())
-
-
-def stack_doc(name: str, containers: list[dict[str, Any]], **stack: Any) -> dict[str, Any]:
-    return {
-        "@context": "https://schema.org",
-        "@graph": [{"@type": "datacenter:Stack", "name": name, "hasPart": containers, **stack}],
-    }
 
 
 def web(name: str, port: int, msg: str = "one", **fields: Any) -> dict[str, Any]:
@@ -72,13 +58,10 @@ def client(docker_url: str) -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def stack_name(client: docker.DockerClient) -> Iterator[str]:
-    name = f"t{uuid.uuid4().hex[:8]}"
+def stack_name(docker_url: str) -> Iterator[str]:
+    name = unique_name("t")
     yield name
-    for c in client.containers.list(all=True, filters={"label": f"graphium.stack={name}"}):
-        c.remove(force=True)
-    for n in client.networks.list(filters={"label": f"graphium.stack={name}"}):
-        n.remove()
+    remove_stack(docker_url, name)
 
 
 @pytest.fixture

@@ -3,59 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
-import docker
 import pytest
 
-RUN = str(Path(sys.executable).with_name("graphium-run"))
+from tests.support import graphium_run as run
+from tests.support import stack_containers, stack_doc, unique_name
+from tests.support import write_json as write
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUN, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def write(path: Path, doc: Any) -> Path:
-    path.write_text(json.dumps(doc, indent=2))
-    return path
 
 
 def test_invalid_stack_lists_every_problem_with_file_and_path(tmp_path: Path) -> None:
     bad = write(
         tmp_path / "bad.json",
-        {
-            "@context": "https://schema.org",
-            "@graph": [
+        stack_doc(
+            "s",
+            [
                 {
-                    "@type": "datacenter:Stack",
-                    "name": "s",
-                    "hasPart": [
-                        {
-                            "name": "a",
-                            "ports": [{"containerPort": 80, "hostPort": 70000}],
-                            "dependsOn": ["ghost"],
-                        },
-                        {"name": "a", "image": "x", "restartPolicy": "sometimes"},
-                    ],
-                }
+                    "name": "a",
+                    "ports": [{"containerPort": 80, "hostPort": 70000}],
+                    "dependsOn": ["ghost"],
+                },
+                {"name": "a", "image": "x", "restartPolicy": "sometimes"},
             ],
-        },
+        ),
     )
     proc = run("validate", str(bad))
     assert proc.returncode == 1
@@ -84,22 +56,16 @@ def test_unknown_host_is_refused_before_touching_anything(tmp_path: Path) -> Non
 def test_missing_variable_is_an_error_at_plan_time(tmp_path: Path) -> None:
     stack = write(
         tmp_path / "s.json",
-        {
-            "@context": "https://schema.org",
-            "@graph": [
+        stack_doc(
+            "v",
+            [
                 {
-                    "@type": "datacenter:Stack",
-                    "name": "v",
-                    "hasPart": [
-                        {
-                            "name": "a",
-                            "image": "x",
-                            "environment": {"JWT_SECRET": "${GRAPHIUM_TEST_UNSET_VAR}"},
-                        }
-                    ],
+                    "name": "a",
+                    "image": "x",
+                    "environment": {"JWT_SECRET": "${GRAPHIUM_TEST_UNSET_VAR}"},
                 }
             ],
-        },
+        ),
     )
     assert run("validate", str(stack)).returncode == 0
     proc = run("plan", str(stack), "--state", str(tmp_path / "state.json"))
@@ -108,25 +74,19 @@ def test_missing_variable_is_an_error_at_plan_time(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_plan_apply_status_destroy_with_exit_codes_and_json(docker_url: str, tmp_path: Path) -> None:
-    name = f"c{uuid.uuid4().hex[:8]}"
+    name = unique_name("c")
     stack = write(
         tmp_path / "stack.json",
-        {
-            "@context": "https://schema.org",
-            "@graph": [
+        stack_doc(
+            name,
+            [
                 {
-                    "@type": "datacenter:Stack",
-                    "name": name,
-                    "hasPart": [
-                        {
-                            "name": "web",
-                            "image": "graphium-test/web:1",
-                            "environment": {"DB_PASSWORD": "${PW}"},
-                        }
-                    ],
+                    "name": "web",
+                    "image": "graphium-test/web:1",
+                    "environment": {"DB_PASSWORD": "${PW}"},
                 }
             ],
-        },
+        ),
     )
     env = {"DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(tmp_path / "state.json"), "PW": "pa55-word"}
 
@@ -155,9 +115,5 @@ def test_plan_apply_status_destroy_with_exit_codes_and_json(docker_url: str, tmp
 
     proc = run("destroy", str(stack), env=env)
     assert proc.returncode == 0, proc.stderr
-    client = docker.DockerClient(base_url=docker_url)
-    try:
-        assert client.containers.list(all=True, filters={"label": f"graphium.stack={name}"}) == []
-    finally:
-        client.close()
+    assert stack_containers(docker_url, name) == []
     assert "No stacks" in run("status", env=env).stdout

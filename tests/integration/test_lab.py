@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import http.server
 import subprocess
 import threading
@@ -17,21 +16,17 @@ import docker
 import pytest
 
 import lab as lab_pkg
+from graphium.executors.local import LocalExecutor
+from graphium.records.task import TaskStatus
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.stack.loader import load_stack_data
+from graphium.stack.models import Connection, Host, Inventory
+from graphium.store.json_store import JsonTaskStore
 from lab import LabHost, LabInfo
+from tests.support import http_get, stack_containers, stack_doc, stack_networks, unique_name, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def _get(address: str, port: int) -> str | None:
-    """Body of GET / on address:port, or None if nothing answers (no proxy involved)."""
-    conn = http.client.HTTPConnection(address, port, timeout=2)
-    try:
-        conn.request("GET", "/")
-        return conn.getresponse().read().decode()
-    except OSError:
-        return None
-    finally:
-        conn.close()
 
 
 @contextlib.contextmanager
@@ -110,14 +105,10 @@ def test_published_port_answers_only_on_its_host(lab: LabInfo) -> None:
             container = client.containers.run("graphium-test/web:2", name=name, detach=True,
                                               ports={"80/tcp": port}, labels={"graphium.test": "lab"})
             try:
-                body = None
-                for _ in range(50):
-                    if (body := _get(host.address, port)) is not None:
-                        break
-                    threading.Event().wait(0.05)
-                assert body == lab_pkg.IMAGES["graphium-test/web:2"]
+                wait_for(lambda h=host: http_get(h.address, port) is not None, 2.5, f"{host.id} answers")
+                assert http_get(host.address, port) == lab_pkg.IMAGES["graphium-test/web:2"]
                 others = [h for h in lab.hosts if h.id != host.id]
-                assert all(_get(h.address, port) is None for h in others)
+                assert all(http_get(h.address, port) is None for h in others)
             finally:
                 container.remove(force=True)
 
@@ -159,3 +150,48 @@ def test_host_engine_stop_and_start_keeps_containers(lab: LabInfo) -> None:
         lab_pkg.start_host_engine("vm2")
         with _client(host) as client, contextlib.suppress(docker.errors.NotFound):
             client.containers.get(container.id).remove(force=True)
+
+
+def test_hosts_have_no_route_beyond_the_bridge(lab: LabInfo) -> None:
+    """Only the bridge's /24 is reachable from a host: no default route, an outside address unroutable."""
+    for host in lab.hosts:
+        default = subprocess.run(["ip", "-n", host.netns, "route", "show", "default"],
+                                 capture_output=True, text=True, check=True)
+        assert default.stdout.strip() == "", f"{host.id} has a default route: {default.stdout}"
+        outside = subprocess.run(["ip", "-n", host.netns, "route", "get", "192.0.2.1"],
+                                 capture_output=True, text=True)
+        assert outside.returncode != 0 and "unreachable" in outside.stderr.lower(), (host.id, outside)
+        bridge = subprocess.run(["ip", "-n", host.netns, "route", "get", lab.bridge_address],
+                                capture_output=True, text=True, check=True)
+        assert "dev eth0" in bridge.stdout and " via " not in bridge.stdout, bridge.stdout
+
+
+async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_task(
+    lab: LabInfo, tmp_path: Path
+) -> None:
+    """A misspelled image on a lab host: the engine's own pull error (it cannot reach any registry
+    beyond the bridge), on the failed task and in the store, not a hang."""
+    host = lab.host("vm1")
+    inventory = Inventory(hosts=[Host.model_validate(
+        {"@id": host.id, "connection": Connection.local, "dockerHost": host.docker_url}
+    )])
+    image = "graphium-test/wbe:1"  # graphium-test/web:1, misspelled
+    name = unique_name("labimg")
+    doc = stack_doc(name, [{"name": "web", "image": image, "locatedInHost": host.id}])
+    store = JsonTaskStore(tmp_path / "state.json")
+    executor = LocalExecutor()
+    try:
+        deployer = Deployer(store, executor, inventory, events=EventBus(store))
+        result = await deployer.apply(await deployer.plan(load_stack_data(doc, "stack.json"), {}))
+    finally:
+        await executor.close()
+        for network in stack_networks(host.docker_url, name):  # made before the pull failed
+            network.remove()
+    assert not result.ok and len(result.failed) == 1
+    failed = result.failed[0]
+    error = failed.error or ""
+    assert image in error and host.id in error, error
+    assert "registry-1.docker.io" in error, error  # the engine's words: what it could not reach
+    stored = store.get_task(failed.id)
+    assert stored.status is TaskStatus.failed and stored.error == failed.error
+    assert stack_containers(host.docker_url, name) == []

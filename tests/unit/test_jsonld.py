@@ -20,8 +20,8 @@ from graphium.stack.jsonld import (
     fast_expand,
     json_path,
     local_name,
-    read_graph,
 )
+from graphium.stack.nodes import read_graph
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stacks"
 

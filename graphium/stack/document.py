@@ -1,0 +1,25 @@
+"""What loading a stack file yields: the validated spec, with the paths it was written at."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from graphium.errors import Problem
+from graphium.stack.models import Host, StackSpec
+from graphium.stack.normaliser import Loc, path_in
+
+
+@dataclass
+class StackDocument:
+    """A loaded stack: the validated spec, Host nodes of its graph, warnings, and where it came from."""
+
+    stack: StackSpec
+    hosts: list[Host] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    path: str = "<stack>"
+    paths: Mapping[Loc, str] = field(default_factory=dict, repr=False)
+
+    def path_of(self, *loc: str | int) -> str:
+        """The JSON path, as written in the file, of a model location such as ``("containers", 2)``."""
+        return path_in(self.paths, loc)
