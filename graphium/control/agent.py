@@ -42,6 +42,7 @@ from pydantic import TypeAdapter
 
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
+from graphium.docker.protocol import ContainerEngine
 from graphium.errors import GraphiumError
 from graphium.plan.model import ObservedHost
 from graphium.records.task import Task, TaskStatus
@@ -133,7 +134,7 @@ class Agent:
         claim_wait: float = CLAIM_WAIT,
         backoff_cap: float = 5.0,
         slots: int = 1,
-        engine: DockerEngine | None = None,
+        engine: ContainerEngine | None = None,
     ) -> None:
         if not server_url.startswith(("http://", "https://")):
             raise GraphiumError(f"server URL must start with http:// or https://, got {server_url!r}")
@@ -148,7 +149,7 @@ class Agent:
         self.slots = slots
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._own_engine = engine is None
-        self.engine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
+        self.engine: ContainerEngine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
         self._token = token
         self._http: httpx.AsyncClient | None = None
         self._stop = asyncio.Event()

@@ -86,13 +86,7 @@ def payload_problems(
     try:
         PAYLOADS[task_type].model_validate(payload)
     except PydanticValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            where = path
-            for key in error["loc"]:
-                where = json_path(where, key)
-            problems.append(Problem(file=file, path=where, message=error["msg"]))
-        return problems
+        return _problems(exc, file, path)
     return []
 
 
@@ -100,8 +94,20 @@ def parse_payload(task_type: TaskType, payload: Any, *, file: str = "<task>") ->
     """The typed payload of a task of ``task_type``; raises ValidationError naming every problem."""
     try:
         return PAYLOADS[task_type].model_validate(payload)
-    except PydanticValidationError:
-        raise ValidationError(payload_problems(task_type, payload, file=file)) from None
+    except PydanticValidationError as exc:
+        raise ValidationError(_problems(exc, file, "$.payload")) from None
+
+
+def _problems(exc: PydanticValidationError, file: str, path: str) -> list[Problem]:
+    """pydantic's errors as problems at JSON paths; the offending values are left out, since a
+    payload may carry secrets."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = path
+        for key in error["loc"]:
+            where = json_path(where, key)
+        problems.append(Problem(file=file, path=where, message=error["msg"]))
+    return problems
 
 
 __all__ = [
