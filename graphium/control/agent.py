@@ -7,9 +7,9 @@ task under a lease kept alive by heartbeats, and hands execution to
 
 Requests are batched because each one costs the server a durable write: one claim asks for as
 many tasks as the agent has free slots and marks them running at once (``/claims?start=true``),
-and results go out through one reporter, which sends whatever finished while its previous batch
-was in flight as a single ``PUT /tasks/status``. A task thus costs two writes shared with its
-batch, instead of three of its own.
+and results go out through one reporter (:mod:`graphium.control.reporter`), which sends whatever
+finished while its previous batch was in flight as a single ``PUT /tasks/status``. A task thus
+costs two writes shared with its batch, instead of three of its own.
 
 Failure model:
 

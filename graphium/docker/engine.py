@@ -1,9 +1,13 @@
 """The Docker engine adapter: graphium's only door to docker-py.
 
-One :class:`DockerEngine` drives one engine URL (a local socket, or an SSH-forwarded one). It
-speaks in graphium's terms (desired and observed containers, pull policies, health) and never lets
-a docker-py or requests exception escape: they become :class:`EngineError` (the engine refused or
-failed) or :class:`HostUnreachableError` (the engine could not be reached), both naming the host.
+One :class:`DockerEngine` drives one engine URL (a local socket, or an SSH-forwarded one) and
+implements :class:`~graphium.docker.protocol.ContainerEngine`. It speaks in graphium's terms
+(desired and observed containers, pull policies, health) and never lets a docker-py or requests
+exception escape: they become :class:`EngineError` (the engine refused or failed) or
+:class:`HostUnreachableError` (the engine could not be reached), both naming the host.
+
+It sends and reads; it does not decide: create requests are built by :mod:`.requests`, inspects
+are read by :mod:`.observed`, and the replace-with-rollback sequence is :mod:`.replace`.
 
 docker-py is synchronous. Every call runs on this engine's own thread pool, sized like its
 connection pool, so a slow host (a 10 s graceful stop, a pull) never blocks the event loop nor
