@@ -63,16 +63,18 @@ class NetworkCreate:
         return {"body": self.body}
 
 
-def network_name(network: NetworkSpec, stack: str) -> str:
-    """The network's name. The planner always sets it; a hand-written task may not, and then the
-    stack's default applies (the one fallback, here rather than at every use)."""
-    return network.name or f"{stack}-net"
+def network_name(network: NetworkSpec) -> str:
+    """The network's name, which the planner always sets and task payloads must give (their
+    validation refuses one without); no default is worked out here."""
+    if not network.name:
+        raise ValueError("the network has no name; the planner names every network it plans")
+    return network.name
 
 
 def container_create(desired: DesiredContainer) -> ContainerCreate:
     """The create request of ``desired``: attached to its stack network, labelled as graphium's."""
     spec = desired.spec
-    network = network_name(desired.network, desired.stack)
+    network = network_name(desired.network)
     command = [*spec.command, *(spec.args or [])] if spec.command is not None else None
     config: dict[str, Any] = {
         "ExposedPorts": {f"{p.container_port}/{p.protocol.value}": {} for p in spec.ports} or None,
@@ -148,7 +150,7 @@ def _healthcheck(check: HealthCheck) -> dict[str, Any]:
 def network_create(payload: NetworkPayload) -> NetworkCreate:
     """The create request of the stack's bridge network: its IPAM settings, graphium's labels."""
     spec = payload.network
-    body: dict[str, Any] = {"Name": network_name(spec, payload.stack), "Driver": spec.driver}
+    body: dict[str, Any] = {"Name": network_name(spec), "Driver": spec.driver}
     if spec.subnet or spec.gateway or spec.ip_range:
         pool = {
             "Subnet": spec.subnet,

@@ -4,6 +4,9 @@ The planner writes them, ``POST /api/v1/tasks`` accepts them, executors and agen
 task record keeps its payload as plain JSON (stores stay generic and fast); :data:`PAYLOADS` maps
 each task type to its payload model, and :func:`parse_payload` turns a record's payload into that
 model or into problems with JSON paths. Stop shares delete's payload; restart shares start's.
+
+A network is always named in a payload (the planner names it, applying the stack's default), so an
+executor never has to work out a default name of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
+from pydantic import field_validator
 
 from graphium.errors import Problem, ValidationError
 from graphium.plan.model import DesiredContainer, _Data
@@ -20,10 +24,18 @@ from graphium.stack.jsonld import json_path
 from graphium.stack.models import NetworkSpec
 
 
+def _container_network_named(container: DesiredContainer) -> DesiredContainer:
+    if not container.network.name:
+        raise ValueError("network.name must be set: a task names the network its container joins")
+    return container
+
+
 class DeployPayload(_Data):
     """deploy: ensure the image (pull policy), create and start; complete once running and healthy."""
 
     container: DesiredContainer
+
+    _named = field_validator("container")(_container_network_named)
 
 
 class ReplacePayload(_Data):
@@ -31,6 +43,8 @@ class ReplacePayload(_Data):
 
     container: DesiredContainer
     old_container_id: str
+
+    _named = field_validator("container")(_container_network_named)
 
 
 class DeletePayload(_Data):
@@ -54,6 +68,13 @@ class NetworkPayload(_Data):
 
     stack: str
     network: NetworkSpec
+
+    @field_validator("network")
+    @classmethod
+    def _named(cls, network: NetworkSpec) -> NetworkSpec:
+        if not network.name:
+            raise ValueError("name must be set: a task names the network it creates")
+        return network
 
 
 class RemoveNetworkPayload(_Data):

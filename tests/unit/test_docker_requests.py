@@ -19,7 +19,8 @@ import pytest
 
 from graphium.docker.requests import container_create, network_create, network_name
 from graphium.plan.model import DesiredContainer
-from graphium.plan.payloads import NetworkPayload
+from graphium.plan.payloads import NetworkPayload, payload_problems
+from graphium.records.task import TaskType
 from graphium.stack.models import NetworkSpec
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "docker"
@@ -83,13 +84,42 @@ def test_a_misspelled_fixture_key_is_refused() -> None:
         desired_from({"spec": {"name": "web", "image": "nginx"}, "pullPolicyy": "never"})
 
 
-def test_the_set_network_name_is_used_and_the_default_only_when_unset() -> None:
-    assert network_name(NetworkSpec(name="backbone"), "shop") == "backbone"
-    assert network_name(NetworkSpec(), "shop") == "shop-net"
+def test_the_set_network_name_is_used_and_none_is_made_up() -> None:
+    assert network_name(NetworkSpec(name="backbone")) == "backbone"
     desired = desired_from({"spec": {"name": "web", "image": "nginx"}, "network": {"name": "backbone"}})
     config = container_create(desired).config
     assert config["HostConfig"]["NetworkMode"] == "backbone"
     assert list(config["NetworkingConfig"]["EndpointsConfig"]) == ["backbone"]
+    with pytest.raises(ValueError, match="no name"):
+        container_create(desired_from({"spec": {"name": "web", "image": "nginx"}, "network": {}}))
+    with pytest.raises(ValueError, match="no name"):
+        network_create(NetworkPayload.model_construct(stack="shop", network=NetworkSpec()))
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payload", "where"),
+    [
+        (TaskType.ensure_network, {"stack": "shop", "network": {}}, "$.payload.network"),
+        (
+            TaskType.deploy,
+            {
+                "container": {
+                    **_DEFAULTS,
+                    "name": "web",
+                    "declaredName": "web",
+                    "network": {},
+                    "spec": {"name": "web", "image": "nginx"},
+                }
+            },
+            "$.payload.container",
+        ),
+    ],
+    ids=["ensure-network", "deploy"],
+)
+def test_a_payload_with_an_unnamed_network_is_refused(task_type: TaskType, payload: Any, where: str) -> None:
+    problems = payload_problems(task_type, payload)
+    assert [p.path for p in problems] == [where]
+    assert "name must be set" in problems[0].message
 
 
 def test_the_request_is_rebuilt_equal_and_the_desired_state_is_not_touched() -> None:
