@@ -7,9 +7,9 @@ task under a lease kept alive by heartbeats, and hands execution to
 
 Requests are batched because each one costs the server a durable write: one claim asks for as
 many tasks as the agent has free slots and marks them running at once (``/claims?start=true``),
-and results go out through one reporter, which sends whatever finished while its previous batch
-was in flight as a single ``PUT /tasks/status``. A task thus costs two writes shared with its
-batch, instead of three of its own.
+and results go out through one reporter (:mod:`graphium.control.reporter`), which sends whatever
+finished while its previous batch was in flight as a single ``PUT /tasks/status``. A task thus
+costs two writes shared with its batch, instead of three of its own.
 
 Failure model:
 
@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import time
 from dataclasses import dataclass
@@ -40,8 +39,10 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
+from graphium.control.reporter import Answer, Backoff, Refused, Reporter, Unreachable, batch_answers
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
+from graphium.docker.protocol import ContainerEngine
 from graphium.errors import GraphiumError
 from graphium.plan.model import ObservedHost
 from graphium.records.task import Task, TaskStatus
@@ -58,34 +59,10 @@ CLAIM_WAIT = 25.0
 TIMEOUT_GRACE = 1.0
 #: An observation not yet delivered is re-sent as it is for this long, then taken afresh.
 OBSERVED_MAX_AGE = 10.0
-#: Most tasks one claim asks for, and most results one report carries (the server's caps).
+#: Most tasks one claim asks for (the server's cap).
 CLAIM_BATCH = 100
-REPORT_BATCH = 1000
 
 _TASKS = TypeAdapter(list[Task])
-
-
-class _Unreachable(Exception):
-    """The server could not be reached or answered 5xx: retry later."""
-
-
-class _Refused(Exception):
-    """The server refused the request for good (4xx other than 409/404 on a task)."""
-
-
-class _Backoff:
-    """Capped exponential backoff with jitter, so restarted servers are not stampeded."""
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base, self.cap, self.attempts = base, cap, 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.base * 2**self.attempts)
-        self.attempts += 1
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 @dataclass
@@ -96,17 +73,6 @@ class TaskOutcome:
     status: TaskStatus | None  # completed/failed as reported; None when the report was abandoned
     error: str | None = None
     seconds: float = 0.0
-
-
-@dataclass
-class _Report:
-    """A status change waiting for the reporter; ``done`` gets the server's per-task answer
-    (code, detail), or None when it was given up (lease lost, forced stop)."""
-
-    task_id: str
-    body: dict[str, Any]
-    lost: asyncio.Event
-    done: asyncio.Future[tuple[int, str] | None]
 
 
 def _describe(exc: BaseException) -> str:
@@ -133,7 +99,7 @@ class Agent:
         claim_wait: float = CLAIM_WAIT,
         backoff_cap: float = 5.0,
         slots: int = 1,
-        engine: DockerEngine | None = None,
+        engine: ContainerEngine | None = None,
     ) -> None:
         if not server_url.startswith(("http://", "https://")):
             raise GraphiumError(f"server URL must start with http:// or https://, got {server_url!r}")
@@ -148,7 +114,7 @@ class Agent:
         self.slots = slots
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._own_engine = engine is None
-        self.engine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
+        self.engine: ContainerEngine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
         self._token = token
         self._http: httpx.AsyncClient | None = None
         self._stop = asyncio.Event()
@@ -158,8 +124,13 @@ class Agent:
         self._observe_wanted = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
-        self._reports: list[_Report] = []
-        self._reports_ready = asyncio.Event()
+        self._reporter = Reporter(
+            self._send_reports,
+            force=self._force,
+            backoff_cap=backoff_cap,
+            on_unreachable=self._lost_server,
+            on_back=self._server_back,
+        )
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
 
@@ -198,7 +169,7 @@ class Agent:
         try:
             if not await self._report_observed():
                 self._observe_wanted.set()  # the observer retries it
-            helpers = [asyncio.create_task(self._reporter()), asyncio.create_task(self._observer())]
+            helpers = [asyncio.create_task(self._reporter.run()), asyncio.create_task(self._observer())]
             try:
                 await self._claim_loop()
                 while self._running:  # a graceful stop lets the tasks in hand finish and report
@@ -219,7 +190,7 @@ class Agent:
 
     async def _claim_loop(self) -> None:
         """Claim as many tasks as there are free slots, start each at once, repeat until stopped."""
-        backoff = _Backoff(cap=self.backoff_cap)
+        backoff = Backoff(cap=self.backoff_cap)
         while not self.stopping:
             free = self.slots - len(self._running)
             if free <= 0:
@@ -228,7 +199,7 @@ class Agent:
                 continue
             try:
                 tasks = await self._claim_or_stop(min(free, CLAIM_BATCH))
-            except (_Unreachable, _Refused) as exc:
+            except (Unreachable, Refused) as exc:
                 self._lost_server(exc)
                 await self._sleep(backoff.next_delay())
                 continue
@@ -245,12 +216,11 @@ class Agent:
 
     async def _until(self, event: asyncio.Event) -> None:
         """Wait for ``event``, or until stopping."""
-        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stop.wait())}
+        waiting = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await _done_or_set(waiting, self._stop)
         finally:
-            for wait in waits:
-                wait.cancel()
+            waiting.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when stopping."""
@@ -282,12 +252,12 @@ class Agent:
         gone_ok: bool = False,
     ) -> httpx.Response | None:
         """One request. Returns the response for an ``ok`` status, None for 409/404 when
-        ``gone_ok`` (the task is no longer ours), raises _Unreachable (retry) or _Refused."""
+        ``gone_ok`` (the task is no longer ours), raises Unreachable (retry) or Refused."""
         assert self._http is not None
         try:
             response = await self._http.request(method, url, json=json, params=params)
         except httpx.TransportError as exc:
-            raise _Unreachable(_describe(exc)) from exc
+            raise Unreachable(_describe(exc)) from exc
         code = response.status_code
         if code in ok:
             return response
@@ -295,12 +265,12 @@ class Agent:
             return None
         detail = response.text[:300].strip()
         if code >= 500 or code in (408, 429):
-            raise _Unreachable(f"{method} {url} answered {code}: {detail}")
+            raise Unreachable(f"{method} {url} answered {code}: {detail}")
         if code in (401, 403):  # a token problem may be fixed on the server side: keep retrying
-            raise _Unreachable(
+            raise Unreachable(
                 f"{method} {url} answered {code} (check the agent token and --host-id): {detail}"
             )
-        raise _Refused(f"{method} {url} answered {code}: {detail}")
+        raise Refused(f"{method} {url} answered {code}: {detail}")
 
     async def _claim_or_stop(self, limit: int) -> list[Task]:
         """Long-poll for up to ``limit`` tasks, claimed as running; empty on timeout or stop."""
@@ -312,16 +282,12 @@ class Agent:
                 json={"agentId": self.agent_id, "leaseSeconds": self.lease_seconds},
             )
         )
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
+        await _done_or_set(claim, self._stop)
         if not claim.done():
             # stopping while idle: drop the poll. Should the server hand out tasks at this very
             # instant, their leases expire and they are requeued.
             claim.cancel()
-            with contextlib.suppress(asyncio.CancelledError, _Unreachable, _Refused):
+            with contextlib.suppress(asyncio.CancelledError, Unreachable, Refused):
                 await claim
             return []
         response = claim.result()
@@ -330,14 +296,14 @@ class Agent:
         try:
             return _TASKS.validate_json(response.content)
         except ValueError as exc:
-            raise _Unreachable(f"claim answered unreadable tasks: {exc}") from exc
+            raise Unreachable(f"claim answered unreadable tasks: {exc}") from exc
 
     # -- observed state -----------------------------------------------------------------------
 
     async def _observer(self) -> None:
         """Report the host's containers whenever tasks ended: one report at a time, covering
         every task that ended meanwhile, so a busy agent sends one per batch, not one per task."""
-        backoff = _Backoff(cap=self.backoff_cap)
+        backoff = Backoff(cap=self.backoff_cap)
         while True:
             await self._observe_wanted.wait()
             self._observe_wanted.clear()
@@ -365,7 +331,7 @@ class Agent:
             await self._request(
                 "PUT", f"/agents/{self.host_id}/observed", json=self._observed.dump(), ok=(200, 204)
             )
-        except (_Unreachable, _Refused) as exc:
+        except (Unreachable, Refused) as exc:
             log.debug("observed state not reported: %s", exc)
             return False
         return True
@@ -415,11 +381,7 @@ class Agent:
         (None, None, None) when a forced stop abandoned it."""
         limit = task.timeout_seconds
         work = asyncio.ensure_future(asyncio.wait_for(execute(self.engine, task), limit + TIMEOUT_GRACE))
-        forced = asyncio.ensure_future(self._force.wait())
-        try:
-            await asyncio.wait({work, forced}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            forced.cancel()
+        await _done_or_set(work, self._force)
         if not work.done():
             work.cancel()
             with contextlib.suppress(BaseException):
@@ -441,10 +403,7 @@ class Agent:
         longer ours (409/404), the server refuses the change, or a forced stop gives up."""
         if lost.is_set() or self._force.is_set():
             return False
-        done: asyncio.Future[tuple[int, str] | None] = asyncio.get_running_loop().create_future()
-        self._reports.append(_Report(task.id, {**body, "id": task.id, "agentId": self.agent_id}, lost, done))
-        self._reports_ready.set()
-        answer = await done
+        answer = await self._reporter.deliver({**body, "id": task.id, "agentId": self.agent_id}, lost)
         if answer is None:
             return False
         code, detail = answer
@@ -463,45 +422,14 @@ class Agent:
             log.error("task %s: server refused status %s: %s %s", task.id, body["status"], code, detail)
         return False
 
-    async def _reporter(self) -> None:
-        """Send queued reports in batches with one request in flight: whatever ended while the
-        previous batch was on the wire goes in the next, so tasks ending together cost one
-        request and one durable write. Unreachable server: retried with backoff until it lands."""
-        backoff = _Backoff(cap=self.backoff_cap)
-        while True:
-            await self._reports_ready.wait()
-            self._reports_ready.clear()
-            while self._reports:
-                if self._force.is_set():  # a forced stop gives every report up
-                    for report in self._reports:
-                        _settle(report, None)
-                    self._reports.clear()
-                    break
-                batch, self._reports = self._reports[:REPORT_BATCH], self._reports[REPORT_BATCH:]
-                live = []
-                for report in batch:
-                    if report.lost.is_set():
-                        _settle(report, None)
-                    else:
-                        live.append(report)
-                if not live:
-                    continue
-                try:
-                    response = await self._request("PUT", "/tasks/status", json=[r.body for r in live])
-                except _Unreachable as exc:
-                    self._lost_server(exc)
-                    self._reports[:0] = live  # first in line once the server is back
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._force.wait(), backoff.next_delay())
-                    continue
-                except _Refused as exc:
-                    for report in live:
-                        _settle(report, (400, str(exc)))
-                    continue
-                backoff.reset()
-                self._server_back()
-                for report, answer in zip(live, _answers(response, len(live)), strict=True):
-                    _settle(report, answer)
+    async def _send_reports(self, bodies: list[dict[str, Any]]) -> list[Answer]:
+        """One batch report: ``PUT /tasks/status`` answers per task, in order."""
+        response = await self._request("PUT", "/tasks/status", json=bodies)
+        try:
+            items = response.json() if response is not None else None
+        except ValueError:
+            items = None
+        return batch_answers(items, len(bodies))
 
     async def _heartbeat(self, task: Task, lost: asyncio.Event) -> None:
         """Extend the lease every third of it; a 409/404 means the lease is lost."""
@@ -511,7 +439,7 @@ class Agent:
             await asyncio.sleep(interval)
             try:
                 response = await self._request("POST", f"/tasks/{task.id}/heartbeat", json=body, gone_ok=True)
-            except (_Unreachable, _Refused) as exc:
+            except (Unreachable, Refused) as exc:
                 log.debug("task %s: heartbeat failed: %s", task.id, exc)
                 continue
             if response is None:
@@ -520,20 +448,13 @@ class Agent:
                 return
 
 
-def _settle(report: _Report, answer: tuple[int, str] | None) -> None:
-    if not report.done.done():  # its task may have been cancelled meanwhile
-        report.done.set_result(answer)
-
-
-def _answers(response: httpx.Response | None, count: int) -> list[tuple[int, str]]:
-    """Per-task (code, detail) from a batch report's answer, in request order."""
+async def _done_or_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
+    """Wait until ``work`` is done or ``event`` is set, whichever comes first; ``work`` goes on."""
+    waiting = asyncio.ensure_future(event.wait())
     try:
-        items = response.json() if response is not None else None
-        if isinstance(items, list) and len(items) == count:
-            return [(int(i["code"]), str(i.get("detail") or "")) for i in items]
-    except (ValueError, TypeError, KeyError):
-        pass
-    return [(502, "the server answered an unreadable batch result")] * count
+        await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
 
 
 def run_agent(

@@ -1,9 +1,13 @@
 """The Docker engine adapter: graphium's only door to docker-py.
 
-One :class:`DockerEngine` drives one engine URL (a local socket, or an SSH-forwarded one). It
-speaks in graphium's terms (desired and observed containers, pull policies, health) and never lets
-a docker-py or requests exception escape: they become :class:`EngineError` (the engine refused or
-failed) or :class:`HostUnreachableError` (the engine could not be reached), both naming the host.
+One :class:`DockerEngine` drives one engine URL (a local socket, or an SSH-forwarded one) and
+implements :class:`~graphium.docker.protocol.ContainerEngine`. It speaks in graphium's terms
+(desired and observed containers, pull policies, health) and never lets a docker-py or requests
+exception escape: they become :class:`EngineError` (the engine refused or failed) or
+:class:`HostUnreachableError` (the engine could not be reached), both naming the host.
+
+It sends and reads; it does not decide: create requests are built by :mod:`.requests`, inspects
+are read by :mod:`.observed`, and the replace-with-rollback sequence is :mod:`.replace`.
 
 docker-py is synchronous. Every call runs on this engine's own thread pool, sized like its
 connection pool, so a slow host (a 10 s graceful stop, a pull) never blocks the event loop nor
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import threading
 import time
@@ -27,30 +30,25 @@ from typing import Any, TypeVar, cast
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import DriverConfig, IPAMConfig, IPAMPool
-from docker.types import Mount as DockerMount
 
+from graphium.docker.observed import clip, crash_report, last_health, observed_container
+from graphium.docker.replace import replace_container, short_id
+from graphium.docker.requests import NetworkCreate, container_create, network_create
 from graphium.errors import EngineError, GraphiumError, HostUnreachableError
 from graphium.plan.model import (
     LABEL_CONTAINER,
     LABEL_MANAGED,
-    LABEL_SPEC_FIELDS,
     LABEL_SPEC_HASH,
     LABEL_STACK,
     DesiredContainer,
-    LiveConfig,
-    ObservedContainer,
     ObservedHost,
 )
 from graphium.plan.payloads import NetworkPayload
-from graphium.stack.models import MountType, PullPolicy, RestartPolicy
+from graphium.stack.models import PullPolicy
 
 __all__ = ["DockerEngine"]
 
 _T = TypeVar("_T")
-
-_NS = 1_000_000_000
-_OUTPUT_LIMIT = 800  # characters of health output / logs quoted in an error
 
 
 class _Missing(EngineError):
@@ -59,15 +57,6 @@ class _Missing(EngineError):
 
 class _Conflict(EngineError):
     """The engine refused because of a conflict (HTTP 409): name in use, removal in progress…"""
-
-
-def _clip(text: str, limit: int = _OUTPUT_LIMIT) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
-def _short(container_id: str) -> str:
-    return container_id[:12]
 
 
 class DockerEngine:
@@ -186,8 +175,9 @@ class DockerEngine:
             self._call("listing containers", lambda c: c.containers(all=True, filters=filters)),
             self._call("listing networks", lambda c: c.networks(filters=filters)),
         )
-        inspected = await asyncio.gather(*(self._inspect_or_none(s["Id"]) for s in summaries))
-        containers = [self._observed(info) for info in inspected if info is not None]
+        # a container removed between the list and its inspect is simply not there
+        inspected = await asyncio.gather(*(self.inspect_or_none(s["Id"]) for s in summaries))
+        containers = [observed_container(info, self.host_id) for info in inspected if info is not None]
         containers.sort(key=lambda oc: (oc.stack, oc.name, oc.docker_name))
         return ObservedHost(
             host=self.host_id,
@@ -195,37 +185,18 @@ class DockerEngine:
             networks=sorted(n["Name"] for n in networks),
         )
 
-    async def _inspect_or_none(self, container_id: str) -> dict[str, Any] | None:
-        try:
-            return await self.inspect(container_id)
-        except _Missing:
-            return None  # removed between the list and the inspect
-
     async def inspect(self, name_or_id: str) -> dict[str, Any]:
         return cast(
             "dict[str, Any]",
             await self._call(f"inspecting container {name_or_id}", lambda c: c.inspect_container(name_or_id)),
         )
 
-    def _observed(self, info: dict[str, Any]) -> ObservedContainer:
-        config = info.get("Config") or {}
-        labels: dict[str, str] = config.get("Labels") or {}
+    async def inspect_or_none(self, name_or_id: str) -> dict[str, Any] | None:
+        """The inspect, or None when there is no such container."""
         try:
-            field_hashes = json.loads(labels.get(LABEL_SPEC_FIELDS, "{}"))
-            if not isinstance(field_hashes, dict):
-                field_hashes = {}
-        except ValueError:
-            field_hashes = {}
-        return ObservedContainer(
-            id=info["Id"],
-            docker_name=str(info.get("Name", "")).lstrip("/"),
-            host=self.host_id,
-            stack=labels.get(LABEL_STACK, ""),
-            name=labels.get(LABEL_CONTAINER, ""),
-            spec_hash=labels.get(LABEL_SPEC_HASH),
-            field_hashes={str(k): str(v) for k, v in field_hashes.items()},
-            live=live_config(info),
-        )
+            return await self.inspect(name_or_id)
+        except _Missing:
+            return None
 
     # -- networks ------------------------------------------------------------------------------
 
@@ -236,23 +207,13 @@ class DockerEngine:
 
     async def ensure_network(self, payload: NetworkPayload) -> dict[str, Any]:
         """Create the stack's bridge network unless a network of that name exists already."""
-        spec = payload.network
-        name = spec.name or f"{payload.stack}-net"
+        request = network_create(payload)
+        name = request.name
         existing = await self._network_named(name)
         if existing is not None:
             return {"network": name, "networkId": existing["Id"], "created": False, "hostId": self.host_id}
-        ipam = None
-        if spec.subnet or spec.gateway or spec.ip_range:
-            pool = IPAMPool(subnet=spec.subnet, gateway=spec.gateway, iprange=spec.ip_range)
-            ipam = IPAMConfig(pool_configs=[pool])
-        labels = {**spec.labels, LABEL_MANAGED: "true", LABEL_STACK: payload.stack}
         try:
-            created = await self._call(
-                f"creating network {name}",
-                lambda c: c.create_network(
-                    name, driver=spec.driver, ipam=ipam, labels=labels, check_duplicate=True
-                ),
-            )
+            created = await self._call(f"creating network {name}", lambda c: _send_network(c, request))
         except _Conflict:  # created concurrently
             return {"network": name, "created": False, "hostId": self.host_id}
         return {"network": name, "networkId": created.get("Id"), "created": True, "hostId": self.host_id}
@@ -319,27 +280,31 @@ class DockerEngine:
         (an idempotent retry), replaced when it is graphium's own leftover for the same stack and
         container, and otherwise left alone with an error, since it belongs to someone else.
         """
-        name = desired.docker_name
+        request = container_create(desired)
+        name = request.name
+
+        def create(c: Any) -> dict[str, Any]:
+            return cast("dict[str, Any]", c.create_container_from_config(request.config, name=name))
+
         try:
-            created = await self._call(f"creating container {name}", lambda c: self._create(c, desired))
+            created = await self._call(f"creating container {name}", create)
         except _Conflict:
             adopted = await self._clear_leftover(desired)
             if adopted is not None:
                 return adopted
-            created = await self._call(f"creating container {name}", lambda c: self._create(c, desired))
+            created = await self._call(f"creating container {name}", create)
         container_id = str(created["Id"])
         try:
             await self._call(f"starting container {name}", lambda c: c.start(container_id))
         except BaseException:
-            await asyncio.shield(self._remove_quietly(container_id))
+            await asyncio.shield(self.force_remove(container_id))
             raise
         return {"containerId": container_id, "dockerName": name, "hostId": self.host_id, "adopted": False}
 
     async def _clear_leftover(self, desired: DesiredContainer) -> dict[str, Any] | None:
         name = desired.docker_name
-        try:
-            info = await self.inspect(name)
-        except _Missing:
+        info = await self.inspect_or_none(name)
+        if info is None:
             return None  # gone meanwhile: just create again
         labels = (info.get("Config") or {}).get("Labels") or {}
         ours = (
@@ -349,74 +314,15 @@ class DockerEngine:
         )
         if not ours:
             raise EngineError(
-                f"a container named {name} ({_short(info['Id'])}) already exists and is not graphium's "
+                f"a container named {name} ({short_id(info['Id'])}) already exists and is not graphium's "
                 f"container {desired.name} of stack {desired.stack}; remove or rename it",
                 host=self.host_id,
             )
         running = (info.get("State") or {}).get("Running", False)
         if running and labels.get(LABEL_SPEC_HASH) == desired.spec_hash:
             return {"containerId": info["Id"], "dockerName": name, "hostId": self.host_id, "adopted": True}
-        await self._call(
-            f"removing leftover container {name}",
-            lambda c: c.remove_container(info["Id"], v=True, force=True),
-        )
+        await self.force_remove(info["Id"])
         return None
-
-    def _create(self, client: Any, desired: DesiredContainer) -> dict[str, Any]:
-        spec = desired.spec
-        network = desired.network.name or f"{desired.stack}-net"
-        command = [*spec.command, *(spec.args or [])] if spec.command is not None else None
-        exposed = [(p.container_port, p.protocol.value) for p in spec.ports]
-        bindings: dict[str, list[tuple[str, int]]] = {}
-        for p in spec.ports:
-            if p.host_port is not None:
-                bindings.setdefault(f"{p.container_port}/{p.protocol.value}", []).append(
-                    (p.host_ip or "", p.host_port)
-                )
-        restart: dict[str, Any] = {"Name": spec.restart_policy.name}
-        if spec.restart_policy.name == "on-failure":
-            restart["MaximumRetryCount"] = spec.restart_policy.maximum_retry_count
-        limits, reservations = spec.resources.limits, spec.resources.reservations
-        host_config = client.create_host_config(
-            port_bindings=bindings or None,
-            mounts=[_docker_mount(m) for m in spec.mounts] or None,
-            restart_policy=restart,
-            nano_cpus=round(limits.cpus * _NS) if limits.cpus else None,
-            mem_limit=limits.memory or None,
-            mem_reservation=reservations.memory or None,
-            network_mode=network,
-        )
-        aliases = sorted({desired.name, desired.declared_name})
-        networking = client.create_networking_config(
-            {network: client.create_endpoint_config(aliases=aliases)}
-        )
-        healthcheck = None
-        if spec.health_check is not None:
-            hc = spec.health_check
-            healthcheck = {
-                "test": hc.docker_test(),
-                "interval": round(hc.interval * _NS),
-                "timeout": round(hc.timeout * _NS),
-                "retries": hc.retries,
-                "start_period": round(hc.start_period * _NS),
-            }
-        return cast(
-            "dict[str, Any]",
-            client.create_container(
-                image=spec.image,
-                command=command,
-                name=desired.docker_name,
-                environment=[f"{k}={v}" for k, v in sorted(spec.environment.items())] or None,
-                ports=exposed or None,
-                labels=desired.labels(),
-                host_config=host_config,
-                networking_config=networking,
-                healthcheck=healthcheck,
-                user=spec.user,
-                working_dir=spec.working_dir,
-                stop_timeout=math.ceil(spec.stop_timeout),
-            ),
-        )
 
     async def start(self, container_id: str) -> None:
         """Start a stopped container (a running one is left as it is)."""
@@ -424,6 +330,12 @@ class DockerEngine:
             await self._call(f"starting container {container_id}", lambda c: c.start(container_id))
         except _Missing as exc:
             raise EngineError(f"container {container_id} no longer exists", host=self.host_id) from exc
+
+    async def rename(self, container_id: str, new_name: str) -> None:
+        await self._call(
+            f"renaming container {short_id(container_id)} to {new_name}",
+            lambda c: c.rename(container_id, new_name),
+        )
 
     async def wait_running_and_healthy(self, container_id: str, timeout: float) -> str:
         """Wait until the container runs and, when it has a health check (declared or from the
@@ -445,31 +357,22 @@ class DockerEngine:
             restarts = restart_count if restarts is None else restarts
             if status in ("exited", "dead", "restarting") or restart_count > restarts:
                 logs = await self._log_tail(container_id)
-                what = (
-                    f"exited with code {state.get('ExitCode')}"
-                    if status in ("exited", "dead")
-                    else (f"crashed and is restarting (last exit code {state.get('ExitCode')})")
-                )
-                detail = f"; error: {state['Error']}" if state.get("Error") else ""
-                detail += f"; last health check: {_last_health(health)}" if health else ""
-                detail += f"; logs: {logs}" if logs else ""
-                raise EngineError(f"container {name} {what}{detail}", host=self.host_id)
+                raise EngineError(f"container {name} {crash_report(state, logs)}", host=self.host_id)
             if status == "running":
                 if health is not None:
                     if health.get("Status") == "healthy":
                         return "healthy"
                     if health.get("Status") == "unhealthy":
                         raise EngineError(
-                            f"container {name} is unhealthy: {_last_health(health)}", host=self.host_id
+                            f"container {name} is unhealthy: {last_health(health)}", host=self.host_id
                         )
                 else:
-                    now = loop.time()
                     running_since = started if running_since is None else running_since
-                    if now - running_since >= self.settle_seconds:
+                    if loop.time() - running_since >= self.settle_seconds:
                         return "none"
             if loop.time() >= deadline:
                 waited = (
-                    f"health {health.get('Status')}, last check: {_last_health(health)}"
+                    f"health {health.get('Status')}, last check: {last_health(health)}"
                     if health
                     else (f"state {status}")
                 )
@@ -490,98 +393,15 @@ class DockerEngine:
         except EngineError:
             return ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return _clip(text)
+        return clip(text)
 
     async def replace(self, old_id: str, desired: DesiredContainer, timeout: float) -> dict[str, Any]:
-        """Swap ``old_id`` for a container made from ``desired``, or restore the old one.
-
-        The old container is stopped first (it may hold the host ports and volumes the new one
-        needs) and renamed aside so the new one can take its name. If the new one fails to be
-        created, to start, or to become healthy within ``timeout`` (or the task is cancelled), it is
-        removed and the old one gets its name back and is started again; the error says so.
-        """
-        name = desired.docker_name
-        try:
-            old: dict[str, Any] | None = await self.inspect(old_id)
-        except _Missing:
-            old = None  # already gone: a plain deploy
-        if old is not None:
-            old_id = str(old["Id"])
-            old_name = str(old.get("Name", name)).lstrip("/")
-            was_running = bool((old.get("State") or {}).get("Running"))
-            stop_timeout = (old.get("Config") or {}).get("StopTimeout")
-            if stop_timeout is None:
-                stop_timeout = math.ceil(desired.spec.stop_timeout)
-            if was_running:
-                await self._call(
-                    f"stopping container {old_name}", lambda c: c.stop(old_id, timeout=int(stop_timeout))
-                )
-            aside = f"{name}-replaced-{_short(old_id)}"
-            try:
-                await self._call(f"renaming container {old_name}", lambda c: c.rename(old_id, aside))
-            except BaseException:
-                if was_running:
-                    await asyncio.shield(self._restart_quietly(old_id))
-                raise
-        try:
-            created = await self.create_and_start(desired)
-            health = await self.wait_running_and_healthy(created["containerId"], timeout)
-        except BaseException as exc:
-            if old is None:
-                await asyncio.shield(self._remove_quietly(name))
-                raise
-            problem = await asyncio.shield(self._roll_back(name, old_id, old_name, was_running))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            outcome = (
-                f"rolled back to the previous container {_short(old_id)}"
-                if problem is None
-                else f"and rolling back to {_short(old_id)} failed too: {problem}"
-            )
-            raise EngineError(
-                f"replacing {name} failed: {_detail(exc)}; {outcome}", host=self.host_id
-            ) from exc
-        result = {**created, "health": health, "replaced": None}
-        if old is not None:
-            result["replaced"] = old_id
-            try:
-                await self._call(
-                    f"removing replaced container {_short(old_id)}",
-                    lambda c: c.remove_container(old_id, v=True, force=True),
-                )
-            except _Missing:
-                pass
-            except EngineError as exc:  # the new container runs: report rather than fail
-                result["warning"] = _detail(exc)
-        return result
-
-    async def _roll_back(self, name: str, old_id: str, old_name: str, was_running: bool) -> str | None:
-        """Remove whatever holds ``name`` now and give it back to the old container; returns the
-        problem when that fails."""
-        try:
-            await self._remove_quietly(name)
-            await self._call(
-                f"renaming container {_short(old_id)} back", lambda c: c.rename(old_id, old_name)
-            )
-            if was_running:
-                await self._call(f"restarting container {old_name}", lambda c: c.start(old_id))
-        except GraphiumError as exc:
-            return _detail(exc)
-        return None
-
-    async def _restart_quietly(self, container_id: str) -> None:
-        with contextlib.suppress(GraphiumError):
-            await self._call(f"restarting container {container_id}", lambda c: c.start(container_id))
-
-    async def _remove_quietly(self, name_or_id: str) -> None:
-        with contextlib.suppress(_Missing):
-            await self._call(
-                f"removing container {name_or_id}",
-                lambda c: c.remove_container(name_or_id, v=True, force=True),
-            )
+        """Swap ``old_id`` for ``desired``, or restore the old one (see :mod:`.replace`)."""
+        return await replace_container(self, old_id, desired, timeout)
 
     async def stop(self, name_or_id: str, stop_timeout: float = 10.0) -> bool:
-        """Stop gracefully; False when the container does not exist."""
+        """Stop gracefully (SIGTERM, then SIGKILL after ``stop_timeout``); False when the
+        container does not exist."""
         try:
             await self._call(
                 f"stopping container {name_or_id}",
@@ -591,25 +411,27 @@ class DockerEngine:
             return False
         return True
 
-    async def remove(self, name_or_id: str, stop_timeout: float = 10.0) -> bool:
-        """Stop gracefully (SIGTERM, then SIGKILL after ``stop_timeout``) and remove, with its
-        anonymous volumes. Returns False when the container was already gone, which is success."""
-        try:
-            await self._call(
-                f"stopping container {name_or_id}",
-                lambda c: c.stop(name_or_id, timeout=math.ceil(stop_timeout)),
-            )
-        except _Missing:
-            return False
-        except _Conflict:
-            pass  # removal already in progress; the remove below settles it
+    async def force_remove(self, name_or_id: str) -> bool:
+        """Remove at once (running or not), with its anonymous volumes; False when already gone."""
         try:
             await self._call(
                 f"removing container {name_or_id}",
                 lambda c: c.remove_container(name_or_id, v=True, force=True),
             )
         except _Missing:
-            return True
+            return False
+        return True
+
+    async def remove(self, name_or_id: str, stop_timeout: float = 10.0) -> bool:
+        """Stop gracefully and remove, with its anonymous volumes. Returns False when the
+        container was already gone, which is success."""
+        try:
+            if not await self.stop(name_or_id, stop_timeout):
+                return False
+        except _Conflict:
+            pass  # removal already in progress; the remove below settles it
+        try:
+            await self.force_remove(name_or_id)
         except _Conflict:
             await self._wait_gone(name_or_id)
         return True
@@ -618,9 +440,7 @@ class DockerEngine:
         """Another removal of the same container is under way: wait for it to finish."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            try:
-                await self.inspect(name_or_id)
-            except _Missing:
+            if await self.inspect_or_none(name_or_id) is None:
                 return
             await asyncio.sleep(self.poll_interval)
         raise EngineError(
@@ -628,67 +448,19 @@ class DockerEngine:
         )
 
 
-def live_config(info: dict[str, Any]) -> LiveConfig:
-    """Normalise a container inspect into the fields the planner compares for drift."""
-    config = info.get("Config") or {}
-    host_config = info.get("HostConfig") or {}
-    state = info.get("State") or {}
-    health = (state.get("Health") or {}).get("Status")
-    bindings = sorted(
-        f"{port}->{binding.get('HostIp') or ''}:{binding.get('HostPort') or ''}"
-        for port, port_bindings in (host_config.get("PortBindings") or {}).items()
-        for binding in port_bindings or []
+def _send_network(client: Any, request: NetworkCreate) -> dict[str, Any]:
+    """POST the network request; docker-py's ``create_network`` assembles this very body."""
+    body = request.body
+    return cast(
+        "dict[str, Any]",
+        client.create_network(
+            body["Name"],
+            driver=body["Driver"],
+            ipam=body.get("IPAM"),
+            labels=body["Labels"],
+            check_duplicate=body["CheckDuplicate"],
+        ),
     )
-    policy = host_config.get("RestartPolicy") or {}
-    try:
-        restart = RestartPolicy(
-            name=policy.get("Name") or "no", maximum_retry_count=int(policy.get("MaximumRetryCount") or 0)
-        )
-    except ValueError:
-        restart = RestartPolicy()
-    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-    return LiveConfig(
-        state=str(state.get("Status", "unknown")),
-        health=str(health) if health else None,
-        image=str(config.get("Image", "")),
-        env=list(config.get("Env") or []),
-        port_bindings=bindings,
-        restart_policy=restart,
-        nano_cpus=int(host_config.get("NanoCpus") or 0),
-        memory=int(host_config.get("Memory") or 0),
-        memory_reservation=int(host_config.get("MemoryReservation") or 0),
-        networks=sorted(networks),
-    )
-
-
-def _docker_mount(mount: Any) -> DockerMount:
-    if mount.type is MountType.tmpfs:
-        return DockerMount(target=mount.target, source=None, type="tmpfs", read_only=mount.read_only)
-    driver = DriverConfig(mount.driver) if mount.driver else None
-    return DockerMount(
-        target=mount.target,
-        source=mount.source,
-        type=mount.type.value,
-        read_only=mount.read_only,
-        driver_config=driver,
-    )
-
-
-def _last_health(health: dict[str, Any] | None) -> str:
-    log = (health or {}).get("Log") or []
-    if not log:
-        return "no check has run yet"
-    last = log[-1]
-    output = _clip(str(last.get("Output") or ""), 400)
-    return f"exit code {last.get('ExitCode')}" + (f", output: {output}" if output else "")
-
-
-def _detail(exc: BaseException) -> str:
-    """An error's message without the ``host X:`` prefix the caller's message already carries."""
-    text = str(exc)
-    host = getattr(exc, "host", None)
-    prefix = f"host {host}: "
-    return text[len(prefix) :] if host and text.startswith(prefix) else text or type(exc).__name__
 
 
 def _root_message(exc: BaseException) -> str:

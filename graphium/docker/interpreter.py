@@ -1,7 +1,9 @@
-"""The one interpreter of task types and payloads on a Docker engine.
+"""The one interpreter of task types and payloads on a container engine.
 
 The local executor, the SSH executor and the agents all hand their tasks to :func:`execute`, so a
-task means the same thing whichever way it reaches its host.
+task means the same thing whichever way it reaches its host. :data:`HANDLERS` maps each task type
+to the handler of its typed payload (the model :data:`graphium.plan.payloads.PAYLOADS` names for
+that type), so adding a task type is one payload model and one handler.
 
 Timeouts: ``execute`` budgets ``task.timeout_seconds`` for the waits it controls (health gating,
 and therefore the rollback of a replace), so that a slow container fails with a message quoting its
@@ -13,40 +15,115 @@ cancelled that way still rolls back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from graphium.docker.engine import DockerEngine
-from graphium.errors import ExecutionError
-from graphium.plan.payloads import (
-    DeletePayload,
-    DeployPayload,
-    NetworkPayload,
-    RemoveNetworkPayload,
-    ReplacePayload,
-    StartPayload,
-)
+from graphium.docker.protocol import ContainerEngine
+from graphium.errors import ExecutionError, ValidationError
+from graphium.plan import payloads
 from graphium.records.task import Task, TaskType
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import redact_text, secret_values
 
-__all__ = ["execute"]
+__all__ = ["HANDLERS", "execute"]
+
+Result = dict[str, Any]
 
 
-def _payload(task: Task, model: type[BaseModel], host: str) -> Any:
+@dataclass(frozen=True)
+class _Run:
+    """One task's execution: the engine, the task, and the deadline of its waits."""
+
+    engine: ContainerEngine
+    task: Task
+    deadline: float
+
+    @property
+    def host(self) -> str:
+        return self.engine.host_id
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+
+async def _deploy(run: _Run, payload: payloads.DeployPayload) -> Result:
+    engine, desired = run.engine, payload.container
+    pulled = await engine.ensure_image(desired.spec.image, desired.pull_policy)
+    created = await engine.create_and_start(desired)
     try:
-        return model.model_validate(task.payload)
-    except PydanticValidationError as exc:
-        raise ExecutionError(
-            f"invalid {task.task_type.value} payload: {exc.errors(include_url=False)}",
-            host=host,
-            task=task.id,
-        ) from exc
+        health = await engine.wait_running_and_healthy(created["containerId"], run.remaining())
+    except BaseException:
+        # remove it so a re-apply creates it afresh; the error already quotes its logs/health
+        if not created["adopted"]:
+            await asyncio.shield(engine.remove(created["containerId"], stop_timeout=0))
+        raise
+    return {**created, "health": health, "pulled": pulled["pulled"]}
 
 
-async def execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
+async def _replace(run: _Run, payload: payloads.ReplacePayload) -> Result:
+    desired = payload.container
+    # the image first: a pull failure must not touch the running container
+    pulled = await run.engine.ensure_image(desired.spec.image, desired.pull_policy)
+    replaced = await run.engine.replace(payload.old_container_id, desired, run.remaining())
+    return {**replaced, "pulled": pulled["pulled"]}
+
+
+async def _delete(run: _Run, payload: payloads.DeletePayload) -> Result:
+    removed = await run.engine.remove(payload.container_id or payload.docker_name, payload.stop_timeout)
+    return {**_names(run, payload), "removed": removed}
+
+
+async def _stop(run: _Run, payload: payloads.DeletePayload) -> Result:
+    await run.engine.stop(payload.container_id or payload.docker_name, payload.stop_timeout)
+    return _names(run, payload)
+
+
+def _names(run: _Run, payload: payloads.DeletePayload) -> Result:
+    return {"dockerName": payload.docker_name, "containerId": payload.container_id, "hostId": run.host}
+
+
+async def _start(run: _Run, payload: payloads.StartPayload) -> Result:
+    await run.engine.start(payload.container_id)
+    health = await run.engine.wait_running_and_healthy(payload.container_id, run.remaining())
+    return {
+        "containerId": payload.container_id,
+        "dockerName": payload.docker_name,
+        "hostId": run.host,
+        "health": health,
+    }
+
+
+async def _restart(run: _Run, payload: payloads.StartPayload) -> Result:
+    await run.engine.stop(payload.container_id)
+    return await _start(run, payload)
+
+
+async def _ensure_network(run: _Run, payload: payloads.NetworkPayload) -> Result:
+    return await run.engine.ensure_network(payload)
+
+
+async def _remove_network(run: _Run, payload: payloads.RemoveNetworkPayload) -> Result:
+    return await run.engine.remove_network(payload.name)
+
+
+# Each handler takes the payload model PAYLOADS names for its type (a unit test holds them to it).
+Handler = Callable[[_Run, Any], Awaitable[Result]]
+HANDLERS: Mapping[TaskType, Handler] = {
+    TaskType.deploy: _deploy,
+    TaskType.replace: _replace,
+    TaskType.delete: _delete,
+    TaskType.stop: _stop,
+    TaskType.start: _start,
+    TaskType.restart: _restart,
+    TaskType.ensure_network: _ensure_network,
+    TaskType.remove_network: _remove_network,
+}
+
+
+async def execute(engine: ContainerEngine, task: Task) -> Result:
     """Run ``task`` on ``engine``'s host; return the task's result; raise ExecutionError on failure.
 
     Every error names the host and the task.
@@ -59,8 +136,27 @@ async def execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
         raise type(exc)(detail, host=exc.host or engine.host_id, task=task.id) from exc
 
 
+async def _execute(engine: ContainerEngine, task: Task) -> Result:
+    kind, host = task.task_type, engine.host_id
+    handler = HANDLERS.get(kind)
+    if handler is None:
+        raise ExecutionError(
+            f"task type {kind.value} is not supported on a Docker engine", host=host, task=task.id
+        )
+    try:
+        payload = payloads.parse_payload(kind, task.payload)
+    except ValidationError as exc:
+        listed = "; ".join(f"{p.path}: {p.message}" for p in exc.problems)
+        raise ExecutionError(f"invalid {kind.value} payload: {listed}", host=host, task=task.id) from exc
+    deadline = asyncio.get_running_loop().time() + task.timeout_seconds
+    return await handler(_Run(engine, task, deadline), payload)
+
+
 def _secret_values(task: Task) -> set[str]:
-    """The secret environment values of the task's container, to mask in anything it reports."""
+    """The secret environment values of the task's container, to mask in anything it reports.
+
+    Read from the raw payload, so that they are masked even when the rest of it is invalid.
+    """
     container = task.payload.get("container")
     if not isinstance(container, dict):
         return set()
@@ -68,67 +164,3 @@ def _secret_values(task: Task) -> set[str]:
         return secret_values(ContainerSpec.model_validate(container.get("spec", {})))
     except PydanticValidationError:
         return set()
-
-
-async def _execute(engine: DockerEngine, task: Task) -> dict[str, Any]:
-    host = engine.host_id
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + task.timeout_seconds
-
-    def remaining() -> float:
-        return max(0.0, deadline - loop.time())
-
-    kind = task.task_type
-    if kind is TaskType.deploy:
-        desired = _payload(task, DeployPayload, host).container
-        pulled = await engine.ensure_image(desired.spec.image, desired.pull_policy)
-        created = await engine.create_and_start(desired)
-        try:
-            health = await engine.wait_running_and_healthy(created["containerId"], remaining())
-        except BaseException:
-            # remove it so a re-apply creates it afresh; the error already quotes its logs/health
-            if not created["adopted"]:
-                await asyncio.shield(engine.remove(created["containerId"], stop_timeout=0))
-            raise
-        return {**created, "health": health, "pulled": pulled["pulled"]}
-    if kind is TaskType.replace:
-        payload = _payload(task, ReplacePayload, host)
-        desired = payload.container
-        # the image first: a pull failure must not touch the running container
-        pulled = await engine.ensure_image(desired.spec.image, desired.pull_policy)
-        replaced = await engine.replace(payload.old_container_id, desired, remaining())
-        return {**replaced, "pulled": pulled["pulled"]}
-    if kind is TaskType.delete:
-        delete = _payload(task, DeletePayload, host)
-        target = delete.container_id or delete.docker_name
-        removed = await engine.remove(target, delete.stop_timeout)
-        return {
-            "dockerName": delete.docker_name,
-            "containerId": delete.container_id,
-            "hostId": host,
-            "removed": removed,
-        }
-    if kind in (TaskType.start, TaskType.restart):
-        start = _payload(task, StartPayload, host)
-        if kind is TaskType.restart:
-            await engine.stop(start.container_id)
-        await engine.start(start.container_id)
-        health = await engine.wait_running_and_healthy(start.container_id, remaining())
-        return {
-            "containerId": start.container_id,
-            "dockerName": start.docker_name,
-            "hostId": host,
-            "health": health,
-        }
-    if kind is TaskType.stop:
-        stop = _payload(task, DeletePayload, host)
-        target = stop.container_id or stop.docker_name
-        await engine.stop(target, stop.stop_timeout)
-        return {"dockerName": stop.docker_name, "containerId": stop.container_id, "hostId": host}
-    if kind is TaskType.ensure_network:
-        return await engine.ensure_network(_payload(task, NetworkPayload, host))
-    if kind is TaskType.remove_network:
-        return await engine.remove_network(_payload(task, RemoveNetworkPayload, host).name)
-    raise ExecutionError(
-        f"task type {kind.value} is not supported on a Docker engine", host=host, task=task.id
-    )

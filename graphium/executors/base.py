@@ -1,8 +1,10 @@
 """The executor interface: how the runner reaches hosts, whatever the transport.
 
 An executor observes hosts (one list/inspect round per host) and runs single tasks on them. The
-local and SSH executors drive a :class:`graphium.docker.engine.DockerEngine` directly; the agent executor
-hands tasks to agents through the store or the server. :class:`HostRouter` sends each host to the
+local and SSH executors hand each task to :func:`graphium.docker.interpreter.execute` on the host's
+:class:`~graphium.docker.protocol.ContainerEngine` (a :class:`~graphium.docker.engine.DockerEngine`
+they reach directly or through an SSH tunnel); the agent executor hands tasks to agents through the
+store or the server. :class:`HostRouter` sends each host to the
 executor for its ``connection``, so one plan can span local, SSH and agent hosts.
 """
 

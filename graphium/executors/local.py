@@ -14,6 +14,7 @@ from typing import Any
 
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
+from graphium.docker.protocol import ContainerEngine
 from graphium.errors import ExecutionError, GraphiumError
 from graphium.plan.model import ObservedHost
 from graphium.records.task import Task
@@ -71,7 +72,7 @@ class LocalExecutor:
             self._engines[host.id] = engine
         return engine
 
-    def _retire(self, engine: DockerEngine) -> None:
+    def _retire(self, engine: ContainerEngine) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -4,6 +4,9 @@ The planner writes them, ``POST /api/v1/tasks`` accepts them, executors and agen
 task record keeps its payload as plain JSON (stores stay generic and fast); :data:`PAYLOADS` maps
 each task type to its payload model, and :func:`parse_payload` turns a record's payload into that
 model or into problems with JSON paths. Stop shares delete's payload; restart shares start's.
+
+A network is always named in a payload (the planner names it, applying the stack's default), so an
+executor never has to work out a default name of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
+from pydantic import field_validator
 
 from graphium.errors import Problem, ValidationError
 from graphium.plan.model import DesiredContainer, _Data
@@ -20,10 +24,18 @@ from graphium.stack.jsonld import json_path
 from graphium.stack.models import NetworkSpec
 
 
+def _container_network_named(container: DesiredContainer) -> DesiredContainer:
+    if not container.network.name:
+        raise ValueError("network.name must be set: a task names the network its container joins")
+    return container
+
+
 class DeployPayload(_Data):
     """deploy: ensure the image (pull policy), create and start; complete once running and healthy."""
 
     container: DesiredContainer
+
+    _named = field_validator("container")(_container_network_named)
 
 
 class ReplacePayload(_Data):
@@ -31,6 +43,8 @@ class ReplacePayload(_Data):
 
     container: DesiredContainer
     old_container_id: str
+
+    _named = field_validator("container")(_container_network_named)
 
 
 class DeletePayload(_Data):
@@ -54,6 +68,13 @@ class NetworkPayload(_Data):
 
     stack: str
     network: NetworkSpec
+
+    @field_validator("network")
+    @classmethod
+    def _named(cls, network: NetworkSpec) -> NetworkSpec:
+        if not network.name:
+            raise ValueError("name must be set: a task names the network it creates")
+        return network
 
 
 class RemoveNetworkPayload(_Data):
@@ -86,13 +107,7 @@ def payload_problems(
     try:
         PAYLOADS[task_type].model_validate(payload)
     except PydanticValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            where = path
-            for key in error["loc"]:
-                where = json_path(where, key)
-            problems.append(Problem(file=file, path=where, message=error["msg"]))
-        return problems
+        return _problems(exc, file, path)
     return []
 
 
@@ -100,8 +115,20 @@ def parse_payload(task_type: TaskType, payload: Any, *, file: str = "<task>") ->
     """The typed payload of a task of ``task_type``; raises ValidationError naming every problem."""
     try:
         return PAYLOADS[task_type].model_validate(payload)
-    except PydanticValidationError:
-        raise ValidationError(payload_problems(task_type, payload, file=file)) from None
+    except PydanticValidationError as exc:
+        raise ValidationError(_problems(exc, file, "$.payload")) from None
+
+
+def _problems(exc: PydanticValidationError, file: str, path: str) -> list[Problem]:
+    """pydantic's errors as problems at JSON paths; the offending values are left out, since a
+    payload may carry secrets."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = path
+        for key in error["loc"]:
+            where = json_path(where, key)
+        problems.append(Problem(file=file, path=where, message=error["msg"]))
+    return problems
 
 
 __all__ = [
