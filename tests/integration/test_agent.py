@@ -34,12 +34,13 @@ from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.stack.models import ContainerSpec, HealthCheck, NetworkSpec, PullPolicy
 from graphium.store.json_store import JsonTaskStore
 from tests.integration.server_fixture import RUNNER, ServerProcess
+from tests.support import unique_name
 
 pytestmark = pytest.mark.docker
 
 HOST = "localhost-docker"
-STACK = "agt"
-NETWORK = "agt-net"
+STACK = unique_name("agt")  # concurrent sessions share the engine: a name of its own
+NETWORK = f"{STACK}-net"
 IMAGE = "graphium-test/web:1"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -229,9 +230,9 @@ async def test_deploy_task_runs_container_and_completes(
         create_tasks(server, [task])
         done = await wait_task(server, task.id, timeout=30)
     assert done.status is TaskStatus.completed, done.error
-    assert done.result is not None and done.result["dockerName"] == "agt-web"
+    assert done.result is not None and done.result["dockerName"] == f"{STACK}-web"
     assert done.agent_id == running.agent.agent_id
-    found = containers_named(engine_url, "agt-web")
+    found = containers_named(engine_url, f"{STACK}-web")
     assert len(found) == 1 and found[0]["State"] == "running"
     assert found[0]["Id"] == done.result["containerId"]
     assert running.executed() == [task.id]
@@ -245,7 +246,7 @@ async def test_failing_task_is_reported_failed_with_the_error(server: ServerProc
         done = await wait_task(server, task.id, timeout=30)
     assert done.status is TaskStatus.failed
     assert done.error is not None and "exited with code 3" in done.error and "boom" in done.error
-    assert containers_named(engine_url, "agt-crash") == []  # removed so a re-apply starts afresh
+    assert containers_named(engine_url, f"{STACK}-crash") == []  # removed so a re-apply starts afresh
 
 
 async def test_timeout_seconds_is_enforced(server: ServerProcess, engine_url: str) -> None:
@@ -320,7 +321,7 @@ async def test_agent_killed_mid_task_is_rerun_after_lease_expiry(
         create_tasks(server, [task])
         await wait_task(server, task.id, until={TaskStatus.running}, timeout=20)
         deadline = time.monotonic() + 10
-        while not containers_named(engine_url, "agt-slowstart"):
+        while not containers_named(engine_url, f"{STACK}-slowstart"):
             assert time.monotonic() < deadline, "the container never appeared"
             await asyncio.sleep(0.05)
         first.send_signal(signal.SIGKILL)
@@ -338,14 +339,14 @@ async def test_agent_killed_mid_task_is_rerun_after_lease_expiry(
     assert done.status is TaskStatus.completed, done.error
     assert done.agent_id == second.agent.agent_id
     assert done.result is not None and done.result["adopted"] is True  # idempotent re-run
-    found = containers_named(engine_url, "agt-slowstart")
+    found = containers_named(engine_url, f"{STACK}-slowstart")
     assert len(found) == 1 and found[0]["Id"] == done.result["containerId"]
 
 
 async def test_two_agents_racing_run_each_task_exactly_once(server: ServerProcess, engine_url: str) -> None:
     # networks (real engine work, ~0.1 s each; few, as address pools are finite) and cheap deletes
-    networks = [network_task(f"agt-race-{i:02d}") for i in range(12)]
-    deletes = [delete_task(f"agt-race-absent-{i:02d}") for i in range(28)]
+    networks = [network_task(f"{STACK}-race-{i:02d}") for i in range(12)]
+    deletes = [delete_task(f"{STACK}-race-absent-{i:02d}") for i in range(28)]
     tasks = networks + deletes
     random.Random(4).shuffle(tasks)
     async with (
@@ -371,8 +372,8 @@ async def test_agent_with_slots_claims_in_batches_and_runs_each_task_once(
     server: ServerProcess, engine_url: str
 ) -> None:
     # enqueued before the agent starts, so its first claims find more than one task waiting
-    networks = [network_task(f"agt-slot-{i:02d}") for i in range(4)]
-    deletes = [delete_task(f"agt-slot-absent-{i:02d}") for i in range(16)]
+    networks = [network_task(f"{STACK}-slot-{i:02d}") for i in range(4)]
+    deletes = [delete_task(f"{STACK}-slot-absent-{i:02d}") for i in range(16)]
     tasks = networks + deletes
     create_tasks(server, tasks)
     async with agent_running(server, engine_url, agent_id="slotted", slots=4) as running:
@@ -395,7 +396,7 @@ async def test_agent_reconnects_after_server_restart(server: ServerProcess, engi
         server.stop(signal.SIGKILL)
         await asyncio.sleep(1.5)  # several failed reconnects
         server.start()
-        task = delete_task("agt-nothing-here")
+        task = delete_task(f"{STACK}-nothing-here")
         create_tasks(server, [task])
         done = await wait_task(server, task.id, timeout=20)
     assert done.status is TaskStatus.completed, done.error
@@ -409,23 +410,23 @@ async def test_restarted_agent_never_reruns_a_completed_task(server: ServerProce
         create_tasks(server, [first_task])
         assert (await wait_task(server, first_task.id)).status is TaskStatus.completed
     assert before.executed() == [first_task.id]
-    second_task = delete_task("agt-absent")
+    second_task = delete_task(f"{STACK}-absent")
     async with agent_running(server, engine_url, agent_id="after") as after:
         create_tasks(server, [second_task])
         assert (await wait_task(server, second_task.id)).status is TaskStatus.completed
         await asyncio.sleep(0.5)
     assert after.executed() == [second_task.id]
     assert get_task(server, first_task.id).agent_id == "before"
-    assert len(containers_named(engine_url, "agt-once")) == 1
+    assert len(containers_named(engine_url, f"{STACK}-once")) == 1
 
 
 async def test_dependent_task_waits_for_its_dependency(server: ServerProcess, engine_url: str) -> None:
-    net = network_task("agt-dep-net")
+    net = network_task(f"{STACK}-dep-net")
     # a deploy onto the network the first task creates: it only works in that order, and its
     # higher priority would put it first if dependsOn were ignored
     dependent = deploy_task("dep", depends_on=[net.id])
     dependent.priority = 9
-    dependent.payload["container"]["network"] = {"name": "agt-dep-net"}
+    dependent.payload["container"]["network"] = {"name": f"{STACK}-dep-net"}
     create_tasks(server, [net, dependent])
     async with agent_running(server, engine_url) as running:
         done = await wait_task(server, dependent.id, timeout=30)
@@ -444,7 +445,7 @@ async def test_observed_state_is_reported(server: ServerProcess, engine_url: str
     assert seen is not None, "no observation was stored"
     observed, _ = seen
     assert observed.error is None
-    assert "agt-seen" in [c.docker_name for c in observed.containers]
+    assert f"{STACK}-seen" in [c.docker_name for c in observed.containers]
 
 
 def test_agent_cli_stops_cleanly_on_sigterm(server: ServerProcess, engine_url: str, tmp_path: Path) -> None:
@@ -458,7 +459,7 @@ def test_agent_cli_stops_cleanly_on_sigterm(server: ServerProcess, engine_url: s
         cwd=REPO,
     )
     try:
-        task = delete_task("agt-absent-cli")
+        task = delete_task(f"{STACK}-absent-cli")
         create_tasks(server, [task])
         assert asyncio.run(wait_task(server, task.id, timeout=20)).status is TaskStatus.completed
         proc.send_signal(signal.SIGTERM)
