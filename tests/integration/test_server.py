@@ -39,7 +39,13 @@ STACK = {
 
 
 def new_task(host: str = "h1", **extra: Any) -> dict[str, Any]:
-    return {"id": f"t-{uuid.uuid4().hex[:10]}", "taskType": "stop", "hostId": host, **extra}
+    return {
+        "id": f"t-{uuid.uuid4().hex[:10]}",
+        "taskType": "stop",
+        "hostId": host,
+        "payload": {"dockerName": "srv-test-web"},  # POST /tasks checks it fits the task type
+        **extra,
+    }
 
 
 def lease(agent: str = "agent-1", seconds: float = 30) -> dict[str, Any]:
