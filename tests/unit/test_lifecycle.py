@@ -63,6 +63,13 @@ def t(
     )
 
 
+def deployed(tid: str, name: str, host: str, container_id: str) -> Task:
+    """A deploy task of the run that created container ``name`` on ``host``."""
+    payload = deploy_payload(name, host)
+    result = {"containerId": container_id}
+    return t(tid, S.completed, host=host, kind=TaskType.deploy, payload=payload, result=result)
+
+
 def record(status: StackStatus = StackStatus.deploying, run: str | None = "r2", **extra: Any) -> StackRecord:
     return StackRecord(id="web", name="web", status=status, run_id=run, **extra)
 
@@ -159,14 +166,7 @@ def test_placements_from_task_results() -> None:
         "old": {"hostId": "h2", "containerId": "c-old", "dockerName": "web-old"},
     }
     tasks = [
-        t(
-            "d1",
-            S.completed,
-            host="h2",
-            kind=TaskType.deploy,
-            payload=deploy_payload("app", "h2"),
-            result={"containerId": "c-app"},
-        ),
+        deployed("d1", "app", "h2", "c-app"),
         t("d2", S.failed, kind=TaskType.deploy, payload=deploy_payload("api", "h1"), error="x"),
         t(
             "rm",
@@ -191,16 +191,7 @@ def test_placements_from_task_results() -> None:
 
 
 def test_a_successful_deploy_writes_placements_and_hosts_back() -> None:
-    tasks = [
-        t(
-            "d1",
-            S.completed,
-            host="h2",
-            kind=TaskType.deploy,
-            payload=deploy_payload("app", "h2"),
-            result={"containerId": "c1"},
-        )
-    ]
+    tasks = [deployed("d1", "app", "h2", "c1")]
     rec = record(runner_lease_until="2999-01-01T00:00:00+00:00", error="an old failure")
     decision = lifecycle.settle(rec, tasks, desired={"app": ("h2", "web-app")})
     assert decision.record is not None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
@@ -33,27 +34,48 @@ def agent_tasks(host_id: str, who: Caller, srv: Srv) -> list[Task]:
     return [t for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
 
 
-async def take(
-    srv: Server,
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What both claim routes are asked: whose tasks, for which agent and lease, how long to wait
+    and whether to start them at once."""
+
+    srv: Server
+    host_id: str
+    body: LeaseRequest
+    who: Principal
+    request: Request
+    wait: float
+    start: bool
+
+
+async def claim_request(
     host_id: str,
     body: LeaseRequest,
-    who: Principal,
+    who: Caller,
+    srv: Srv,
     request: Request,
-    wait: float,
-    limit: int,
-    start: bool,
-) -> list[Task]:
+    wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
+    start: bool = False,
+) -> ClaimRequest:
+    return ClaimRequest(srv, host_id, body, who, request, wait, start)
+
+
+Claim = Annotated[ClaimRequest, Depends(claim_request)]
+
+
+async def take(ask: ClaimRequest, limit: int) -> list[Task]:
     """Claim up to ``limit`` of the host's runnable tasks, waiting up to ``wait`` s for the
     first (long-poll); whatever is claimable then is returned, without waiting to fill up."""
-    own_host(who, host_id)
+    srv, host_id, body = ask.srv, ask.host_id, ask.body
+    own_host(ask.who, host_id)
     srv.touch(host_id)
     store = srv.store
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    deadline = loop.time() + ask.wait
 
     def attempt() -> list[Task]:
         with store.batch():
-            tasks = store.claim_many(host_id, body.agent_id, body.lease_seconds, limit, start=start)
+            tasks = store.claim_many(host_id, body.agent_id, body.lease_seconds, limit, start=ask.start)
             if tasks:
                 srv.emit(*(task_event(EventType.task_updated, t) for t in tasks))
         return tasks
@@ -64,7 +86,7 @@ async def take(
         if tasks:
             return tasks
         remaining = deadline - loop.time()
-        if remaining <= 0 or await request.is_disconnected():
+        if remaining <= 0 or await ask.request.is_disconnected():
             return []
         await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
         srv.touch(host_id)
@@ -75,20 +97,12 @@ async def take(
     response_model=Task,
     responses={204: {"description": "nothing became claimable within `wait` seconds"}},
 )
-async def claim(
-    host_id: str,
-    body: LeaseRequest,
-    who: Caller,
-    srv: Srv,
-    request: Request,
-    wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
-    start: bool = False,
-) -> Response:
+async def claim(ask: Claim) -> Response:
     """Take the host's best runnable task, waiting up to ``wait`` s for one (long-poll).
 
     ``start=true`` makes it ``running`` at once, for an agent that starts it right away.
     """
-    tasks = await take(srv, host_id, body, who, request, wait, 1, start)
+    tasks = await take(ask, 1)
     if not tasks:
         return Response(status_code=204)
     return json_body(tasks[0].model_dump_json(by_alias=True))
@@ -96,21 +110,14 @@ async def claim(
 
 @router.post("/agents/{host_id}/claims", response_model=list[Task])
 async def claim_many(
-    host_id: str,
-    body: LeaseRequest,
-    who: Caller,
-    srv: Srv,
-    request: Request,
-    wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
-    max_tasks: Annotated[int, Query(alias="max", ge=1, le=MAX_CLAIM_BATCH)] = 1,
-    start: bool = False,
+    ask: Claim, max_tasks: Annotated[int, Query(alias="max", ge=1, le=MAX_CLAIM_BATCH)] = 1
 ) -> Response:
     """Take up to ``max`` of the host's runnable tasks in one durable write, best first.
 
     Long-polls like ``/claim`` but answers a list, empty after ``wait`` s. ``start=true``
     makes them ``running`` at once: an agent asks for as many as it has free slots.
     """
-    tasks = await take(srv, host_id, body, who, request, wait, max_tasks, start)
+    tasks = await take(ask, max_tasks)
     return json_body(_TASK_LIST.dump_json(tasks, by_alias=True))
 
 
