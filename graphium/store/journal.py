@@ -162,7 +162,8 @@ class JournalledStore:
         self._depth = 0
         self._staged: list[list[Any]] = []
         self._staged_events: list[Event] = []
-        self._hooks: list[CommitHook] = []
+        self._hooks: list[CommitHook] = []  # replaced, never changed in place: read without a lock
+        self._hooks_lock = threading.Lock()
         self._state = StoreState(max_events)
         self._generation = 0
         self._main_identity: FileIdentity | None = None
@@ -191,11 +192,11 @@ class JournalledStore:
         or a single operation), in the committing thread, with the events committed in it; returns
         the function that removes the hook. A hook's error is logged, never raised: the commit
         stands. Writes by other processes call no hook (watch the files for those)."""
-        with self._mutex:
+        with self._hooks_lock:  # not the store's mutex, which a batch in another thread holds
             self._hooks = [*self._hooks, hook]
 
         def remove() -> None:
-            with self._mutex:
+            with self._hooks_lock:
                 self._hooks = [h for h in self._hooks if h is not hook]
 
         return remove
