@@ -28,7 +28,7 @@ from graphium.cli.output import (
     render_stacks,
     render_tasks,
 )
-from graphium.control.client import ServerClient, fill_variables
+from graphium.control.client import ServerClient
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 from graphium.executors.router import default_executor
 from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
@@ -41,7 +41,7 @@ from graphium.run.runner import DEFAULT_PARALLELISM, RunResult
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import StackDocument, check_hosts, load_stack
 from graphium.stack.models import Inventory
-from graphium.stack.variables import resolve_variables
+from graphium.stack.variables import fill_variables, resolve_variables
 from graphium.store.json_store import DEFAULT_STATE, JsonTaskStore
 
 DEFAULT_TOKENS = ".graphium/tokens.json"
@@ -501,11 +501,14 @@ def status(
 def _follow_store(
     store: JsonTaskStore, name: str, console: Any, as_json: bool, record: StackRecord | None
 ) -> StackRecord | None:
-    """Wait for a stack in the store to settle (running, error, or deleted), printing its events."""
+    """Wait for a stack in the store to settle (running, error, or deleted), printing the events
+    of its current run (an earlier run's tasks are not this one's progress)."""
     after = 0
     while record is not None and record.status in (StackStatus.deploying, StackStatus.deleting):
         for event in store.list_events(after=after, stack_id=name):
             after = event.seq
+            if record.run_id is not None and event.run_id != record.run_id:
+                continue
             if as_json:
                 _emit_json(event_json(event))
             elif event.task_id:

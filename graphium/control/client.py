@@ -7,19 +7,20 @@ of problems, a 409's reason), never as an HTTP library exception.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from graphium.errors import GraphiumError, Problem, StackError
-from graphium.stack.variables import substitute
 
 API = "/api/v1"
 FINAL = ("running", "error")
 
 
 class ServerClient:
+    """Calls the stack API; :meth:`follow` watches one stack's current run."""
+
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
         self._http = httpx.Client(
             base_url=url.rstrip("/") + API, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
@@ -82,7 +83,8 @@ class ServerClient:
         self, stack_id: str, *, interval: float = 0.2, deleting: bool = False
     ) -> Iterator[dict[str, Any]]:
         """Yield the stack's state each time it changes, until it is running or in error (or, when
-        ``deleting``, gone: then the last state yielded has status ``deleted``)."""
+        ``deleting``, gone: then the last state yielded has status ``deleted``). Its ``tasks`` are
+        the current run's only: earlier runs' failed or cancelled tasks are not this run's news."""
         last: Any = None
         while True:
             state = self.get_stack(stack_id)
@@ -90,6 +92,7 @@ class ServerClient:
                 if deleting:
                     yield {"id": stack_id, "status": "deleted", "tasks": []}
                 return
+            state = current_run(state)
             snapshot = (
                 state.get("status"),
                 state.get("progress"),
@@ -105,23 +108,12 @@ class ServerClient:
             time.sleep(interval)
 
 
-def fill_variables(document: Any, environ: Mapping[str, str], file: str) -> Any:
-    """``${VAR}`` filled in every string of a raw stack document, here where the variables live: the
-    server resolves nothing from its own environment."""
-    missing: list[Problem] = []
+def current_run(state: dict[str, Any]) -> dict[str, Any]:
+    """A stack state (``GET /stacks/{id}``) with only the tasks of the run its record names."""
+    run = state.get("runId")
+    if run is None:
+        return state
+    return {**state, "tasks": [t for t in state.get("tasks", []) if t.get("runId") == run]}
 
-    def walk(value: Any, path: str) -> Any:
-        if isinstance(value, str):
-            text, unset = substitute(value, environ)
-            missing.extend(Problem(file, path, message) for message in unset)
-            return text
-        if isinstance(value, list):
-            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
-        return value
 
-    filled = walk(document, "$")
-    if missing:
-        raise StackError(missing)
-    return filled
+__all__ = ["ServerClient", "current_run"]

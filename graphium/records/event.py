@@ -18,6 +18,7 @@ class Event(BaseModel):
     stack_id: str | None = None
     task_id: str | None = None
     host_id: str | None = None
+    run_id: str | None = None  # the run of the stack or task it is about
     data: dict[str, Any] = {}
     time: str = ""
 

@@ -54,6 +54,7 @@ class StackRecord(BaseModel):
     spec: dict[str, Any] = {}  # the resolved StackSpec dump
     hosts: list[str] = []  # hosts the stack has containers or networks on
     error: str | None = None
+    run_id: str | None = None  # the current run: its tasks carry the same runId
     revision: int = 0  # bumped on every change; part of a plan's fingerprint
     # a process running this stack's tasks holds this lease; a server's task monitor leaves the
     # stack to it until the lease expires (the process died) and settles it otherwise

@@ -77,6 +77,7 @@ class Task(BaseModel):
     host_id: str
     agent_id: str | None = None
     stack_id: str | None = None
+    run_id: str | None = None  # the run that created (or resumed) it; a stack record names its current one
     priority: int = 5
     payload: dict[str, Any] = {}
     depends_on: list[str] = []

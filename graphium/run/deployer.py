@@ -9,24 +9,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from graphium.errors import NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
 from graphium.plan import planner
 from graphium.plan.model import ActionKind, Plan
-from graphium.plan.payloads import DeployPayload, ReplacePayload
 from graphium.records.stack import StackRecord, StackStatus
-from graphium.records.task import Task, TaskStatus, TaskType, utcnow
+from graphium.records.task import Task, TaskStatus, utcnow
+from graphium.run import lifecycle
 from graphium.run.events import EventBus, EventType, stack_event, task_event
 from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
 from graphium.stack.loader import StackDocument, check_hosts
 from graphium.stack.models import Connection, Inventory
 from graphium.stack.variables import resolve_variables
 from graphium.store.base import TaskStore
-
-RUNNER_LEASE_SECONDS = 60.0
 
 
 class Deployer:
@@ -73,12 +70,7 @@ class Deployer:
         if missing:
             raise StalePlanError(f"the plan uses hosts no longer in the inventory: {', '.join(missing)}")
         observed = await self.executor.observe(hosts, plan.stack)
-        now = planner.fingerprint(plan.stack, observed, self.store.get_stack(plan.stack))
-        if now != plan.fingerprint:
-            raise StalePlanError(
-                f"the saved plan for stack {plan.stack} is stale: containers on its hosts or its stored "
-                "state changed since it was made; run plan again"
-            )
+        planner.check_fresh(plan, observed, self.store.get_stack(plan.stack))
 
     # applying -----------------------------------------------------------------------------
     async def apply(self, plan: Plan, *, verify_fresh: bool = False, wait: bool = True) -> RunResult:
@@ -147,27 +139,7 @@ class Deployer:
             return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
         record = self._begin(plan, record, EventType.stack_deploying, lease=True)
         result = await self._run_owned(plan, record)
-        record = self.store.get_stack(plan.stack) or record
-        placements = _placements(plan, record, result)
-        ok = result.ok
-        with self.store.batch():
-            record = record.model_copy(
-                update={
-                    "status": StackStatus.running if ok else StackStatus.error,
-                    "phase": "running" if ok else "failed",
-                    "progress": 100 if ok else record.progress,
-                    "placements": placements,
-                    "hosts": sorted(
-                        {p["hostId"] for p in placements.values()} | _network_hosts(plan, result)
-                    ),
-                    "error": None if ok else _failure_summary(result),
-                    "updated_at": utcnow(),
-                    "runner_lease_until": None,
-                }
-            )
-            self.store.save_stack(record)
-            kind = EventType.stack_running if ok else EventType.stack_failed
-            self.events.emit(stack_event(kind, plan.stack, error=record.error))
+        self._settle(plan, record, result)
         return result
 
     async def _run_destroy(self, plan: Plan, stored: StackRecord | None) -> RunResult:
@@ -181,28 +153,25 @@ class Deployer:
         )
         record = self._begin(plan, deleting, EventType.stack_deleting, lease=True)
         result = await self._run_owned(plan, record)
-        with self.store.batch():
-            if result.ok:
-                if self.store.get_stack(plan.stack) is not None:  # a server's monitor may have settled it
-                    self.store.delete_stack(plan.stack)
-                    self.events.emit(stack_event(EventType.stack_deleted, plan.stack))
-            else:
-                current = self.store.get_stack(plan.stack) or record
-                self.store.save_stack(
-                    current.model_copy(
-                        update={
-                            "status": StackStatus.error,
-                            "phase": "delete-failed",
-                            "error": _failure_summary(result),
-                            "updated_at": utcnow(),
-                            "runner_lease_until": None,
-                        }
-                    )
-                )
-                self.events.emit(
-                    stack_event(EventType.stack_failed, plan.stack, error=_failure_summary(result))
-                )
+        self._settle(plan, record, result)
         return result
+
+    def _settle(self, plan: Plan, record: StackRecord, result: RunResult) -> None:
+        """Write back what the run made of the stack (see :func:`lifecycle.settle`), and say so."""
+        desired = {a.name: (a.host, a.docker_name) for a in plan.actions if a.kind is not ActionKind.remove}
+        with self.store.batch():
+            current = self.store.get_stack(plan.stack)
+            if current is None and plan.destroy:
+                return  # a server's monitor settled it already
+            decision = lifecycle.settle(
+                current or record, list(result.tasks.values()), desired=None if plan.destroy else desired
+            )
+            if decision.delete:
+                self.store.delete_stack(plan.stack)
+            elif decision.record is not None:
+                self.store.save_stack(decision.record)
+            if decision.event is not None:
+                self.events.emit(decision.event)
 
     async def _run_owned(self, plan: Plan, record: StackRecord) -> RunResult:
         """Run the plan's tasks while renewing the stack's runner lease, so that a server's task
@@ -212,11 +181,12 @@ class Deployer:
         async def renew() -> None:
             while not done.is_set():
                 try:
-                    await asyncio.wait_for(done.wait(), RUNNER_LEASE_SECONDS / 3)
+                    await asyncio.wait_for(done.wait(), lifecycle.RUNNER_LEASE_SECONDS / 3)
                 except TimeoutError:
                     current = self.store.get_stack(plan.stack)
                     if current is not None:
-                        self.store.save_stack(current.model_copy(update={"runner_lease_until": _lease_end()}))
+                        lease = lifecycle.lease_end(datetime.now(UTC))
+                        self.store.save_stack(current.model_copy(update={"runner_lease_until": lease}))
 
         renewer = asyncio.create_task(renew())
         try:
@@ -231,12 +201,14 @@ class Deployer:
             await renewer
 
     def _begin(self, plan: Plan, record: StackRecord, kind: EventType, *, lease: bool) -> StackRecord:
-        """Start a run, atomically (one store batch, under its lock): refuse a stack that another
-        live process is running, settle what an earlier run left unfinished, save the record, say
-        so, and store the tasks."""
+        """Start a run with a fresh id, atomically (one store batch, under its lock): refuse a stack
+        that another live process is running, settle what an earlier run left unfinished, save the
+        record naming the run, say so, and store the tasks as the run's."""
+        run_id = lifecycle.new_run_id()
         with self.store.batch():
+            now = datetime.now(UTC)
             current = self.store.get_stack(plan.stack)
-            if current is not None and _lease_live(current):
+            if current is not None and lifecycle.lease_live(current, now):
                 raise PlanError(
                     f"stack {plan.stack} is being applied by another process; wait for it to finish "
                     f"(if that process died, its lease expires at {current.runner_lease_until}), then "
@@ -244,10 +216,15 @@ class Deployer:
                 )
             self._supersede(plan)
             saved = self.store.save_stack(
-                record.model_copy(update={"runner_lease_until": _lease_end() if lease else None})
+                record.model_copy(
+                    update={
+                        "run_id": run_id,
+                        "runner_lease_until": lifecycle.lease_end(now) if lease else None,
+                    }
+                )
             )
-            self.events.emit(stack_event(kind, plan.stack, totalTasks=len(plan.tasks)))
-            self._enqueue(plan)
+            self.events.emit(stack_event(kind, plan.stack, run_id=run_id, totalTasks=len(plan.tasks)))
+            self._enqueue(plan, run_id)
         return saved
 
     def _supersede(self, plan: Plan) -> None:
@@ -271,14 +248,20 @@ class Deployer:
                 )
             self.events.emit(task_event(EventType.task_updated, ended))
 
-    def _enqueue(self, plan: Plan) -> None:
-        """Store the plan's tasks (a re-run of the same plan resumes the ones already stored)."""
-        new = []
+    def _enqueue(self, plan: Plan, run_id: str) -> None:
+        """Store the plan's tasks as the run's. A re-run of the same plan resumes the ones already
+        stored (their ids derive from their content): they join the new run as they are."""
+        new: list[Task] = []
+        stored: list[str] = []
         for task in plan.tasks:
             try:
                 self.store.get_task(task.id)
             except NotFoundError:
-                new.append(task.model_copy(update={"stack_id": plan.stack}))
+                new.append(task.model_copy(update={"stack_id": plan.stack, "run_id": run_id}))
+            else:
+                stored.append(task.id)
+        if stored:
+            self.store.assign_run(stored, run_id)
         if new:
             self.store.create_tasks(new)
             self.events.emit(*(task_event(EventType.task_created, t) for t in new))
@@ -286,16 +269,15 @@ class Deployer:
 
     def _runner(self, plan: Plan, record: StackRecord) -> Runner:
         hosts = self.inventory.by_id()
-        total = len(plan.tasks) or 1
-        ended = 0
+        states = {t.id: t for t in plan.tasks}  # the run's tasks as they end, resumed ones included
 
         def progress(task: Task) -> None:
-            nonlocal ended
+            states[task.id] = task
             if task.terminal:
-                ended += 1
                 current = self.store.get_stack(plan.stack)
-                if current is not None:
-                    self.store.save_stack(current.model_copy(update={"progress": int(100 * ended / total)}))
+                percent = lifecycle.progress(list(states.values()))
+                if current is not None and current.progress != percent:
+                    self.store.save_stack(current.model_copy(update={"progress": percent}))
 
         return Runner(
             self.store,
@@ -306,50 +288,6 @@ class Deployer:
             per_host=self.per_host,
             on_task_end=progress,
         )
-
-
-def _placements(plan: Plan, record: StackRecord, result: RunResult) -> dict[str, dict[str, Any]]:
-    """Where each container of the stack now runs, written back from task results."""
-    placements: dict[str, dict[str, Any]] = {}
-    created: dict[str, dict[str, Any]] = {}
-    for task in result.tasks.values():
-        if task.task_type in (TaskType.deploy, TaskType.replace) and task.status is TaskStatus.completed:
-            payload = (DeployPayload if task.task_type is TaskType.deploy else ReplacePayload).model_validate(
-                task.payload
-            )
-            created[payload.container.name] = {
-                "hostId": task.host_id,
-                "containerId": (task.result or {}).get("containerId"),
-                "dockerName": payload.container.docker_name,
-            }
-    for action in plan.actions:
-        if action.kind is ActionKind.remove:
-            continue
-        entry = created.get(action.name) or record.placements.get(action.name)
-        if entry is None or entry.get("hostId") != action.host:
-            entry = {"hostId": action.host, "containerId": None, "dockerName": action.docker_name}
-        placements[action.name] = entry
-    return placements
-
-
-def _lease_live(record: StackRecord) -> bool:
-    lease = record.runner_lease_until
-    return lease is not None and datetime.fromisoformat(lease) > datetime.now(UTC)
-
-
-def _lease_end() -> str:
-    return (datetime.now(UTC) + timedelta(seconds=RUNNER_LEASE_SECONDS)).isoformat(timespec="microseconds")
-
-
-def _network_hosts(plan: Plan, result: RunResult) -> set[str]:
-    return {t.host_id for t in result.tasks.values() if t.task_type is TaskType.ensure_network}
-
-
-def _failure_summary(result: RunResult) -> str:
-    parts = [f"{t.host_id}: {t.description or t.task_type.value}: {t.error}" for t in result.failed]
-    if result.cancelled:
-        parts.append(f"{len(result.cancelled)} task(s) not started")
-    return "; ".join(parts) or "failed"
 
 
 __all__ = ["Deployer"]

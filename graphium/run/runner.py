@@ -19,6 +19,7 @@ from graphium.errors import ExecutionError, GraphiumError, TransitionError
 from graphium.executors.base import Executor
 from graphium.records.task import Task, TaskStatus
 from graphium.run.events import EventBus, EventType, task_event
+from graphium.run.lifecycle import failure_lines
 from graphium.stack.models import Connection, Host
 from graphium.store.base import TaskStore
 
@@ -195,10 +196,5 @@ def raise_for_result(result: RunResult) -> None:
     """Turn a failed run into an ExecutionError whose message lists every failure by host."""
     if result.ok:
         return
-    lines = []
-    for host, failed in sorted(result.failures_by_host().items()):
-        for task in failed:
-            lines.append(f"  {host}: {task.description or task.task_type.value}: {task.error}")
-    if result.cancelled:
-        lines.append(f"  {len(result.cancelled)} task(s) not started")
-    raise ExecutionError("apply failed:\n" + "\n".join(lines))
+    lines = failure_lines(result.tasks.values()) or ["failed"]
+    raise ExecutionError("apply failed:\n" + "\n".join(f"  {line}" for line in lines))

@@ -91,6 +91,17 @@ def resolve_variables(
     return spec.model_copy(update={"containers": containers}) if changed else spec
 
 
+def fill_variables(document: Any, environ: Mapping[str, str], file: str) -> Any:
+    """``${VAR}`` filled in every string of a raw stack document (``--server``: the variables live
+    where the command runs; the server resolves nothing from its own environment). Raises
+    StackError listing every missing variable at its path in the document."""
+    problems: list[Problem] = []
+    filled = _fill(document, environ, (), _model_path, file, problems)
+    if problems:
+        raise StackError(problems)
+    return filled
+
+
 def _fill(
     value: Any,
     environ: Mapping[str, str],
@@ -99,6 +110,7 @@ def _fill(
     filename: str,
     problems: list[Problem],
 ) -> Any:
+    """The one walker: strings filled, dicts and lists walked, problems reported at ``where(*loc)``."""
     if isinstance(value, str):
         if "${" not in value:
             return value

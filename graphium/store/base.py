@@ -2,11 +2,14 @@
 
 Stores hold three kinds of record: stacks (deployment state), tasks and events. Every method is a
 complete, durable operation: when it returns, the change survives a crash. ``batch()`` groups
-several operations into one durable write.
+several operations into one durable write. ``on_commit`` hooks run after each durable write, so
+whoever they tell (live event subscribers, waiting long-polls) never learns of a change that a
+crash could still undo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -14,6 +17,9 @@ from graphium.plan.model import ObservedHost
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
+
+# called after a durable commit with the events committed in it (possibly none)
+CommitHook = Callable[[list[Event]], None]
 
 
 class TaskStore(Protocol):
@@ -48,7 +54,15 @@ class TaskStore(Protocol):
         status: TaskStatus | None = None,
         stack_id: str | None = None,
         host_id: str | None = None,
-    ) -> list[Task]: ...
+        run_id: str | None = None,
+    ) -> list[Task]:
+        """Matching tasks in creation order; ``run_id`` selects one run's tasks."""
+        ...
+
+    def assign_run(self, task_ids: list[str], run_id: str) -> list[Task]:
+        """Stamp existing tasks as the run's (a re-run of a plan resuming its stored tasks), in one
+        durable write; returns them as stored. NotFoundError for an unknown id."""
+        ...
 
     def transition(
         self,
@@ -117,5 +131,12 @@ class TaskStore(Protocol):
         """Group the operations inside into one lock hold and one durable write."""
         ...
 
+    def on_commit(self, hook: CommitHook) -> Callable[[], None]:
+        """Call ``hook(events)`` after each durable commit made through this store object (the
+        outermost batch's exit, or a single operation), with the events committed in it, in the
+        committing thread; returns a function that removes the hook. Not called for writes made
+        by other processes. A hook that raises is logged; the commit stands."""
+        ...
 
-__all__ = ["TaskStore"]
+
+__all__ = ["CommitHook", "TaskStore"]

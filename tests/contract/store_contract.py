@@ -466,3 +466,48 @@ class TaskStoreContract:
                 store.transition("t0", TaskStatus.assigned)
             store.transition("t0", TaskStatus.completed)
         assert store.get_task("t0").status == TaskStatus.completed
+
+    # runs ---------------------------------------------------------------------------------------
+    def test_tasks_are_listed_by_run(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("a", run_id="r1"), make_task("b", run_id="r2"), make_task("c")])
+        assert [t.id for t in store.list_tasks(run_id="r1")] == ["a"]
+        assert [t.id for t in store.list_tasks(run_id="r2", stack_id="web")] == ["b"]
+        assert [t.id for t in store.list_tasks()] == ["a", "b", "c"]
+
+    def test_assign_run_moves_stored_tasks_into_a_new_run_as_they_are(self, store: TaskStore) -> None:
+        store.create_tasks([make_task("a", run_id="r1"), make_task("b", run_id="r1")])
+        store.transition("a", TaskStatus.running)
+        store.transition("a", TaskStatus.completed, result={"x": 1})
+        moved = store.assign_run(["a"], "r2")
+        assert [(t.id, t.run_id, t.status) for t in moved] == [("a", "r2", TaskStatus.completed)]
+        assert store.get_task("a").result == {"x": 1}
+        assert [t.id for t in store.list_tasks(run_id="r2")] == ["a"]
+        assert [t.id for t in store.list_tasks(run_id="r1")] == ["b"]
+        with pytest.raises(NotFoundError):
+            store.assign_run(["nope"], "r2")
+
+    # commit hooks -------------------------------------------------------------------------------
+    def test_commit_hook_runs_once_per_durable_commit_with_its_events(self, store: TaskStore) -> None:
+        seen: list[list[str]] = []
+        remove = store.on_commit(lambda events: seen.append([e.type for e in events]))
+        with store.batch():
+            store.create_tasks([make_task("t1")])
+            store.append_events([Event(type="one")])
+            store.append_events([Event(type="two")])
+            assert seen == []  # nothing is durable before the outermost batch ends
+        assert seen == [["one", "two"]]
+        store.transition("t1", TaskStatus.running)  # a single operation is a commit of its own
+        assert seen == [["one", "two"], []]
+        remove()
+        store.append_events([Event(type="three")])
+        assert len(seen) == 2
+
+    def test_commit_hook_never_hears_of_a_batch_that_raised(self, store: TaskStore) -> None:
+        seen: list[list[Event]] = []
+        store.on_commit(seen.append)
+        with pytest.raises(RuntimeError), store.batch():
+            store.append_events([Event(type="undone")])
+            raise RuntimeError("abort")
+        assert seen == []
+        store.append_events([Event(type="kept")])
+        assert [[e.type for e in events] for events in seen] == [["kept"]]

@@ -39,7 +39,13 @@ STACK = {
 
 
 def new_task(host: str = "h1", **extra: Any) -> dict[str, Any]:
-    return {"id": f"t-{uuid.uuid4().hex[:10]}", "taskType": "stop", "hostId": host, **extra}
+    return {
+        "id": f"t-{uuid.uuid4().hex[:10]}",
+        "taskType": "stop",
+        "hostId": host,
+        "payload": {"dockerName": "srv-test-web"},  # POST /tasks checks it fits the task type
+        **extra,
+    }
 
 
 def lease(agent: str = "agent-1", seconds: float = 30) -> dict[str, Any]:
@@ -167,6 +173,34 @@ def test_retry_and_cancel(server: ServerProcess) -> None:
         assert failed.json()["error"] == "boom"
         assert admin.post(f"/tasks/{task['id']}/retry").json()["status"] == "pending"
         assert agent.post(f"/tasks/{task['id']}/retry").status_code == 403
+
+
+def test_a_task_whose_payload_does_not_fit_its_type_is_refused(server: ServerProcess) -> None:
+    """The payload is checked against the task type's model where tasks are created, so an agent
+    never claims work it cannot read; each problem names its path in the request."""
+    container = {
+        "stack": "srv-test",
+        "name": "web",
+        "declaredName": "web",
+        "host": "h1",
+        "spec": {"name": "web", "image": "nginx:alpine"},
+        "network": {"name": "srv-test-net"},
+        "pullPolicy": "if-not-present",
+        "specHash": "h",
+        "fieldHashes": {},
+    }
+    bad = {**container, "spec": {"name": "web"}}  # no image
+    with server.admin() as admin:
+        refused = admin.post("/tasks", json=new_task(taskType="deploy", payload={"container": bad}))
+        assert refused.status_code == 400, refused.text
+        body = refused.json()
+        assert body["detail"] and body["problems"]
+        assert {
+            k: body["problems"][0][k] for k in ("file", "path")
+        } == {"file": "request", "path": "$.payload.container.spec.image"}
+        assert admin.get("/tasks").json() == []
+        good = admin.post("/tasks", json=new_task(taskType="deploy", payload={"container": container}))
+        assert good.status_code == 201, good.text
 
 
 def test_bad_requests_get_clear_4xx(server: ServerProcess) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from graphium.errors import GraphiumError
+from graphium.store.files import FileIdentity, atomic_write, file_identity
 
 Role = Literal["admin", "agent"]
 ROLES: tuple[Role, ...] = ("admin", "agent")
@@ -78,16 +79,7 @@ def read_tokens(tokens_file: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _write_tokens(path: Path, tokens: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (json.dumps({"tokens": tokens}, indent=2) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)  # the umask cannot widen it, but an old tmp file might have other bits
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps({"tokens": tokens}, indent=2) + "\n").encode(), mode=0o600)
 
 
 def create_token(tokens_file: str | os.PathLike[str], role: str, host_id: str | None) -> str:
@@ -118,16 +110,12 @@ class TokenRegistry:
 
     def __init__(self, tokens_file: str | os.PathLike[str]) -> None:
         self.path = Path(tokens_file)
-        self._identity: tuple[int, int, int] | None = None
+        self._identity: FileIdentity | None = None
         self._entries: list[dict[str, Any]] = []
         self.reload()
 
     def reload(self) -> None:
-        try:
-            st = os.stat(self.path)
-            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            identity = None
+        identity = file_identity(self.path)
         if identity != self._identity or identity is None:
             self._entries = read_tokens(self.path)
             self._identity = identity

@@ -1,0 +1,83 @@
+"""The task monitor: returns expired leases to the queue and settles stacks nobody is running.
+
+A stack is left to whoever runs it: this server's background run, or another process holding
+its runner lease (``graphium-run apply`` on the same store). Otherwise (a server restart, an
+apply ``--no-wait``) the monitor looks at the tasks of the stack's current run only and applies
+what :func:`graphium.run.lifecycle.decide` makes of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from graphium.control.server.state import Server
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import TaskStatus
+from graphium.run import lifecycle
+from graphium.run.events import EventType, task_event
+
+MONITOR_INTERVAL = 1.0
+log = logging.getLogger("graphium.control.server")
+
+
+async def monitor(srv: Server) -> None:
+    """Every MONITOR_INTERVAL: requeue expired leases and settle stacks nobody is running."""
+    while True:
+        try:
+            await asyncio.to_thread(monitor_once, srv, set(srv.runs))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task monitor pass failed")
+        await asyncio.sleep(MONITOR_INTERVAL)
+
+
+def monitor_once(srv: Server, active: set[str]) -> None:
+    """One pass; ``active`` are the stacks this server runs in the background."""
+    store = srv.store
+    with store.batch():
+        requeued = store.requeue_expired()
+        if requeued:
+            srv.emit(*(task_event(EventType.task_updated, t) for t in requeued))
+    now = datetime.now(UTC)
+    for record in store.list_stacks():
+        if record.id in active or record.status not in lifecycle.SETTLING:
+            continue
+        if lifecycle.lease_live(record, now):
+            continue  # another process (graphium-run apply on this store) is running it
+        with store.batch():
+            current = store.get_stack(record.id)
+            if current is not None and current.status in lifecycle.SETTLING:
+                settle_once(srv, current)
+
+
+def settle_once(srv: Server, record: StackRecord) -> None:
+    """Apply the lifecycle's decision for a stack whose run has no process (inside a batch)."""
+    store = srv.store
+    if record.status is StackStatus.deleting:
+        cancel_open_builds(srv, record.id, "the stack is being deleted")
+    stack_tasks = {t.id: t for t in store.list_tasks(stack_id=record.id)}
+    run = lifecycle.current_run(record, stack_tasks.values())
+    decision = lifecycle.decide(record, run, stack_tasks)
+    for task_id, reason in decision.cancel.items():
+        ended = store.transition(task_id, TaskStatus.cancelled, error=reason)
+        srv.emit(task_event(EventType.task_updated, ended))
+    if decision.delete:
+        store.delete_stack(record.id)
+    elif decision.record is not None:
+        store.save_stack(decision.record)
+    if decision.event is not None:
+        srv.emit(decision.event)
+
+
+def cancel_open_builds(srv: Server, stack_id: str, reason: str) -> None:
+    """Pending tasks that would build the stack up must not run once it is being deleted."""
+    with srv.store.batch():
+        for task in lifecycle.open_builds(srv.store.list_tasks(stack_id=stack_id, status=TaskStatus.pending)):
+            ended = srv.store.transition(task.id, TaskStatus.cancelled, error=f"not started: {reason}")
+            srv.emit(task_event(EventType.task_updated, ended))
+
+
+__all__ = ["MONITOR_INTERVAL", "cancel_open_builds", "monitor", "monitor_once", "settle_once"]

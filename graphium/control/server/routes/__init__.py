@@ -1,0 +1,1 @@
+"""The control server's routes, one router per resource (tasks, agents, stacks, events)."""

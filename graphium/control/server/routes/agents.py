@@ -1,0 +1,135 @@
+"""Agent routes: a host's open tasks, claims (long-polls), and the agent's report of its host."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import TypeAdapter
+
+from graphium.control.server.auth import Principal
+from graphium.control.server.deps import API, Caller, Srv, json_body, own_host
+from graphium.control.server.routes.tasks import LeaseRequest
+from graphium.control.server.state import Server
+from graphium.plan.model import ObservedHost
+from graphium.records.task import Task, TaskStatus
+from graphium.run.events import EventType, task_event
+
+MAX_CLAIM_WAIT = 30.0
+MAX_CLAIM_BATCH = 100  # tasks per claim: an agent asks for as many as it has free slots
+CLAIM_RETRY = 0.25  # re-try claims this often even without a change: backoffs and leases expire by time
+OPEN = frozenset({TaskStatus.pending, TaskStatus.assigned, TaskStatus.running})
+
+router = APIRouter(prefix=API, tags=["agents"])
+_TASK_LIST = TypeAdapter(list[Task])
+
+
+@router.get("/agents/{host_id}/tasks", response_model=list[Task])
+def agent_tasks(host_id: str, who: Caller, srv: Srv) -> list[Task]:
+    """The host's open tasks (pending, assigned, running)."""
+    own_host(who, host_id)
+    return [t for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What both claim routes are asked: whose tasks, for which agent and lease, how long to wait
+    and whether to start them at once."""
+
+    srv: Server
+    host_id: str
+    body: LeaseRequest
+    who: Principal
+    request: Request
+    wait: float
+    start: bool
+
+
+async def claim_request(
+    host_id: str,
+    body: LeaseRequest,
+    who: Caller,
+    srv: Srv,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=MAX_CLAIM_WAIT)] = 0.0,
+    start: bool = False,
+) -> ClaimRequest:
+    return ClaimRequest(srv, host_id, body, who, request, wait, start)
+
+
+Claim = Annotated[ClaimRequest, Depends(claim_request)]
+
+
+async def take(ask: ClaimRequest, limit: int) -> list[Task]:
+    """Claim up to ``limit`` of the host's runnable tasks, waiting up to ``wait`` s for the
+    first (long-poll); whatever is claimable then is returned, without waiting to fill up."""
+    srv, host_id, body = ask.srv, ask.host_id, ask.body
+    own_host(ask.who, host_id)
+    srv.touch(host_id)
+    store = srv.store
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ask.wait
+
+    def attempt() -> list[Task]:
+        with store.batch():
+            tasks = store.claim_many(host_id, body.agent_id, body.lease_seconds, limit, start=ask.start)
+            if tasks:
+                srv.emit(*(task_event(EventType.task_updated, t) for t in tasks))
+        return tasks
+
+    while True:
+        version = srv.feed.version
+        tasks = await asyncio.to_thread(attempt)
+        if tasks:
+            return tasks
+        remaining = deadline - loop.time()
+        if remaining <= 0 or await ask.request.is_disconnected():
+            return []
+        await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
+        srv.touch(host_id)
+
+
+@router.post(
+    "/agents/{host_id}/claim",
+    response_model=Task,
+    responses={204: {"description": "nothing became claimable within `wait` seconds"}},
+)
+async def claim(ask: Claim) -> Response:
+    """Take the host's best runnable task, waiting up to ``wait`` s for one (long-poll).
+
+    ``start=true`` makes it ``running`` at once, for an agent that starts it right away.
+    """
+    tasks = await take(ask, 1)
+    if not tasks:
+        return Response(status_code=204)
+    return json_body(tasks[0].model_dump_json(by_alias=True))
+
+
+@router.post("/agents/{host_id}/claims", response_model=list[Task])
+async def claim_many(
+    ask: Claim, max_tasks: Annotated[int, Query(alias="max", ge=1, le=MAX_CLAIM_BATCH)] = 1
+) -> Response:
+    """Take up to ``max`` of the host's runnable tasks in one durable write, best first.
+
+    Long-polls like ``/claim`` but answers a list, empty after ``wait`` s. ``start=true``
+    makes them ``running`` at once: an agent asks for as many as it has free slots.
+    """
+    tasks = await take(ask, max_tasks)
+    return json_body(_TASK_LIST.dump_json(tasks, by_alias=True))
+
+
+@router.put("/agents/{host_id}/observed", status_code=204)
+def report_observed(host_id: str, body: ObservedHost, who: Caller, srv: Srv) -> Response:
+    """The agent's view of its host's graphium-managed containers, used to plan stacks."""
+    own_host(who, host_id)
+    if body.host != host_id:
+        raise HTTPException(400, f"the report is about host {body.host!r}, not {host_id!r}")
+    srv.store.save_observation(body)
+    srv.touch(host_id)
+    return Response(status_code=204)
+
+
+__all__ = ["router"]

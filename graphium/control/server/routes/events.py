@@ -1,0 +1,87 @@
+"""Event routes: the stored events then live ones, as server-sent events or over a WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from graphium.control.server.deps import API, Admin, Srv
+from graphium.control.server.state import Server
+from graphium.records.event import Event
+from graphium.run.events import event_json
+
+STREAM_KEEPALIVE = 15.0
+
+router = APIRouter(prefix=API, tags=["events"])
+
+
+async def event_batches(srv: Server, after: int, stack_id: str | None) -> AsyncIterator[list[Event]]:
+    """Stored events after ``after`` in seq order, then live ones as they are stored; an empty
+    batch every STREAM_KEEPALIVE seconds of silence."""
+    last = after
+    while True:
+        version = srv.feed.version
+        events = await asyncio.to_thread(srv.store.list_events, after=last, stack_id=stack_id, limit=500)
+        if events:
+            last = events[-1].seq
+            yield events
+            continue
+        await srv.feed.wait(version, STREAM_KEEPALIVE)
+        if srv.feed.version == version:
+            yield []
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+)
+async def events_sse(
+    _: Admin,
+    srv: Srv,
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    stack_id: Annotated[str | None, Query(alias="stackId")] = None,
+) -> StreamingResponse:
+    """Server-sent events: ``id`` is the event's seq, ``event`` its type, ``data`` its JSON."""
+
+    async def stream() -> AsyncIterator[str]:
+        async for batch in event_batches(srv, after, stack_id):
+            if await request.is_disconnected():
+                return
+            if not batch:
+                yield ": keepalive\n\n"
+            for event in batch:
+                yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event_json(event))}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.websocket("/events/ws")
+async def events_ws(
+    websocket: WebSocket, after: int = 0, stack_id: str | None = Query(None, alias="stackId")
+) -> None:
+    """The same stream over a WebSocket, one JSON event per message; the admin token goes in
+    the Authorization header (or ``?token=`` for clients that cannot set headers)."""
+    srv: Server = websocket.app.state.server
+    header = websocket.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else websocket.query_params.get("token", "")
+    who = srv.tokens.authenticate(token) if token else None
+    if who is None or not who.is_admin:
+        await websocket.close(code=4401 if who is None else 4403)
+        return
+    await websocket.accept()
+    try:
+        async for batch in event_batches(srv, max(after, 0), stack_id):
+            for event in batch:
+                await websocket.send_json(event_json(event))
+    except WebSocketDisconnect:
+        return
+
+
+__all__ = ["event_batches", "router"]

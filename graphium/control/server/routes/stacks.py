@@ -1,0 +1,123 @@
+"""Stack routes: post a stack document (planned and run in the background), read, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from graphium.control.server.deps import API, Admin, Srv
+from graphium.control.server.monitor import cancel_open_builds
+from graphium.errors import NotFoundError
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.stack.loader import load_stack_data
+from graphium.stack.models import Connection, Host, Inventory
+
+router = APIRouter(prefix=API, tags=["stacks"])
+
+
+class StackAccepted(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    id: str
+    status: StackStatus
+    tasks: int
+
+
+def public(record: StackRecord) -> dict[str, Any]:
+    """A stack record without its spec, which holds resolved environment values, secrets included."""
+    data = record.dump()
+    data.pop("spec", None)
+    return data
+
+
+@router.post(
+    "/stacks",
+    status_code=202,
+    response_model=StackAccepted,
+    responses={400: {"description": "the stack document is invalid; `problems` lists why"}},
+)
+async def post_stack(document: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv) -> Any:
+    """Validate, plan and enqueue a stack; the agents deploy it while this returns at once."""
+    doc = load_stack_data(document, "stack")
+    name = doc.stack.name
+    if srv.active(name):
+        raise HTTPException(409, f"stack {name} has a run in progress; wait for it or delete the stack")
+    stored = srv.store.get_stack(name)
+    if stored is not None and stored.status is StackStatus.deleting:
+        raise HTTPException(409, f"stack {name} is being deleted")
+    deployer = Deployer(srv.store, srv.executor, srv.inventory(doc), events=EventBus(srv.store))
+    plan = await deployer.plan(doc, environ={})
+    started = await srv.start(deployer, plan)
+    return JSONResponse(
+        status_code=202 if started else 200,
+        content={
+            "id": name,
+            "status": (StackStatus.deploying if started else StackStatus.running).value,
+            "tasks": len(plan.tasks),
+        },
+    )
+
+
+@router.get("/stacks")
+def list_stacks(_: Admin, srv: Srv) -> list[dict[str, Any]]:
+    return [public(s) for s in srv.store.list_stacks()]
+
+
+@router.get("/stacks/{stack_id}")
+def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
+    """Deployment state: status, phase, progress, placements, and every task's status (each with
+    its ``runId``: the record's ``runId`` names the current run)."""
+    store = srv.store
+    record = store.get_stack(stack_id)
+    if record is None:
+        raise NotFoundError(f"stack {stack_id} not found")
+    tasks = store.list_tasks(stack_id=stack_id)
+    return {
+        **public(record),
+        "active": srv.active(stack_id),
+        "stats": store.stats(stack_id=stack_id),
+        "tasks": [
+            {
+                "id": t.id,
+                "taskType": t.task_type.value,
+                "status": t.status.value,
+                "hostId": t.host_id,
+                "runId": t.run_id,
+                "description": t.description,
+                "error": t.error,
+            }
+            for t in tasks
+        ],
+    }
+
+
+@router.delete("/stacks/{stack_id}", status_code=202, response_model=StackAccepted)
+async def delete_stack(stack_id: str, _: Admin, srv: Srv) -> Any:
+    """Enqueue deletion tasks; the stack's records go once every container is gone."""
+    record = srv.store.get_stack(stack_id)
+    if record is None:
+        raise NotFoundError(f"stack {stack_id} not found")
+    await srv.stop_run(stack_id)
+    await asyncio.to_thread(cancel_open_builds, srv, stack_id, "the stack is being deleted")
+    hosts = set(record.hosts) | {str(p.get("hostId")) for p in record.placements.values() if p.get("hostId")}
+    known = srv.inventory(None).by_id()
+    inventory = Inventory(
+        hosts=[
+            known.get(h) or Host.model_validate({"@id": h, "connection": Connection.agent.value})
+            for h in sorted(hosts)
+        ]
+    )
+    deployer = Deployer(srv.store, srv.executor, inventory, events=EventBus(srv.store))
+    plan = await deployer.plan_destroy(stack_id)
+    await srv.start(deployer, plan)
+    return {"id": stack_id, "status": StackStatus.deleting.value, "tasks": len(plan.tasks)}
+
+
+__all__ = ["StackAccepted", "public", "router"]
