@@ -53,6 +53,16 @@ def test_unknown_host_is_refused_before_touching_anything(tmp_path: Path) -> Non
     assert not (tmp_path / "s.json").exists()
 
 
+def test_saved_plan_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    saved = tmp_path / "old-plan.json"
+    write(saved, {"schemaVersion": 1, "stack": "web", "fingerprint": "x", "tasks": [], "actions": []})
+    proc = run("apply", str(saved), env={"GRAPHIUM_STATE": str(tmp_path / "state.json")})
+    assert proc.returncode == 1
+    assert "schema version 1" in proc.stderr and "plan again" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state.json").exists()  # refused before the store was opened
+
+
 def test_missing_variable_is_an_error_at_plan_time(tmp_path: Path) -> None:
     stack = write(
         tmp_path / "s.json",

@@ -1,0 +1,199 @@
+"""What every ``graphium-run`` command shares: options, exit codes, machine output, the deployer.
+
+Commands load and check everything the user gave before any store or host is touched; the
+deployer is built here once, with the default store and executors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from graphium.control.client import ServerClient
+from graphium.executors.router import default_executor
+from graphium.records.event import Event
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.run.runner import DEFAULT_PARALLELISM
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import StackDocument, check_hosts, load_stack
+from graphium.stack.models import Inventory
+from graphium.stack.variables import resolve_variables
+from graphium.store.json_store import DEFAULT_STATE, JsonTaskStore
+
+DEFAULT_TOKENS = ".graphium/tokens.json"
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_STALE = 3
+EXIT_INTERRUPTED = 130
+JSON_SCHEMA_VERSION = 1  # of the NDJSON objects commands print with --json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Options:
+    """The common options every deploying subcommand takes."""
+
+    def __init__(
+        self, inventory: str | None, state: str, as_json: bool, parallelism: int, insecure: bool
+    ) -> None:
+        self.inventory = inventory
+        self.state = state
+        self.as_json = as_json
+        self.parallelism = parallelism
+        self.insecure = insecure
+
+    @classmethod
+    def pop_from(cls, kwargs: dict[str, Any]) -> Options:
+        """Take the common options out of a command's keyword arguments."""
+        return cls(
+            kwargs.pop("inventory"),
+            kwargs.pop("state"),
+            kwargs.pop("as_json"),
+            kwargs.pop("parallelism"),
+            kwargs.pop("insecure"),
+        )
+
+    def store(self) -> JsonTaskStore:
+        return JsonTaskStore(self.state)
+
+
+def _decorate(func: F, decorators: list[Callable[[F], F]]) -> F:
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def state_option(func: F) -> F:
+    return click.option(
+        "--state",
+        envvar="GRAPHIUM_STATE",
+        default=DEFAULT_STATE,
+        show_default=True,
+        help="Task store file (env GRAPHIUM_STATE).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine output: one JSON object per line.")(
+        func
+    )
+
+
+def common_options(func: F) -> F:
+    return _decorate(
+        func,
+        [
+            click.option(
+                "-i", "--inventory", type=click.Path(dir_okay=False), help="Inventory file (JSON or JSON-LD)."
+            ),
+            state_option,
+            json_option,
+            click.option(
+                "--parallelism",
+                type=click.IntRange(1, 1000),
+                default=DEFAULT_PARALLELISM,
+                show_default=True,
+                help="Tasks run at once (across all hosts).",
+            ),
+            click.option(
+                "--insecure-skip-host-key-check",
+                "insecure",
+                is_flag=True,
+                help="DANGEROUS: do not verify SSH host keys.",
+            ),
+        ],
+    )
+
+
+def server_options(func: F) -> F:
+    return _decorate(
+        func,
+        [
+            click.option(
+                "--server",
+                "server_url",
+                envvar="GRAPHIUM_SERVER",
+                default=None,
+                help="Control server URL (env GRAPHIUM_SERVER): it plans, its agents apply.",
+            ),
+            click.option(
+                "--token",
+                envvar="GRAPHIUM_TOKEN",
+                default=None,
+                help="Admin token for --server (env GRAPHIUM_TOKEN).",
+            ),
+        ],
+    )
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """Print one machine-output object (already carrying its ``schema_version``) as one line."""
+    click.echo(json.dumps(obj, separators=(",", ":"), default=str))
+
+
+def emit(kind: str, data: dict[str, Any]) -> None:
+    """Print one machine-output object of type ``kind``."""
+    emit_json({"schema_version": JSON_SCHEMA_VERSION, "type": kind, **data})
+
+
+async def run_deployer(
+    opts: Options,
+    inventory: Inventory,
+    subscriber: Callable[[Event], None] | None,
+    work: Callable[[Deployer], Any],
+) -> Any:
+    """Run ``work`` with a Deployer over the default store and executors, closing them after."""
+    store = opts.store()
+    events = EventBus(store)
+    if subscriber is not None:
+        events.subscribe(subscriber)
+    executor = default_executor(store, insecure_skip_host_key_check=opts.insecure)
+    if opts.insecure:
+        click.echo(
+            "WARNING: SSH host keys are NOT verified (--insecure-skip-host-key-check); "
+            "anyone on the network path can impersonate your hosts.",
+            err=True,
+        )
+    try:
+        return await work(Deployer(store, executor, inventory, events=events, parallelism=opts.parallelism))
+    finally:
+        await executor.close()
+
+
+def load_checked(stack: str, opts: Options, *, resolve: bool = True) -> tuple[StackDocument, Inventory]:
+    """Load and check everything the user gave before any store or host is touched."""
+    doc = load_stack(stack)
+    inventory = load_inventory(opts.inventory, doc.hosts, stack_file=str(doc.path))
+    check_hosts(doc, inventory)
+    if resolve:
+        resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
+    return doc, inventory
+
+
+def print_warnings(doc: Any) -> None:
+    for warning in getattr(doc, "warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
+def server_client(server_url: str, token: str | None) -> ServerClient:
+    if not token:
+        raise click.UsageError("--server needs an admin token: --token or GRAPHIUM_TOKEN")
+    return ServerClient(server_url, token)
+
+
+def stack_name(stack: str) -> str:
+    """Commands that take a stack name also take a stack file, whose stack's name is read."""
+    if os.path.isfile(stack):
+        return load_stack(stack).stack.name
+    return stack
+
+
+def public_stack(data: dict[str, Any]) -> dict[str, Any]:
+    """A stack record for output: its ``spec`` holds resolved environment values, secrets included."""
+    data.pop("spec", None)
+    return data

@@ -1,0 +1,83 @@
+"""The pull-mode commands: run the control server, run an agent, manage API tokens.
+
+Each imports its side of the control plane only when run, so the other commands stay light.
+"""
+
+from __future__ import annotations
+
+import click
+
+from graphium.cli.common import DEFAULT_TOKENS, state_option
+
+tokens_option = click.option(
+    "--tokens",
+    "tokens_file",
+    envvar="GRAPHIUM_TOKENS",
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    help="Token file (hashes only), written by `graphium-run token create`.",
+)
+
+
+@click.command()
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
+@state_option
+@tokens_option
+@click.option(
+    "-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto."
+)
+def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
+    """Run the control server: task API, stack API, event stream. Refuses to start without tokens."""
+    from graphium.control.server.app import serve as run_server
+
+    run_server(host=bind_host, port=port, state=state, tokens_file=tokens_file, inventory=inventory)
+
+
+@click.command()
+@click.option("--host-id", required=True, help="The inventory id of the host this agent runs on.")
+@click.option("--server", "server_url", required=True, envvar="GRAPHIUM_SERVER", help="Control server URL.")
+@click.option(
+    "--token", envvar="GRAPHIUM_AGENT_TOKEN", required=True, help="Agent token (env GRAPHIUM_AGENT_TOKEN)."
+)
+@click.option("--docker-host", envvar="DOCKER_HOST", default=None, help="Engine URL (default: DOCKER_HOST).")
+@click.option("--agent-id", default=None, help="Name of this agent process (default: host id + pid).")
+@click.option(
+    "--slots",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Tasks this agent runs at once.",
+)
+def agent(
+    host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None, slots: int
+) -> None:
+    """Run the polling agent: claim this host's tasks from the server and execute them."""
+    from graphium.control.agent import run_agent
+
+    run_agent(
+        host_id=host_id,
+        server_url=server_url,
+        token=token,
+        docker_host=docker_host,
+        agent_id=agent_id,
+        slots=slots,
+    )
+
+
+@click.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--agent", "agent_host", metavar="HOST", help="An agent token bound to one host id.")
+@click.option("--admin", is_flag=True, help="An admin token (all routes, writes).")
+@tokens_option
+def token_create(agent_host: str | None, admin: bool, tokens_file: str) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from graphium.control.server.auth import create_token
+
+    if bool(agent_host) == admin:
+        raise click.UsageError("give exactly one of --agent HOST or --admin")
+    click.echo(create_token(tokens_file, role="admin" if admin else "agent", host_id=agent_host))

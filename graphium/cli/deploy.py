@@ -1,0 +1,289 @@
+"""The commands that change hosts, and their checks: validate, plan, apply, destroy.
+
+``apply`` and ``destroy`` run here (local, SSH and agent hosts through the deployer), or hand the
+stack to a control server with ``--server`` and follow its current run there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graphium.cli.common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    Options,
+    common_options,
+    emit,
+    emit_json,
+    load_checked,
+    print_warnings,
+    run_deployer,
+    server_client,
+    server_options,
+)
+from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
+from graphium.control.client import ServerClient
+from graphium.errors import GraphiumError, ValidationError
+from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
+from graphium.records.event import Event
+from graphium.run.deployer import Deployer
+from graphium.run.events import event_json
+from graphium.run.runner import RunResult
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import load_stack
+from graphium.stack.models import Inventory
+from graphium.stack.variables import fill_variables, resolve_variables
+
+no_wait_option = click.option(
+    "--no-wait", is_flag=True, help="Return once the tasks are enqueued (agent hosts only)."
+)
+
+
+@click.command()
+@click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@common_options
+def validate(stack: str, **kwargs: Any) -> None:
+    """Check a stack file (and its host references) without touching any host."""
+    opts = Options.pop_from(kwargs)
+    doc, _ = load_checked(stack, opts, resolve=False)
+    print_warnings(doc)
+    missing: list[str] = []
+    try:
+        resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
+    except ValidationError as exc:
+        missing = [str(p) for p in exc.problems]
+    if opts.as_json:
+        emit(
+            "validate",
+            {
+                "stack": doc.stack.name,
+                "valid": True,
+                "containers": len(doc.stack.containers),
+                "unsetVariables": missing,
+            },
+        )
+        return
+    for line in missing:
+        click.echo(f"warning: {line} (must be set when you plan or apply)", err=True)
+    click.echo(f"{stack}: stack {doc.stack.name} is valid ({len(doc.stack.containers)} container(s)).")
+
+
+@click.command()
+@click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to apply it later.")
+@click.option("--destroy", "for_destroy", is_flag=True, help="Plan the removal of the stack.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option("--show-unchanged", is_flag=True, help="List unchanged containers too.")
+@common_options
+def plan(
+    stack: str,
+    out: str | None,
+    for_destroy: bool,
+    detailed_exitcode: bool,
+    show_unchanged: bool,
+    **kwargs: Any,
+) -> None:
+    """Show what apply would change, and why. Changes nothing."""
+    opts = Options.pop_from(kwargs)
+    doc, inventory = load_checked(stack, opts)
+    print_warnings(doc)
+
+    async def work(deployer: Deployer) -> Plan:
+        return await (deployer.plan_destroy(doc.stack.name) if for_destroy else deployer.plan(doc))
+
+    result: Plan = asyncio.run(run_deployer(opts, inventory, None, work))
+    if out:
+        _save_plan(result, Path(out))
+    if opts.as_json:
+        emit_json(plan_json(result))
+    else:
+        render_plan(result, make_console(), show_unchanged=show_unchanged)
+        if out:
+            click.echo(
+                f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan."
+            )
+    if detailed_exitcode and result.has_changes:
+        sys.exit(EXIT_CHANGES)
+
+
+def _save_plan(plan_: Plan, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # plans hold env values
+    with os.fdopen(fd, "w") as fh:
+        json.dump(plan_.dump(), fh, indent=1)
+
+
+def _read_plan(path: str) -> Plan | None:
+    """The saved plan in ``path``, or None when the file is a stack document."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and "fingerprint" in data and "tasks" in data and "@graph" not in data:
+        version = data.get("schemaVersion")
+        if version != PLAN_SCHEMA_VERSION:
+            raise GraphiumError(
+                f"{path}: a saved plan of schema version {version}, but this graphium reads version "
+                f"{PLAN_SCHEMA_VERSION}; plan again"
+            )
+        try:
+            return Plan.model_validate(data)
+        except Exception as exc:
+            raise GraphiumError(f"{path}: not a valid saved plan: {exc}") from None
+    return None
+
+
+def _execute(
+    opts: Options,
+    inventory: Inventory,
+    make_plan: Callable[[Deployer], Any],
+    *,
+    verify_fresh: bool,
+    wait: bool = True,
+) -> tuple[Plan, RunResult]:
+    """Plan, show the plan, apply it with live progress, and say how it went."""
+    console = make_console()
+    holder: dict[str, Any] = {}
+
+    def on_event(event: Event) -> None:
+        if opts.as_json:
+            emit_json(event_json(event))
+        elif "view" in holder:
+            holder["view"].on_event(event)
+
+    async def work(deployer: Deployer) -> tuple[Plan, RunResult]:
+        the_plan: Plan = await make_plan(deployer)
+        if opts.as_json:
+            emit_json(plan_json(the_plan))
+        else:
+            render_plan(the_plan, console)
+        if opts.as_json or not wait or not the_plan.has_changes:
+            return the_plan, await deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
+        console.print()
+        with ProgressView(console, the_plan) as view:
+            holder["view"] = view
+            result = await deployer.apply(the_plan, verify_fresh=verify_fresh)
+        return the_plan, result
+
+    the_plan, result = asyncio.run(run_deployer(opts, inventory, on_event, work))
+    if opts.as_json:
+        emit(
+            "result",
+            {
+                "stack": the_plan.stack,
+                "ok": result.ok,
+                "waited": wait,
+                "failed": [{"id": t.id, "hostId": t.host_id, "error": t.error} for t in result.failed],
+                "cancelled": len(result.cancelled),
+                "durationSeconds": round(result.duration, 3),
+            },
+        )
+    elif not wait and the_plan.has_changes:
+        click.echo(
+            f"\nEnqueued {len(the_plan.tasks)} task(s) for the agents; follow with "
+            f"`graphium-run status {the_plan.stack} --follow`."
+        )
+    elif the_plan.has_changes:
+        render_result(result, the_plan, console)
+    return the_plan, result
+
+
+def follow_server(client: ServerClient, stack_id: str, as_json: bool, *, deleting: bool = False) -> bool:
+    """Print a stack's progress from the server until it settles; True when it ended well."""
+    seen: dict[str, str] = {}
+    final: dict[str, Any] = {}
+    for state in client.follow(stack_id, deleting=deleting):
+        final = state
+        if as_json:
+            emit("stack_state", state)
+            continue
+        for task in state.get("tasks", []):
+            if seen.get(task["id"]) != task["status"]:
+                seen[task["id"]] = task["status"]
+                error = f": {task['error']}" if task.get("error") else ""
+                click.echo(f"{task['status']:<9} {task['hostId']:<16} {task['description']}{error}")
+    status = final.get("status")
+    if not as_json:
+        detail = f": {final['error']}" if final.get("error") else ""
+        click.echo(f"Stack {stack_id} is {status}{detail}.")
+    return status in ("running", "deleted")
+
+
+def _hand_over(
+    client: ServerClient, accepted: dict[str, Any], as_json: bool, *, no_wait: bool, deleting: bool = False
+) -> None:
+    """Say what the server accepted, then follow the stack until it settles (exit 1 if it failed)."""
+    if as_json:
+        emit("accepted", accepted)
+    else:
+        click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
+    if no_wait or not accepted["tasks"]:
+        return
+    if not follow_server(client, accepted["id"], as_json, deleting=deleting):
+        sys.exit(EXIT_ERROR)
+
+
+@click.command()
+@click.argument("target", type=click.Path(exists=True, dir_okay=False))
+@server_options
+@no_wait_option
+@common_options
+def apply(target: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
+    """Apply a stack file, or exactly a plan saved with `plan -o` (refused if stale)."""
+    opts = Options.pop_from(kwargs)
+    saved = _read_plan(target)
+    if server_url:
+        if saved is not None:
+            raise click.UsageError("--server takes a stack file: the server makes its own plan")
+        doc = load_stack(target)  # every problem reported here, before the server sees anything
+        print_warnings(doc)
+        document = fill_variables(json.loads(Path(target).read_text()), os.environ, target)
+        with server_client(server_url, token) as client:
+            _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait)
+        return
+    if saved is not None:
+        inventory = (
+            load_inventory(opts.inventory, [])
+            if opts.inventory
+            else Inventory.model_validate(saved.inventory)
+        )
+        _, result = _execute(opts, inventory, lambda d: _const(saved), verify_fresh=True, wait=not no_wait)
+    else:
+        doc, inventory = load_checked(target, opts)
+        print_warnings(doc)
+        _, result = _execute(opts, inventory, lambda d: d.plan(doc), verify_fresh=False, wait=not no_wait)
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
+
+
+async def _const(value: Plan) -> Plan:
+    return value
+
+
+@click.command()
+@click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@server_options
+@no_wait_option
+@common_options
+def destroy(stack: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
+    """Remove every container of the stack from every host, then its records."""
+    opts = Options.pop_from(kwargs)
+    if server_url:
+        name = load_stack(stack).stack.name
+        with server_client(server_url, token) as client:
+            _hand_over(client, client.delete_stack(name), opts.as_json, no_wait=no_wait, deleting=True)
+        return
+    doc, inventory = load_checked(stack, opts, resolve=False)
+    _, result = _execute(
+        opts, inventory, lambda d: d.plan_destroy(doc.stack.name), verify_fresh=False, wait=not no_wait
+    )
+    if not result.ok:
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,160 @@
+"""The commands that read: ``status`` of stacks (from the store or a server) and ``tasks``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from graphium.cli.common import (
+    EXIT_ERROR,
+    emit,
+    emit_json,
+    json_option,
+    public_stack,
+    server_client,
+    server_options,
+    stack_name,
+    state_option,
+)
+from graphium.cli.deploy import follow_server
+from graphium.cli.output import make_console, render_stack, render_stacks, render_tasks
+from graphium.errors import GraphiumError
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.task import TaskStatus
+from graphium.run.events import event_json
+from graphium.store.json_store import JsonTaskStore
+
+
+@click.command()
+@click.argument("stack", required=False)
+@state_option
+@server_options
+@click.option("--follow", is_flag=True, help="Keep printing progress until the stack settles.")
+@json_option
+def status(
+    stack: str | None, state: str, server_url: str | None, token: str | None, follow: bool, as_json: bool
+) -> None:
+    """Deployment state of every stack, or of one (with its tasks)."""
+    if server_url:
+        _server_status(stack, server_url, token, follow=follow, as_json=as_json)
+        return
+    store = JsonTaskStore(state)
+    console = make_console()
+    if stack is None:
+        stacks = store.list_stacks()
+        if as_json:
+            for s in stacks:
+                emit("stack", public_stack(s.dump()))
+        elif not stacks:
+            click.echo("No stacks.")
+        else:
+            render_stacks(stacks, console)
+        return
+    name = stack_name(stack)
+    record = store.get_stack(name)
+    if follow:
+        record = _follow_store(store, name, as_json, record)
+    if record is None:
+        if follow:
+            return
+        raise GraphiumError(f"no stack named {name} in {state}")
+    if as_json:
+        emit("stack", {**public_stack(record.dump()), "tasks": store.stats(stack_id=name)})
+    else:
+        render_stack(record, store.list_tasks(stack_id=name), console)
+    if record.status is StackStatus.error:
+        sys.exit(EXIT_ERROR)
+
+
+def _server_status(
+    stack: str | None, server_url: str, token: str | None, *, follow: bool, as_json: bool
+) -> None:
+    with server_client(server_url, token) as client:
+        if stack is None:
+            for entry in client.list_stacks():
+                if as_json:
+                    emit("stack", entry)
+                else:
+                    click.echo(f"{entry['name']:<24} {entry['status']:<10} {entry.get('progress', 0)}%")
+            return
+        name = stack_name(stack)
+        found = client.get_stack(name)
+        if follow:
+            deleting = found is not None and found.get("status") == "deleting"
+            if not follow_server(client, name, as_json, deleting=deleting):
+                sys.exit(EXIT_ERROR)
+            return
+        if found is None:
+            raise GraphiumError(f"no stack named {name} on {server_url}")
+        if as_json:
+            emit("stack", found)
+        else:
+            click.echo(json.dumps(found, indent=2))
+
+
+def _follow_store(
+    store: JsonTaskStore, name: str, as_json: bool, record: StackRecord | None
+) -> StackRecord | None:
+    """Wait for a stack in the store to settle (running, error, or deleted), printing the events
+    of its current run (an earlier run's tasks are not this one's progress)."""
+    after = 0
+    while record is not None and record.status in (StackStatus.deploying, StackStatus.deleting):
+        for event in store.list_events(after=after, stack_id=name):
+            after = event.seq
+            if record.run_id is not None and event.run_id != record.run_id:
+                continue
+            if as_json:
+                emit_json(event_json(event))
+            elif event.task_id:
+                data = event.data
+                error = f": {data['error']}" if data.get("error") else ""
+                line = f"{data.get('status', ''):<9} {event.host_id or '':<16} {data.get('description', '')}"
+                click.echo(line + error)
+        time.sleep(0.2)
+        record = store.get_stack(name)
+    return record
+
+
+@click.group()
+def tasks() -> None:
+    """Inspect the task store."""
+
+
+@tasks.command("list")
+@state_option
+@click.option("--stack", "stack_id")
+@click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
+@click.option("--host", "host_id")
+@json_option
+def tasks_list(
+    state: str, stack_id: str | None, status: str | None, host_id: str | None, as_json: bool
+) -> None:
+    """List tasks (payloads, which may hold secrets, are not shown)."""
+    found = JsonTaskStore(state).list_tasks(
+        status=TaskStatus(status) if status else None, stack_id=stack_id, host_id=host_id
+    )
+    if not as_json:
+        render_tasks(found, make_console())
+        return
+    for task in found:
+        data: dict[str, Any] = task.dump()
+        data.pop("payload", None)
+        emit("task", data)
+
+
+@tasks.command("stats")
+@state_option
+@click.option("--stack", "stack_id")
+@json_option
+def tasks_stats(state: str, stack_id: str | None, as_json: bool) -> None:
+    """Count tasks per status."""
+    stats = JsonTaskStore(state).stats(stack_id=stack_id)
+    if as_json:
+        emit("task_stats", stats)
+    else:
+        for key, value in stats.items():
+            click.echo(f"{key:<10} {value}")
