@@ -163,8 +163,11 @@ class Deployer:
             current = self.store.get_stack(plan.stack)
             if current is None and plan.destroy:
                 return  # a server's monitor settled it already
+            base = current or record
+            if plan.destroy:  # still this destroy's outcome, whatever a monitor wrote meanwhile
+                base = base.model_copy(update={"status": StackStatus.deleting})
             decision = lifecycle.settle(
-                current or record, list(result.tasks.values()), desired=None if plan.destroy else desired
+                base, list(result.tasks.values()), desired=None if plan.destroy else desired
             )
             if decision.delete:
                 self.store.delete_stack(plan.stack)
