@@ -36,9 +36,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from pydantic import TypeAdapter
 
+from graphium.control import transport
 from graphium.control.reporter import Answer, Backoff, Refused, Reporter, Unreachable, batch_answers
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
@@ -116,7 +116,7 @@ class Agent:
         self._own_engine = engine is None
         self.engine: ContainerEngine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
         self._token = token
-        self._http: httpx.AsyncClient | None = None
+        self._http: transport.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._observed: ObservedHost | None = None
@@ -153,11 +153,8 @@ class Agent:
     async def run(self) -> None:
         """Work until stopped. Never raises for network or engine trouble."""
         read_timeout = self.claim_wait + 10.0
-        self._http = httpx.AsyncClient(
-            base_url=f"{self.server_url}/api/v1",
-            headers={"Authorization": f"Bearer {self._token}"},
-            timeout=httpx.Timeout(10.0, read=read_timeout),
-            limits=httpx.Limits(max_connections=2 * self.slots + 4),
+        self._http = transport.async_api_client(
+            self.server_url, self._token, read_timeout=read_timeout, max_connections=2 * self.slots + 4
         )
         log.info(
             "agent %s for host %s: server %s, engine %s",
@@ -250,13 +247,13 @@ class Agent:
         params: dict[str, Any] | None = None,
         ok: tuple[int, ...] = (200,),
         gone_ok: bool = False,
-    ) -> httpx.Response | None:
+    ) -> transport.Response | None:
         """One request. Returns the response for an ``ok`` status, None for 409/404 when
         ``gone_ok`` (the task is no longer ours), raises Unreachable (retry) or Refused."""
         assert self._http is not None
         try:
             response = await self._http.request(method, url, json=json, params=params)
-        except httpx.TransportError as exc:
+        except transport.TransportError as exc:
             raise Unreachable(_describe(exc)) from exc
         code = response.status_code
         if code in ok:
@@ -469,8 +466,7 @@ def run_agent(
     hand finish and be reported; a second one abandons it (its lease expires on the server)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore"):  # request lines are noise here, and headers must never show
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    transport.quiet_request_logs()
 
     async def main() -> None:
         agent = Agent(host_id, server_url, token, docker_host=docker_host, agent_id=agent_id, slots=slots)

@@ -10,11 +10,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
+from graphium.control import transport
 from graphium.errors import GraphiumError, Problem, StackError
 
-API = "/api/v1"
 FINAL = ("running", "error")
 
 
@@ -22,9 +20,7 @@ class ServerClient:
     """Calls the stack API; :meth:`follow` watches one stack's current run."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/") + API, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-        )
+        self._http = transport.api_client(url, token, timeout=timeout)
         self.url = url
 
     def close(self) -> None:
@@ -39,7 +35,7 @@ class ServerClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except transport.HTTPError as exc:
             raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
         if response.status_code >= 400:
             try:
