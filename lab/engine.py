@@ -160,7 +160,13 @@ def start(engine: Engine, *, fresh: bool = True, timeout: float = 60.0) -> bool:
     engine.data_root.mkdir(parents=True, exist_ok=True)
     config = engine.run_dir / "daemon.json"
     # Own trust key, hence its own engine ID (the default, /etc/docker/key.json, would be shared).
-    config.write_text(json.dumps({"deprecated-key-path": str(engine.data_root) + ".key.json"}) + "\n")
+    settings = {
+        "deprecated-key-path": str(engine.data_root) + ".key.json",
+        # /24s instead of the default 31 /16s and /20s: room for the networks of many stacks and
+        # concurrent test sessions; 172.16/12 is used by nothing else on these machines
+        "default-address-pools": [{"base": "172.16.0.0/12", "size": 24}],
+    }
+    config.write_text(json.dumps(settings) + "\n")
     cmd = [
         "dockerd", "--config-file", str(config), "--data-root", str(engine.data_root),
         "--exec-root", str(engine.exec_root), "--pidfile", str(engine.pidfile), "-H", engine.url,
@@ -176,18 +182,23 @@ def start(engine: Engine, *, fresh: bool = True, timeout: float = 60.0) -> bool:
     pid = spawn(cmd, engine.log)
     wait_for(lambda: ping(engine.sock), f"dockerd for {engine.name}", timeout, pid=pid, log=engine.log)
     if fresh:
-        _remove_all_containers(engine)
+        _remove_leftovers(engine)
     images.preload(engine.url)
     return True
 
 
-def _remove_all_containers(engine: Engine) -> None:
+def _remove_leftovers(engine: Engine) -> None:
+    """Every container and every user-defined network an earlier run left (they persist in the
+    data root; networks left behind would exhaust the engine's address pools)."""
     import docker
 
     api = docker.APIClient(base_url=engine.url, version="1.41", timeout=60)
     try:
         for c in api.containers(all=True, quiet=True):
             api.remove_container(c["Id"], force=True, v=True)
+        for network in api.networks():
+            if network["Name"] not in ("bridge", "host", "none"):
+                api.remove_network(network["Id"])
     finally:
         api.close()
 

@@ -87,6 +87,7 @@ class DockerEngine:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closed = False
+        self._network_locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"DockerEngine({self.base_url!r}, host_id={self.host_id!r})"
@@ -200,40 +201,59 @@ class DockerEngine:
 
     # -- networks ------------------------------------------------------------------------------
 
-    async def _network_named(self, name: str) -> dict[str, Any] | None:
-        # the engine's name filter matches substrings: compare exactly
+    async def _networks_named(self, name: str) -> list[dict[str, Any]]:
+        """Networks of exactly this name (the engine's filter matches substrings), oldest first."""
         found = await self._call(f"looking up network {name}", lambda c: c.networks(names=[name]))
-        return next((n for n in found if n.get("Name") == name), None)
+        same = [n for n in found if n.get("Name") == name]
+        return sorted(same, key=lambda n: (str(n.get("Created", "")), str(n["Id"])))
 
     async def ensure_network(self, payload: NetworkPayload) -> dict[str, Any]:
-        """Create the stack's bridge network unless a network of that name exists already."""
+        """Create the stack's bridge network unless a network of that name exists already.
+
+        The engine's duplicate check is not atomic: concurrent creates of one name can all succeed.
+        Creates are serialised per name in this process, and a create that finds it raced another
+        process keeps the oldest network and removes its own, so a stack has one network a host.
+        """
         request = network_create(payload)
         name = request.name
-        existing = await self._network_named(name)
-        if existing is not None:
-            return {"network": name, "networkId": existing["Id"], "created": False, "hostId": self.host_id}
-        try:
-            created = await self._call(f"creating network {name}", lambda c: _send_network(c, request))
-        except _Conflict:  # created concurrently
-            return {"network": name, "created": False, "hostId": self.host_id}
-        return {"network": name, "networkId": created.get("Id"), "created": True, "hostId": self.host_id}
+        async with self._network_locks.setdefault(name, asyncio.Lock()):
+            existing = await self._networks_named(name)
+            if existing:
+                return self._network_result(name, existing[0]["Id"], created=False)
+            try:
+                created = await self._call(f"creating network {name}", lambda c: _send_network(c, request))
+            except _Conflict:  # created concurrently
+                return {"network": name, "created": False, "hostId": self.host_id}
+            mine = str(created.get("Id"))
+            oldest = (await self._networks_named(name) or [{"Id": mine}])[0]["Id"]
+            if oldest != mine:
+                with contextlib.suppress(EngineError):
+                    await self._drop_network(name, mine)
+            return self._network_result(name, oldest, created=oldest == mine)
+
+    async def _drop_network(self, name: str, network_id: str) -> None:
+        await self._call(f"removing network {name}", lambda c: c.remove_network(network_id))
+
+    def _network_result(self, name: str, network_id: str, *, created: bool) -> dict[str, Any]:
+        return {"network": name, "networkId": network_id, "created": created, "hostId": self.host_id}
 
     async def remove_network(self, name: str) -> dict[str, Any]:
-        """Remove a network; one already absent counts as removed."""
-        existing = await self._network_named(name)
-        if existing is None:
-            return {"network": name, "removed": False, "hostId": self.host_id}
-        try:
-            await self._call(f"removing network {name}", lambda c: c.remove_network(existing["Id"]))
-        except _Missing:
-            return {"network": name, "removed": False, "hostId": self.host_id}
-        except EngineError as exc:
-            if "active endpoints" in str(exc):
-                raise EngineError(
-                    f"network {name} still has containers attached; remove them first", host=self.host_id
-                ) from exc
-            raise
-        return {"network": name, "removed": True, "hostId": self.host_id}
+        """Remove the network (every one of that name, should a race have left several); one
+        already absent counts as removed."""
+        removed = False
+        for network in await self._networks_named(name):
+            try:
+                await self._drop_network(name, str(network["Id"]))
+            except _Missing:
+                continue
+            except EngineError as exc:
+                if "active endpoints" in str(exc):
+                    raise EngineError(
+                        f"network {name} still has containers attached; remove them first", host=self.host_id
+                    ) from exc
+                raise
+            removed = True
+        return {"network": name, "removed": removed, "hostId": self.host_id}
 
     # -- images --------------------------------------------------------------------------------
 

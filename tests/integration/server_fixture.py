@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,18 +34,12 @@ import httpx
 import pytest
 
 from graphium.control.server.auth import create_token
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent / "graphium-run"
 RUNNER = [str(_BIN)] if _BIN.exists() else [sys.executable, "-c", "from graphium.cli import main; main()"]
 DEFAULT_HOSTS = ["h1", "h2"]
-
-
-def free_port(bind: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((bind, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServerProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from tests.integration.server_fixture import RUNNER, ServerProcess
+from tests.support import free_port, stack_containers
 
 pytestmark = pytest.mark.docker
 RUN = str(Path(sys.executable).with_name("graphium-run"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def answers(port: int) -> str:
@@ -84,14 +77,6 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "API_TOKEN": "tok-123456", **env})  # fmt: skip
 
 
-def containers(docker_url: str, name: str) -> list[Any]:
-    client = docker.DockerClient(base_url=docker_url)
-    try:
-        return list(client.containers.list(all=True, filters={"label": f"graphium.stack={name}"}))
-    finally:
-        client.close()
-
-
 def test_apply_status_destroy_through_the_server(
     pull: ServerProcess, tmp_path: Path, docker_url: str
 ) -> None:
@@ -114,7 +99,7 @@ def test_apply_status_destroy_through_the_server(
 
     proc = run("destroy", str(stack_file(tmp_path, name, port, "two")), *server)
     assert proc.returncode == 0 and f"Stack {name} is deleted." in proc.stdout, proc.stdout + proc.stderr
-    assert containers(docker_url, name) == []
+    assert stack_containers(docker_url, name) == []
 
 
 def test_store_mode_runner_waits_for_agents_and_no_wait_returns_at_once(
@@ -136,4 +121,4 @@ def test_store_mode_runner_waits_for_agents_and_no_wait_returns_at_once(
 
     proc = run("destroy", str(stack_file(tmp_path, name, port, "two")), *store)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert containers(docker_url, name) == []
+    assert stack_containers(docker_url, name) == []

@@ -8,9 +8,7 @@ import asyncio
 import json
 import logging
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ from tests.contract.executor_contract import (
     http_get,
     task,
 )
+from tests.support import free_port_on, port_free
 
 pytestmark = pytest.mark.lab
 
@@ -64,21 +63,6 @@ def host(lab_hosts: dict[str, Host]) -> Host:
     return lab_hosts[CONTRACT_HOST]
 
 
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((address, port)) != 0
-
-
-def _free_port_on(address: str) -> int:
-    """A port nothing answers on at ``address`` (a lab host's ports are not this machine's)."""
-    for _ in range(50):
-        port = random.randint(20000, 39999)
-        if _port_free(address, port):
-            return port
-    raise RuntimeError(f"no free port found on {address}")
-
-
 def _with(host: Host, **fields: Any) -> Host:
     return Host.model_validate({**host.dump(), **fields})
 
@@ -92,7 +76,7 @@ class TestSshExecutorContract(ExecutorContract):
     @pytest.fixture
     def free_port(self, host: Host) -> int:
         assert host.address is not None
-        return _free_port_on(host.address)
+        return free_port_on(host.address)
 
 
 # -- host keys -----------------------------------------------------------------------------------
@@ -250,7 +234,9 @@ async def test_one_connection_per_host_is_reused_across_many_tasks(
                 )
             )
             assert len(results) == 5 * len(hosts)
-            await ssh.observe(hosts, name)
+            seen = await ssh.observe(hosts, name)
+            # concurrent creates of one network end in exactly one network per host
+            assert all(seen[h.id].networks == [f"{name}-net"] for h in hosts), seen
         assert ssh.connections_opened == len(hosts)
     finally:
         remove = RemoveNetworkPayload(stack=name, name=f"{name}-net")
@@ -348,7 +334,7 @@ class TestMixedLocalAndSsh(ExecutorFixtures):
         router = HostRouter({Connection.local: LocalExecutor(), Connection.ssh: ssh})
         stack = f"mx{uuid.uuid4().hex[:8]}"
         targets = {local.id: (local, "127.0.0.1"), remote.id: (remote, str(remote.address))}
-        ports = {hid: _free_port_on(ip) for hid, (_, ip) in targets.items()}
+        ports = {hid: free_port_on(ip) for hid, (_, ip) in targets.items()}
         try:
             await asyncio.gather(
                 *(
@@ -428,9 +414,9 @@ def _example(tmp_path: Path, file: str, name: str, hosts: list[Host]) -> tuple[P
     stack["name"] = name
     ports: dict[str, int] = {}
     for part in stack["hasPart"]:
-        port = _free_port_on(str(hosts[0].address))
-        while port in ports.values() or not all(_port_free(str(h.address), port) for h in hosts):
-            port = _free_port_on(str(hosts[0].address))
+        port = free_port_on(str(hosts[0].address))
+        while port in ports.values() or not all(port_free(str(h.address), port) for h in hosts):
+            port = free_port_on(str(hosts[0].address))
         part["containerPort"][0]["hostPort"] = ports[part["name"]] = port
     path = tmp_path / f"{name}.jsonld"
     path.write_text(json.dumps(doc))
