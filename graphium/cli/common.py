@@ -191,9 +191,3 @@ def stack_name(stack: str) -> str:
     if os.path.isfile(stack):
         return load_stack(stack).stack.name
     return stack
-
-
-def public_stack(data: dict[str, Any]) -> dict[str, Any]:
-    """A stack record for output: its ``spec`` holds resolved environment values, secrets included."""
-    data.pop("spec", None)
-    return data

@@ -14,7 +14,6 @@ from graphium.cli.common import (
     emit,
     emit_json,
     json_option,
-    public_stack,
     server_client,
     server_options,
     stack_name,
@@ -48,7 +47,7 @@ def status(
         stacks = store.list_stacks()
         if as_json:
             for s in stacks:
-                emit("stack", public_stack(s.dump()))
+                emit("stack", s.public_dump())
         elif not stacks:
             click.echo("No stacks.")
         else:
@@ -63,7 +62,7 @@ def status(
             return
         raise GraphiumError(f"no stack named {name} in {state}")
     if as_json:
-        emit("stack", {**public_stack(record.dump()), "tasks": store.stats(stack_id=name)})
+        emit("stack", {**record.public_dump(), "tasks": store.stats(stack_id=name)})
     else:
         render_stack(record, store.list_tasks(stack_id=name), console)
     if record.status is StackStatus.error:

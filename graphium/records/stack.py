@@ -64,3 +64,8 @@ class StackRecord(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    def public_dump(self) -> dict[str, Any]:
+        """The record for people and API clients: without ``spec``, which holds resolved
+        environment values, secrets included."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"spec"})

@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.monitor import cancel_open_builds
 from graphium.errors import NotFoundError
-from graphium.records.stack import StackRecord, StackStatus
+from graphium.records.stack import StackStatus
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
@@ -28,13 +28,6 @@ class StackAccepted(BaseModel):
     id: str
     status: StackStatus
     tasks: int
-
-
-def public(record: StackRecord) -> dict[str, Any]:
-    """A stack record without its spec, which holds resolved environment values, secrets included."""
-    data = record.dump()
-    data.pop("spec", None)
-    return data
 
 
 @router.post(
@@ -67,7 +60,7 @@ async def post_stack(document: Annotated[dict[str, Any], Body()], _: Admin, srv:
 
 @router.get("/stacks")
 def list_stacks(_: Admin, srv: Srv) -> list[dict[str, Any]]:
-    return [public(s) for s in srv.store.list_stacks()]
+    return [s.public_dump() for s in srv.store.list_stacks()]
 
 
 @router.get("/stacks/{stack_id}")
@@ -80,7 +73,7 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
         raise NotFoundError(f"stack {stack_id} not found")
     tasks = store.list_tasks(stack_id=stack_id)
     return {
-        **public(record),
+        **record.public_dump(),
         "active": srv.active(stack_id),
         "stats": store.stats(stack_id=stack_id),
         "tasks": [
@@ -120,4 +113,4 @@ async def delete_stack(stack_id: str, _: Admin, srv: Srv) -> Any:
     return {"id": stack_id, "status": StackStatus.deleting.value, "tasks": len(plan.tasks)}
 
 
-__all__ = ["StackAccepted", "public", "router"]
+__all__ = ["StackAccepted", "router"]
