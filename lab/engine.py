@@ -142,7 +142,7 @@ def _ensure_local_bridge() -> None:
 def start(engine: Engine, *, fresh: bool = True, timeout: float = 60.0) -> bool:
     """Ensure the engine runs with the test images; True if it was (re)started by this call.
 
-    With fresh, a cold start begins with no containers (leftovers of an earlier run are removed).
+    With fresh, a cold start begins with no containers and no networks (an earlier run's leftovers).
     """
     if engine.healthy():
         images.preload(engine.url)

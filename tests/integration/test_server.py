@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -321,6 +323,33 @@ def test_claim_long_poll_times_out_with_204(server: ServerProcess) -> None:
         start = time.monotonic()
         assert agent.post("/agents/h1/claim", params={"wait": 0.5}, json=lease()).status_code == 204
         assert 0.4 < time.monotonic() - start < 3
+
+
+def test_an_agent_that_hung_up_is_not_handed_tasks(server: ServerProcess) -> None:
+    """A long-poll whose agent went away (stopped, or died) must not claim what is posted next:
+    the task would sit running under a dead agent's lease until the lease expired."""
+    address = urllib.parse.urlsplit(server.url)
+    body = json.dumps(lease()).encode()
+    request = (
+        "POST /api/v1/agents/h1/claims?wait=20&max=10&start=true HTTP/1.1\r\n"
+        f"Host: {address.netloc}\r\nAuthorization: Bearer {server.agent_tokens['h1']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with server.admin() as admin:
+        admin.get("/tasks/stats")  # the admin's connection is open: the post below is quick
+        for _ in range(3):
+            poll = socket.create_connection((address.hostname, address.port))
+            poll.sendall(request)
+            time.sleep(0.5)  # parked in the long-poll
+            poll.close()  # the agent hangs up; the task comes right after
+            task = admin.post("/tasks", json=new_task()).json()
+            time.sleep(0.5)
+            assert admin.get(f"/tasks/{task['id']}").json()["status"] == "pending"
+            assert admin.post(f"/tasks/{task['id']}/cancel").status_code == 200  # out of the next poll's way
+        task = admin.post("/tasks", json=new_task()).json()
+    with server.agent("h1") as agent:  # a live agent gets it at once
+        claimed = agent.post("/agents/h1/claims", params={"wait": 1, "max": 10}, json=lease()).json()
+    assert [t["id"] for t in claimed] == [task["id"]]
 
 
 def test_claim_sees_tasks_written_by_another_process(server: ServerProcess) -> None:

@@ -80,16 +80,37 @@ async def take(ask: ClaimRequest, limit: int) -> list[Task]:
                 srv.emit(*(task_event(EventType.task_updated, t) for t in tasks))
         return tasks
 
+    def give_back(tasks: list[Task]) -> None:
+        with store.batch():
+            for task in tasks:
+                back = store.transition(task.id, TaskStatus.pending, agent_id=body.agent_id)
+                srv.emit(task_event(EventType.task_updated, back))
+
+    polled = False
     while True:
         version = srv.feed.version
         tasks = await asyncio.to_thread(attempt)
         if tasks:
+            if polled and await _hung_up(ask.request):
+                await asyncio.to_thread(give_back, tasks)
+                return []
             return tasks
         remaining = deadline - loop.time()
-        if remaining <= 0 or await ask.request.is_disconnected():
+        if remaining <= 0:
             return []
         await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
+        if await _hung_up(ask.request):
+            return []
+        polled = True
         srv.touch(host_id)
+
+
+async def _hung_up(request: Request) -> bool:
+    """Whether the caller of a long-poll went away (an agent that stopped or died): it must not
+    be handed tasks, which would sit under its lease until the lease expired. Yielding once lets
+    the server read a hang-up that arrived together with the wake-up."""
+    await asyncio.sleep(0)
+    return await request.is_disconnected()
 
 
 @router.post(
