@@ -19,9 +19,9 @@ from typing import Any
 
 from graphium.plan.model import LABEL_MANAGED, LABEL_STACK, DesiredContainer
 from graphium.plan.payloads import NetworkPayload
-from graphium.stack.models import ContainerSpec, HealthCheck, Mount, MountType, NetworkSpec
+from graphium.stack.models import ContainerSpec, HealthCheck, Mount, MountType
 
-__all__ = ["ContainerCreate", "NetworkCreate", "container_create", "network_create", "network_name"]
+__all__ = ["ContainerCreate", "NetworkCreate", "container_create", "network_create"]
 
 _NS = 1_000_000_000
 
@@ -63,18 +63,10 @@ class NetworkCreate:
         return {"body": self.body}
 
 
-def network_name(network: NetworkSpec) -> str:
-    """The network's name, which the planner always sets and task payloads must give (their
-    validation refuses one without); no default is worked out here."""
-    if not network.name:
-        raise ValueError("the network has no name; the planner names every network it plans")
-    return network.name
-
-
 def container_create(desired: DesiredContainer) -> ContainerCreate:
     """The create request of ``desired``: attached to its stack network, labelled as graphium's."""
     spec = desired.spec
-    network = network_name(desired.network)
+    network = desired.network_name
     command = [*spec.command, *(spec.args or [])] if spec.command is not None else None
     config: dict[str, Any] = {
         "ExposedPorts": {f"{p.container_port}/{p.protocol.value}": {} for p in spec.ports} or None,
@@ -150,7 +142,7 @@ def _healthcheck(check: HealthCheck) -> dict[str, Any]:
 def network_create(payload: NetworkPayload) -> NetworkCreate:
     """The create request of the stack's bridge network: its IPAM settings, graphium's labels."""
     spec = payload.network
-    body: dict[str, Any] = {"Name": network_name(spec), "Driver": spec.driver}
+    body: dict[str, Any] = {"Name": payload.name, "Driver": spec.driver}
     if spec.subnet or spec.gateway or spec.ip_range:
         pool = {
             "Subnet": spec.subnet,

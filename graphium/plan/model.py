@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
 from graphium.records.task import Task
@@ -41,14 +41,25 @@ class DesiredContainer(_Data):
     declared_name: str  # the name in the stack file, which dependsOn refers to
     host: str
     spec: ContainerSpec
-    network: NetworkSpec  # name always set
+    network: NetworkSpec  # the stack's network, always named (the planner names it)
     pull_policy: PullPolicy
     spec_hash: str
     field_hashes: dict[str, str]
 
+    @field_validator("network")
+    @classmethod
+    def _named(cls, network: NetworkSpec) -> NetworkSpec:
+        if not network.name:
+            raise ValueError("name must be set: a container joins its stack's named network")
+        return network
+
     @property
     def docker_name(self) -> str:
         return f"{self.stack}-{self.name}"
+
+    @property
+    def network_name(self) -> str:
+        return _name_of(self.network)
 
     def labels(self) -> dict[str, str]:
         """The user's labels plus graphium's own, which always win."""
@@ -63,6 +74,13 @@ class DesiredContainer(_Data):
             LABEL_SPEC_HASH: self.spec_hash,
             LABEL_SPEC_FIELDS: json.dumps(self.field_hashes, sort_keys=True, separators=(",", ":")),
         }
+
+
+def _name_of(network: NetworkSpec) -> str:
+    """The name of a network that validation made sure is named (``model_construct`` skips that)."""
+    if not network.name:
+        raise ValueError("the network has no name: a container joins its stack's named network")
+    return network.name
 
 
 class LiveConfig(_Data):

@@ -18,16 +18,10 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic import field_validator
 
 from graphium.errors import Problem, ValidationError
-from graphium.plan.model import DesiredContainer, _Data
+from graphium.plan.model import DesiredContainer, _Data, _name_of
 from graphium.records.task import TaskType
 from graphium.stack.jsonld import json_path
 from graphium.stack.models import NetworkSpec
-
-
-def _container_network_named(container: DesiredContainer) -> DesiredContainer:
-    if not container.network.name:
-        raise ValueError("network.name must be set: a task names the network its container joins")
-    return container
 
 
 class DeployPayload(_Data):
@@ -35,16 +29,12 @@ class DeployPayload(_Data):
 
     container: DesiredContainer
 
-    _named = field_validator("container")(_container_network_named)
-
 
 class ReplacePayload(_Data):
     """replace: start the new container in place of the old one, restoring the old one on failure."""
 
     container: DesiredContainer
     old_container_id: str
-
-    _named = field_validator("container")(_container_network_named)
 
 
 class DeletePayload(_Data):
@@ -75,6 +65,10 @@ class NetworkPayload(_Data):
         if not network.name:
             raise ValueError("name must be set: a task names the network it creates")
         return network
+
+    @property
+    def name(self) -> str:
+        return _name_of(self.network)
 
 
 class RemoveNetworkPayload(_Data):

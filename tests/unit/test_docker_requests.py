@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from graphium.docker.requests import container_create, network_create, network_name
+from graphium.docker.requests import container_create, network_create
 from graphium.plan.model import DesiredContainer
 from graphium.plan.payloads import NetworkPayload, payload_problems
 from graphium.records.task import TaskType
@@ -85,12 +85,11 @@ def test_a_misspelled_fixture_key_is_refused() -> None:
 
 
 def test_the_set_network_name_is_used_and_none_is_made_up() -> None:
-    assert network_name(NetworkSpec(name="backbone")) == "backbone"
     desired = desired_from({"spec": {"name": "web", "image": "nginx"}, "network": {"name": "backbone"}})
     config = container_create(desired).config
     assert config["HostConfig"]["NetworkMode"] == "backbone"
     assert list(config["NetworkingConfig"]["EndpointsConfig"]) == ["backbone"]
-    with pytest.raises(ValueError, match="no name"):
+    with pytest.raises(ValueError, match="name must be set"):  # refused before any request is built
         container_create(desired_from({"spec": {"name": "web", "image": "nginx"}, "network": {}}))
     with pytest.raises(ValueError, match="no name"):
         network_create(NetworkPayload.model_construct(stack="shop", network=NetworkSpec()))
@@ -111,7 +110,7 @@ def test_the_set_network_name_is_used_and_none_is_made_up() -> None:
                     "spec": {"name": "web", "image": "nginx"},
                 }
             },
-            "$.payload.container",
+            "$.payload.container.network",
         ),
     ],
     ids=["ensure-network", "deploy"],
