@@ -272,13 +272,14 @@ class Deployer:
 
     def _runner(self, plan: Plan, record: StackRecord) -> Runner:
         hosts = self.inventory.by_id()
-        states = {t.id: t for t in plan.tasks}  # the run's tasks as they end, resumed ones included
+        total = len(plan.tasks)
+        ended = {t.id for t in plan.tasks if t.terminal}  # resumed tasks that had ended count too
 
         def progress(task: Task) -> None:
-            states[task.id] = task
-            if task.terminal:
+            if task.terminal and task.id not in ended:
+                ended.add(task.id)
                 current = self.store.get_stack(plan.stack)
-                percent = lifecycle.progress(list(states.values()))
+                percent = int(100 * len(ended) / total)
                 if current is not None and current.progress != percent:
                     self.store.save_stack(current.model_copy(update={"progress": percent}))
 
