@@ -20,7 +20,7 @@ from pydantic import field_validator
 from graphium.errors import Problem, ValidationError
 from graphium.plan.model import DesiredContainer, _Data, _name_of
 from graphium.records.task import TaskType
-from graphium.stack.jsonld import json_path
+from graphium.stack.jsonld import json_path_of
 from graphium.stack.models import NetworkSpec
 
 
@@ -118,10 +118,7 @@ def _problems(exc: PydanticValidationError, file: str, path: str) -> list[Proble
     payload may carry secrets."""
     problems = []
     for error in exc.errors(include_url=False):
-        where = path
-        for key in error["loc"]:
-            where = json_path(where, key)
-        problems.append(Problem(file=file, path=where, message=error["msg"]))
+        problems.append(Problem(file=file, path=json_path_of(path, error["loc"]), message=error["msg"]))
     return problems
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -241,6 +241,13 @@ def json_path(parent: str, key: str | int) -> str:
     if _IDENT_RE.match(key):
         return f"{parent}.{key}"
     return f"{parent}[{json.dumps(key)}]"
+
+
+def json_path_of(parent: str, keys: Iterable[str | int]) -> str:
+    """``parent`` extended by every key in turn (a model location made a JSON path)."""
+    for key in keys:
+        parent = json_path(parent, key)
+    return parent
 
 
 def local_name(iri: str) -> str | None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graphium.errors import Problem
-from graphium.stack.jsonld import json_path
+from graphium.stack.jsonld import json_path, json_path_of
 from graphium.stack.nodes import Field, Node
 
 Loc = tuple[str | int, ...]
@@ -28,9 +28,7 @@ def path_in(paths: Mapping[Loc, str], loc: Loc) -> str:
     for end in range(len(loc), -1, -1):
         path = paths.get(loc[:end])
         if path is not None:
-            for part in loc[end:]:
-                path = json_path(path, part)
-            return path
+            return json_path_of(path, loc[end:])
     return "$"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 
 from graphium.errors import Problem, StackError
-from graphium.stack.jsonld import json_path
+from graphium.stack.jsonld import json_path_of
 from graphium.stack.models import ContainerSpec, StackSpec
 
 # $${ is an escaped literal "${"; ${NAME} or ${NAME:-default}; anything else after ${ is invalid.
@@ -25,10 +25,7 @@ PathOf = Callable[..., str]
 
 
 def _model_path(*loc: str | int) -> str:
-    path = "$"
-    for part in loc:
-        path = json_path(path, part)
-    return path
+    return json_path_of("$", loc)
 
 
 def substitute(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
