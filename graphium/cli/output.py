@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan
-from graphium.plan.payloads import DeployPayload, ReplacePayload
+from graphium.plan.payloads import created_container
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
-from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.records.task import Task, TaskStatus
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import MARKER, redact_container, redact_environment
@@ -87,13 +87,9 @@ def container_details(spec: ContainerSpec) -> list[tuple[str, str]]:
 def _spec_of(action: Action, tasks: dict[str, Task]) -> ContainerSpec | None:
     """The container an action creates, its secret values masked wherever they occur."""
     for task_id in action.task_ids:
-        task = tasks.get(task_id)
-        if task is None:
-            continue
-        if task.task_type is TaskType.deploy:
-            return redact_container(DeployPayload.model_validate(task.payload).container.spec)
-        if task.task_type is TaskType.replace:
-            return redact_container(ReplacePayload.model_validate(task.payload).container.spec)
+        container = created_container(tasks[task_id]) if task_id in tasks else None
+        if container is not None:
+            return redact_container(container.spec)
     return None
 
 

@@ -19,7 +19,7 @@ from pydantic import field_validator
 
 from graphium.errors import Problem, ValidationError
 from graphium.plan.model import DesiredContainer, _Data, _name_of
-from graphium.records.task import TaskType
+from graphium.records.task import Task, TaskType
 from graphium.stack.jsonld import json_path_of
 from graphium.stack.models import NetworkSpec
 
@@ -94,6 +94,19 @@ PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
 }
 
 
+def created_container(task: Task) -> DesiredContainer | None:
+    """The container a deploy or replace task creates; None for other task types, and for a
+    payload that does not fit (no container of this stack's planner, so nothing to show or place)."""
+    if task.task_type not in (TaskType.deploy, TaskType.replace):
+        return None
+    try:
+        payload = PAYLOADS[task.task_type].model_validate(task.payload)
+    except PydanticValidationError:
+        return None
+    assert isinstance(payload, DeployPayload | ReplacePayload)
+    return payload.container
+
+
 def payload_problems(
     task_type: TaskType, payload: Any, *, file: str = "<task>", path: str = "$.payload"
 ) -> list[Problem]:
@@ -131,6 +144,7 @@ __all__ = [
     "ReplacePayload",
     "StartPayload",
     "TaskPayload",
+    "created_container",
     "parse_payload",
     "payload_problems",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from graphium.plan.payloads import DeletePayload, DeployPayload, ReplacePayload
+from graphium.plan.payloads import DeletePayload, created_container
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TERMINAL, Task, TaskStatus, TaskType
@@ -130,24 +130,21 @@ def placements(
     for task in tasks:
         if task.status is not TaskStatus.completed:
             continue
-        try:
-            if task.task_type is TaskType.delete:
+        container = created_container(task)
+        if container is not None:
+            created[container.name] = {
+                "hostId": task.host_id,
+                "containerId": (task.result or {}).get("containerId"),
+                "dockerName": container.docker_name,
+            }
+        elif task.task_type is TaskType.delete:
+            try:
                 name = DeletePayload.model_validate(task.payload).docker_name
-                out = {
-                    k: v
-                    for k, v in out.items()
-                    if (v.get("hostId"), v.get("dockerName")) != (task.host_id, name)
-                }
-            elif task.task_type in (TaskType.deploy, TaskType.replace):
-                model = DeployPayload if task.task_type is TaskType.deploy else ReplacePayload
-                container = model.model_validate(task.payload).container
-                created[container.name] = {
-                    "hostId": task.host_id,
-                    "containerId": (task.result or {}).get("containerId"),
-                    "dockerName": container.docker_name,
-                }
-        except PydanticValidationError:
-            continue  # not a payload this stack's planner wrote: it placed nothing
+            except PydanticValidationError:
+                continue  # not a payload this stack's planner wrote: it removed nothing
+            out = {
+                k: v for k, v in out.items() if (v.get("hostId"), v.get("dockerName")) != (task.host_id, name)
+            }
     out.update(created)
     if desired is None:
         return out
