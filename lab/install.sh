@@ -2,6 +2,8 @@
 # Install the lab's system packages, only those missing (apt-get update once, only if needed).
 set -eu
 PACKAGES="docker.io busybox-static openssh-server docker-registry iproute2 curl util-linux"
+# Headless Chromium and its WebDriver for the dashboard's browser tests (tests/browser).
+PACKAGES="$PACKAGES chromium chromium-driver"
 missing=""
 for p in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

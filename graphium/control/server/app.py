@@ -25,6 +25,7 @@ import pydantic
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from graphium.control.server import web
 from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
 from graphium.control.server.monitor import monitor
@@ -93,6 +94,8 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     install_error_handlers(app)
     for router in (tasks.router, agents.router, stacks.router, events.router):
         app.include_router(router)
+    app.include_router(web.router())
+    app.mount(web.STATIC_URL, web.static_files(), name="web-static")
     return app
 
 
