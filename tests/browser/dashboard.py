@@ -62,6 +62,8 @@ class Dashboard:
         self.base_url = base_url
         self.name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
         self.shots = 0
+        for old in ARTIFACTS.glob(f"{self.name}-*.png"):  # a test's screenshots are of its last run
+            old.unlink()
 
     def open(self, path: str) -> None:
         self.driver.get(self.base_url + path)

@@ -21,11 +21,12 @@ from fastapi.datastructures import FormData
 from fastapi.responses import RedirectResponse, Response
 
 from graphium.control.server.state import Server
+from graphium.control.server.web.forms import Posted, posted_form
 from graphium.control.server.web.render import page
-from graphium.control.server.web.session import Posted, Session, checked_form, signed_in
+from graphium.control.server.web.session import Session, signed_in
 from graphium.control.server.web.variables import Variable, stack_variables
 from graphium.errors import GraphiumError, Problem, StalePlanError, ValidationError
-from graphium.plan.model import Plan
+from graphium.plan.model import ActionReason, Plan
 from graphium.records.stack import StackStatus
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
@@ -66,11 +67,32 @@ class DeployForm:
 
 
 SignedIn = Annotated[Session, Depends(signed_in)]
-CheckedForm = Annotated[Posted, Depends(checked_form)]
+
+
+# why an action is what it is, in words (the code is shown beside it)
+REASON_TEXT = {
+    ActionReason.new_instance: "no container of this instance runs on any host",
+    ActionReason.unchanged: "runs as declared",
+    ActionReason.config_changed: "its configuration changed",
+    ActionReason.spec_hash_missing: "the running container carries no spec hash to compare",
+    ActionReason.old_hash_version: "the running container was labelled by an older graphium",
+    ActionReason.host_changed: "it moves to another host",
+    ActionReason.not_running: "it exists but is not running",
+    ActionReason.changed_out_of_band: "it was changed outside graphium",
+    ActionReason.renamed: "it was found under another name",
+    ActionReason.removed_from_stack: "it is no longer in the stack",
+    ActionReason.replicas_changed: "the stack declares fewer replicas",
+    ActionReason.duplicate: "a second copy runs on another host",
+    ActionReason.replace_leftover: "left behind by an interrupted replace",
+    ActionReason.stack_destroyed: "the stack is deleted",
+}
 
 
 def _show(request: Request, session: Session, form: DeployForm, status: int = 200) -> Response:
-    return page(request, "deploy.html", session, status=status, form=form, changes=_changes)
+    reasons = {k.value: v for k, v in REASON_TEXT.items()}
+    return page(
+        request, "deploy.html", session, status=status, form=form, changes=_changes, reason_text=reasons
+    )
 
 
 def _changes(value: Any) -> str:
@@ -105,8 +127,11 @@ def _environ(data: FormData, variables: list[Variable]) -> dict[str, str]:
 
 
 @router.post("/web/deploy")
-async def preview(request: Request, posted: CheckedForm) -> Response:
+async def preview(request: Request) -> Response:
     """Check and plan the stack; show every problem, or the plan with its confirm button."""
+    posted = await posted_form(request)
+    if not isinstance(posted, Posted):
+        return posted
     srv: Server = request.app.state.server
     text, filename = await _stack_text(posted.form)
     form = DeployForm(text=text, filename=filename)
@@ -180,8 +205,11 @@ def _forget_old(session: Session) -> None:
 
 
 @router.post("/web/deploy/confirm")
-async def confirm(request: Request, posted: CheckedForm) -> Response:
+async def confirm(request: Request) -> Response:
     """Enqueue exactly the previewed plan, unless what it was computed from has changed."""
+    posted = await posted_form(request)
+    if not isinstance(posted, Posted):
+        return posted
     srv: Server = request.app.state.server
     preview_id = posted.form.get("preview")
     pending = posted.session.plans.pop(preview_id, None) if isinstance(preview_id, str) else None

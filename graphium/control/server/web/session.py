@@ -8,7 +8,6 @@ echo back. The sign-in form, which has no session yet, uses a double-submit cook
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
-from fastapi.datastructures import FormData
 from fastapi.responses import Response
 
 from graphium.control.server.auth import Principal
@@ -108,7 +106,7 @@ def current_session(request: Request) -> Session | None:
     return sessions_of(request).get(cookie, srv)
 
 
-def _sign_in_first(request: Request) -> HTTPException:
+def sign_in_first(request: Request) -> HTTPException:
     """A redirect (303) to the sign-in page, which brings the browser back here afterwards."""
     back = request.url.path if request.method == "GET" else "/web/stacks"
     return HTTPException(303, "sign in first", headers={"Location": f"/web/signin?next={quote(back)}"})
@@ -118,28 +116,8 @@ async def signed_in(request: Request) -> Session:
     """Dependency: the caller's session, or a redirect to the sign-in page."""
     session = current_session(request)
     if session is None:
-        raise _sign_in_first(request)
+        raise sign_in_first(request)
     return session
-
-
-@dataclass(frozen=True)
-class Posted:
-    """A form posted by a signed-in browser whose CSRF token matched."""
-
-    session: Session
-    form: FormData
-
-
-async def checked_form(request: Request) -> Posted:
-    """Dependency for every POST: the form, once its CSRF field matches the session's (403 if not)."""
-    session = current_session(request)
-    if session is None:
-        raise _sign_in_first(request)
-    form = await request.form(max_files=1, max_fields=200)
-    sent = form.get(CSRF_FIELD)
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
-        raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page and try again")
-    return Posted(session, form)
 
 
 def safe_next(target: str | None) -> str:
@@ -172,14 +150,13 @@ __all__ = [
     "CSRF_FIELD",
     "SESSION_COOKIE",
     "SIGNIN_COOKIE",
-    "Posted",
     "Session",
     "Sessions",
-    "checked_form",
     "clear_cookie",
     "current_session",
     "safe_next",
     "sessions_of",
     "set_cookie",
+    "sign_in_first",
     "signed_in",
 ]

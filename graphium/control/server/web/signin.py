@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from graphium.control.server.state import Server
+from graphium.control.server.web.forms import Posted, posted_form
 from graphium.control.server.web.render import page
 from graphium.control.server.web.session import (
     CSRF_FIELD,
     SESSION_COOKIE,
     SIGNIN_COOKIE,
-    Posted,
-    checked_form,
     clear_cookie,
     current_session,
     safe_next,
@@ -86,7 +84,10 @@ async def signin(request: Request) -> Response:
 
 
 @router.post("/web/signout")
-async def signout(request: Request, posted: Annotated[Posted, Depends(checked_form)]) -> Response:
+async def signout(request: Request) -> Response:
+    posted = await posted_form(request)
+    if not isinstance(posted, Posted):
+        return posted
     sessions_of(request).end(posted.session.id)
     response = RedirectResponse("/web/signin", status_code=303)
     clear_cookie(response, request, SESSION_COOKIE)

@@ -21,8 +21,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from graphium.control.server.routes import stacks as stacks_api
 from graphium.control.server.routes.events import event_batches
 from graphium.control.server.state import Server
+from graphium.control.server.web.forms import Posted, posted_form
 from graphium.control.server.web.render import SECURITY_HEADERS, page, render
-from graphium.control.server.web.session import Posted, Session, checked_form, current_session, signed_in
+from graphium.control.server.web.session import Session, current_session, signed_in
 from graphium.control.server.web.views import StackView, stack_row, stack_view
 from graphium.errors import GraphiumError
 from graphium.records.event import Event
@@ -136,10 +137,11 @@ def delete_confirm(request: Request, stack_id: str, session: SignedIn) -> Respon
 
 
 @router.post("/web/stacks/{stack_id}/delete")
-async def delete(
-    request: Request, stack_id: str, posted: Annotated[Posted, Depends(checked_form)]
-) -> Response:
+async def delete(request: Request, stack_id: str) -> Response:
     """Enqueue the deletion (the same route the API offers), then follow it on the stack's page."""
+    posted = await posted_form(request)
+    if not isinstance(posted, Posted):
+        return posted
     srv = _srv(request)
     try:
         await stacks_api.delete_stack(stack_id, posted.session.principal, srv)
