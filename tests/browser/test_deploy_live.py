@@ -88,6 +88,12 @@ def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(
     try:
         ui.sign_in(lab_server.admin_token)
         ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+        ui.open("/web/agents")
+        live = {r.get_attribute("data-host"): r.text for r in ui.all("#agents tbody tr")}
+        assert sorted(live) == sorted(h.id for h in lab.hosts), live
+        assert all("live" in text for text in live.values()), live
+        ui.screenshot("agents")
+        ui.open("/web/stacks")
         ui.find("#deploy-link").click()
         ui.find("#stack").send_keys(json.dumps(doc))  # typed into the form, as a person pastes it
         ui.find("#preview").click()

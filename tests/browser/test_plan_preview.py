@@ -109,6 +109,8 @@ def test_confirm_runs_the_previewed_plan_or_refuses_a_stale_one(
     rows = {r.get_attribute("data-container"): r.text for r in ui.all("#containers tbody tr")}
     assert "pending" in rows["db"] and "h1" in rows["db"], rows
     assert "postgres:16" in rows["db"]
+    waiting = ui.text(".waiting")  # no agent ever registered: the page says why nothing moves
+    assert "no live agent for h1" in waiting and "no live agent for h2" in ui.text("#live"), waiting
     # the deploy task's payload holds the secret: no page shows it
     for path in (f"/web/stacks/{name}", "/web/stacks", "/web/agents"):
         ui.open(path)

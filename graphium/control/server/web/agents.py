@@ -1,4 +1,5 @@
-"""The agents page: which hosts have a live agent, and the task queue's statistics."""
+"""The agents page: every agent, live or down, with what it holds; hosts no agent serves; and the
+task queue's statistics."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ router = APIRouter(include_in_schema=False)
 @router.get("/web/agents")
 def agents_page(request: Request, session: Annotated[Session, Depends(signed_in)]) -> Response:
     srv: Server = request.app.state.server
-    hosts = sorted(h.id for h in srv.inventory(None).hosts)
-    contacts = {h: srv.contacts.get(h) for h in sorted(set(hosts) | set(srv.contacts))}
-    return page(request, "agents.html", session, contacts=contacts, stats=srv.store.stats())
+    agents = srv.agents.list()
+    served = {a.host_id for a in agents}
+    unserved = [
+        (h.id, srv.agents.waiting_reason(h.id) or "")
+        for h in sorted(srv.inventory(None).hosts, key=lambda h: h.id)
+        if h.id not in served
+    ]
+    return page(request, "agents.html", session, agents=agents, unserved=unserved, stats=srv.store.stats())
 
 
 __all__ = ["router"]

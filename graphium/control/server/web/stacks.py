@@ -27,6 +27,7 @@ from graphium.control.server.web.session import Session, current_session, signed
 from graphium.control.server.web.views import StackView, stack_row, stack_view
 from graphium.errors import GraphiumError
 from graphium.records.event import Event
+from graphium.records.task import TaskStatus
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,7 +53,10 @@ def load_view(srv: Server, stack_id: str) -> StackView | None:
     if record is None:
         return None
     tasks = srv.store.list_tasks(stack_id=stack_id)
-    return stack_view(record, tasks, active=srv.active(stack_id), stats=srv.store.stats(stack_id=stack_id))
+    view = stack_view(record, tasks, active=srv.active(stack_id), stats=srv.store.stats(stack_id=stack_id))
+    waiting = sorted({t.host_id for t in tasks if t.status is TaskStatus.pending})
+    view.waiting = [why for h in waiting if (why := srv.agents.waiting_reason(h))]
+    return view
 
 
 def _recent(events: Iterable[Event]) -> list[dict[str, object]]:
@@ -100,7 +104,7 @@ def _sse(kind: str, data: str, seq: int | None = None) -> str:
 @router.get("/web/stacks/{stack_id}/events")
 async def stack_events(request: Request, stack_id: str, _: SignedIn) -> StreamingResponse:
     """The stack's state as server-sent ``state`` events (HTML), re-rendered at every batch of its
-    events; ``gone`` once its records are deleted, and the stream ends."""
+    events and after every quiet spell; ``gone`` once its records are deleted, and the stream ends."""
     srv = _srv(request)
 
     async def stream() -> AsyncIterator[str]:
@@ -114,12 +118,9 @@ async def stack_events(request: Request, stack_id: str, _: SignedIn) -> Streamin
         async for batch in event_batches(srv, history[-1].seq if history else 0, stack_id):
             if await request.is_disconnected() or current_session(request) is None:
                 return
-            if not batch:
-                yield ": keepalive\n\n"
-                continue
-            recent.extend(batch)
+            recent.extend(batch)  # a quiet spell re-renders too: ages and agents' presence move on
             html, gone = await asyncio.to_thread(_state_html, srv, stack_id, recent)
-            yield _sse("state", html, batch[-1].seq)
+            yield _sse("state", html, batch[-1].seq if batch else None)
             if gone:
                 yield _sse("gone", json.dumps({"stackId": stack_id}))
                 return
