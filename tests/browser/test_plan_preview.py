@@ -121,3 +121,21 @@ def test_confirm_runs_the_previewed_plan_or_refuses_a_stale_one(
     ui.open("/web/deploy")
     post_form(browser, "/web/deploy/confirm", {"preview": used})
     assert "expired or was already used" in ui.wait(lambda: ui.text("#deploy-error"), 10, "no refusal")
+
+
+def test_the_stacks_list_follows_new_stacks_live(browser: webdriver.Chrome, server: ServerProcess) -> None:
+    for host in ("h1", "h2"):
+        observe(server, host, [])
+    ui = Dashboard(browser, server.url, "stacks-live")
+    ui.sign_in(server.admin_token)
+    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+    assert ui.all("#no-stacks")
+    ui.marker()
+    ui.wait(lambda: ui.find("#live").get_attribute("data-updated"), 10, "the list's live stream did not open")
+    name = unique_name("web-list-")
+    with server.admin() as api:  # someone else deploys, from the CLI or the API
+        doc = stack_doc(name, [{"name": "web", "image": "nginx:alpine", "locatedInHost": {"@id": "h2"}}])
+        assert api.post("/stacks", json=doc).status_code == 202
+    row = ui.wait(lambda: ui.text(f'#stacks tr[data-stack="{name}"]'), 10, "the new stack never showed")
+    assert "deploying" in row and "h2" in row
+    assert ui.same_page(), "the list reloaded: it must update live"

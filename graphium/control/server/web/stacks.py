@@ -13,13 +13,13 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from graphium.control.server.routes import stacks as stacks_api
-from graphium.control.server.routes.events import event_batches
+from graphium.control.server.routes.events import STREAM_KEEPALIVE, event_batches
 from graphium.control.server.state import Server
 from graphium.control.server.web.forms import Posted, posted_form
 from graphium.control.server.web.render import SECURITY_HEADERS, page, render
@@ -32,7 +32,9 @@ from graphium.records.task import TaskStatus
 router = APIRouter(include_in_schema=False)
 
 RECENT_EVENTS = 15
+LIST_INTERVAL = 0.25
 SignedIn = Annotated[Session, Depends(signed_in)]
+_STREAM_HEADERS = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
 
 
 def _srv(request: Request) -> Server:
@@ -40,11 +42,35 @@ def _srv(request: Request) -> Server:
     return srv
 
 
+def _list_context(srv: Server) -> dict[str, Any]:
+    rows = [stack_row(r) for r in sorted(srv.store.list_stacks(), key=lambda r: r.id)]
+    return {"stacks": rows, "stats": srv.store.stats()}
+
+
 @router.get("/web/stacks")
 def stacks_list(request: Request, session: SignedIn) -> Response:
+    return page(request, "stacks.html", session, **_list_context(_srv(request)))
+
+
+@router.get("/web/events/stacks")
+async def stacks_events(request: Request, _: SignedIn) -> StreamingResponse:
+    """The stacks list as server-sent ``state`` events (HTML), re-rendered whenever the store
+    changed (at most every LIST_INTERVAL seconds), and after every quiet spell."""
     srv = _srv(request)
-    rows = [stack_row(r) for r in sorted(srv.store.list_stacks(), key=lambda r: r.id)]
-    return page(request, "stacks.html", session, stacks=rows, stats=srv.store.stats())
+
+    def html() -> str:
+        return render("_stacks_table.html", **_list_context(srv))
+
+    async def stream() -> AsyncIterator[str]:
+        while True:
+            version = srv.feed.version
+            yield _sse("state", await asyncio.to_thread(html))
+            await asyncio.sleep(LIST_INTERVAL)
+            await srv.feed.wait(version, STREAM_KEEPALIVE)
+            if await request.is_disconnected() or current_session(request) is None:
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_STREAM_HEADERS)
 
 
 def load_view(srv: Server, stack_id: str) -> StackView | None:
@@ -125,8 +151,7 @@ async def stack_events(request: Request, stack_id: str, _: SignedIn) -> Streamin
                 yield _sse("gone", json.dumps({"stackId": stack_id}))
                 return
 
-    headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=_STREAM_HEADERS)
 
 
 @router.get("/web/stacks/{stack_id}/delete")
