@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.datastructures import FormData
@@ -231,7 +232,7 @@ async def confirm(request: Request) -> Response:
     except GraphiumError as exc:
         form.error = str(exc)
         return _show(request, posted.session, form, 409)
-    return RedirectResponse(f"/web/stacks/{pending.plan.stack}", status_code=303)
+    return RedirectResponse(f"/web/stacks/{quote(pending.plan.stack)}", status_code=303)
 
 
 __all__ = ["PendingPlan", "router"]

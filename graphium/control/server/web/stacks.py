@@ -14,6 +14,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -158,7 +159,7 @@ async def stack_events(request: Request, stack_id: str, _: SignedIn) -> Streamin
 def delete_confirm(request: Request, stack_id: str, session: SignedIn) -> Response:
     view = load_view(_srv(request), stack_id)
     if view is None:
-        return RedirectResponse(f"/web/stacks/{stack_id}?deleted=1", status_code=303)
+        return RedirectResponse(f"/web/stacks/{quote(stack_id)}?deleted=1", status_code=303)
     return page(request, "delete.html", session, view=view, error=None)
 
 
@@ -174,9 +175,9 @@ async def delete(request: Request, stack_id: str) -> Response:
     except GraphiumError as exc:
         view = await asyncio.to_thread(load_view, srv, stack_id)
         if view is None:
-            return RedirectResponse(f"/web/stacks/{stack_id}?deleted=1", status_code=303)
+            return RedirectResponse(f"/web/stacks/{quote(stack_id)}?deleted=1", status_code=303)
         return page(request, "delete.html", posted.session, status=409, view=view, error=str(exc))
-    return RedirectResponse(f"/web/stacks/{stack_id}?deleted=1", status_code=303)
+    return RedirectResponse(f"/web/stacks/{quote(stack_id)}?deleted=1", status_code=303)
 
 
 __all__ = ["load_view", "router"]
