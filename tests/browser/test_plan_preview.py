@@ -117,6 +117,28 @@ def test_confirm_runs_the_previewed_plan_or_refuses_a_stale_one(
         assert secret not in browser.page_source, path
     ui.screenshot("deploying")
 
+    # an agent fails a task: the page shows the error in full, live
+    ui.open(f"/web/stacks/{name}")
+    ui.marker()
+    ui.wait(lambda: ui.text("#stream-status").startswith("Live"), 10, "the live stream did not open")
+    why = "network create failed: " + "x" * 300 + " (the end of a long error)"
+    failed = {}
+    for host in ("h1", "h2"):  # each host's network task fails, so nothing else can run
+        with server.agent(host) as agent:
+            claimed = agent.post(f"/agents/{host}/claim", json={"agentId": f"test-{host}"})
+            assert claimed.status_code == 200, claimed.text
+            failed[host] = claimed.json()["id"]
+            body = {"status": "failed", "error": f"{why} on {host}", "agentId": f"test-{host}"}
+            assert agent.put(f"/tasks/{failed[host]}/status", json=body).status_code == 200
+    for host, task_id in failed.items():
+        cell = f'#tasks tr[data-task="{task_id}"] pre.error'
+        shown = ui.wait(lambda cell=cell: ui.text(cell), 15, "no task error")
+        assert shown == f"{why} on {host}", "the error must be shown in full"
+    ui.wait(lambda: ui.text("#stack-status") == "error", 30, "the stack never showed its error")
+    assert "(the end of a long error)" in ui.text("#stack-error")
+    assert ui.same_page()
+    ui.screenshot("failed")
+
     # the same preview confirmed again (a second tab, a double click) is refused: it ran already
     ui.open("/web/deploy")
     post_form(browser, "/web/deploy/confirm", {"preview": used})
