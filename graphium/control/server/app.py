@@ -42,14 +42,18 @@ from graphium.errors import (
     ValidationError,
 )
 from graphium.executors.agent import AgentExecutor
+from graphium.records.agent import DOWN_AFTER
 from graphium.run.events import EventBus
 from graphium.stack.inventory import load_inventory
 
 log = logging.getLogger("graphium.control.server")
 
 
-def create_app(state: str, tokens_file: str, inventory: str | None = None) -> FastAPI:
-    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely."""
+def create_app(
+    state: str, tokens_file: str, inventory: str | None = None, *, agent_down_after: float = DOWN_AFTER
+) -> FastAPI:
+    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely.
+    An agent unseen for ``agent_down_after`` seconds is down."""
     from graphium.store.json_store import JsonTaskStore
 
     tokens = TokenRegistry(tokens_file)
@@ -63,7 +67,7 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     store = JsonTaskStore(state)
     feed = ChangeFeed()
     feed.attach(store)
-    registry = AgentRegistry(store)
+    registry = AgentRegistry(store, down_after=agent_down_after)
     srv = Server(
         store=store,
         feed=feed,
@@ -149,12 +153,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # entry point --------------------------------------------------------------------------------------
-def serve(host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    state: str,
+    tokens_file: str,
+    inventory: str | None,
+    *,
+    agent_down_after: float = DOWN_AFTER,
+) -> None:
     """Run the server until interrupted (``graphium-run serve``)."""
     import uvicorn
 
     Path(state).parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(state, tokens_file, inventory)
+    app = create_app(state, tokens_file, inventory, agent_down_after=agent_down_after)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
 
