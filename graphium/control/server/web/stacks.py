@@ -28,7 +28,6 @@ from graphium.control.server.web.session import Session, current_session, signed
 from graphium.control.server.web.views import StackView, stack_row, stack_view
 from graphium.errors import GraphiumError
 from graphium.records.event import Event
-from graphium.records.task import TaskStatus
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,8 +80,8 @@ def load_view(srv: Server, stack_id: str) -> StackView | None:
         return None
     tasks = srv.store.list_tasks(stack_id=stack_id)
     view = stack_view(record, tasks, active=srv.active(stack_id), stats=srv.store.stats(stack_id=stack_id))
-    waiting = sorted({t.host_id for t in tasks if t.status is TaskStatus.pending})
-    view.waiting = [why for h in waiting if (why := srv.agents.waiting_reason(h))]
+    current = [t for t in tasks if t.run_id == record.run_id]
+    view.waiting = [w["message"] for w in stacks_api.waiting_hosts(srv, current)]
     return view
 
 
