@@ -7,6 +7,8 @@ each test, at the window size the step was taken at.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shutil
 import time
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -29,12 +33,27 @@ DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
 
-def chrome() -> webdriver.Chrome:
-    """Headless Chromium with no network beyond what the page asks for (loopback, lab bridge)."""
+def spki_hash(cert: Path) -> str:
+    """Chromium's pin of a certificate's key: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    der = loaded.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def chrome(trust: tuple[Path, ...] = ()) -> webdriver.Chrome:
+    """Headless Chromium with no network beyond what the page asks for (loopback, lab bridge).
+
+    ``trust``: certificates (the test CA and the server's) whose keys the browser accepts, as it
+    would a CA in its store; every other certificate error still fails the page.
+    """
     for binary in (CHROMIUM, CHROMEDRIVER):
         assert shutil.which(binary), f"{binary} missing: run `bash lab/install.sh` (make test does)"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if trust:
+        options.add_argument(f"--ignore-certificate-errors-spki-list={','.join(spki_hash(c) for c in trust)}")
     for arg in (
         "--headless=new",
         "--no-sandbox",  # tests run as root
