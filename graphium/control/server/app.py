@@ -74,6 +74,7 @@ def create_app(
         inventory_path=inventory,
         executor=AgentExecutor(
             store,
+            poll_interval=2.0,  # a safety net only: every change wakes it (see .changes)
             wait_for_change=feed.wait_any,
             last_contact=registry.last_seen,
             waiting_reason=registry.waiting_reason,
