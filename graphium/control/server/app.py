@@ -23,10 +23,12 @@ from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
+from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.routes import agents, events, stacks, tasks
 from graphium.control.server.state import Server
@@ -49,6 +51,7 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely."""
     from graphium.store.json_store import JsonTaskStore
 
+    redact_server_logs()
     tokens = TokenRegistry(tokens_file)
     if len(tokens) == 0:
         raise TokenFileError(
@@ -73,7 +76,11 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed.bind(asyncio.get_running_loop())
-        background = [asyncio.create_task(feed.watch()), asyncio.create_task(monitor(srv))]
+        background = [
+            asyncio.create_task(feed.watch()),
+            asyncio.create_task(monitor(srv)),
+            asyncio.create_task(tokens.flush_usage_every()),
+        ]
         try:
             yield
         finally:
@@ -128,6 +135,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(400, "invalid data", errors=errors)
 
     app.add_exception_handler(pydantic.ValidationError, invalid)
+
+    async def unfit(_: Request, exc: Exception) -> JSONResponse:
+        """FastAPI's 422 without the offending ``input``: it may hold a secret, and a NaN in it
+        made the answer itself fail (a 500) since JSON cannot carry one."""
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    app.add_exception_handler(RequestValidationError, unfit)
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from graphium.control.server.auth import Principal
 from graphium.control.server.deps import API, Caller, Srv, json_body, own_host
-from graphium.control.server.routes.tasks import LeaseRequest
+from graphium.control.server.routes.tasks import LeaseRequest, masked
 from graphium.control.server.state import Server
 from graphium.plan.model import ObservedHost
 from graphium.records.task import Task, TaskStatus
@@ -29,9 +29,9 @@ _TASK_LIST = TypeAdapter(list[Task])
 
 @router.get("/agents/{host_id}/tasks", response_model=list[Task])
 def agent_tasks(host_id: str, who: Caller, srv: Srv) -> list[Task]:
-    """The host's open tasks (pending, assigned, running)."""
+    """The host's open tasks (pending, assigned, running), secrets masked: only a claim carries them."""
     own_host(who, host_id)
-    return [t for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
+    return [masked(t) for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
 
 
 @dataclass(frozen=True)
