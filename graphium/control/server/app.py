@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 
 from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
+from graphium.control.server.docs import add_docs
 from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.routes import agents, events, stacks, tasks
@@ -95,7 +96,10 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
         version="1",
         summary="Task API for agents, stack API for people, event stream for watchers.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves /docs and /redoc from bundled assets, not a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.server = srv
     install_error_handlers(app)
     for router in (tasks.router, agents.router, stacks.router, events.router):

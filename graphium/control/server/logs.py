@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["REDACTED", "TokenRedactor", "redact_urls", "redact_server_logs"]
+__all__ = ["REDACTED", "TokenRedactor", "redact_server_logs", "redact_urls"]
 
 REDACTED = "(redacted)"
 # a query parameter whose name says it carries a credential
