@@ -177,6 +177,7 @@ def test_docs_load_nothing_from_outside(server: ServerProcess) -> None:
         for page in ("/docs", "/redoc"):
             response = client.get(page)
             assert response.status_code == 200
+            assert response.headers["content-security-policy"].startswith("default-src 'self'")
             html = response.text
             urls = re.findall(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']""", html)
             urls += re.findall(r"""\burl:\s*['"]([^'"]+)['"]""", html)
@@ -187,3 +188,39 @@ def test_docs_load_nothing_from_outside(server: ServerProcess) -> None:
                 assert client.get(url).status_code == 200, url
             assert re.search(r"https?://", html.replace("http://www.w3.org", "")) is None, html
         assert client.get("/openapi.json").json()["info"]["title"] == "graphium control server"
+
+
+def test_docs_render_in_a_browser_without_leaving_the_server(server: ServerProcess) -> None:
+    """Headless Chromium renders both pages; it sends no request but to the server (ReDoc's
+    bundle asks for its CDN logo, which the pages' Content-Security-Policy blocks unsent)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        for page in ("/docs", "/redoc"):
+            driver.get(f"{server.url}{page}")
+            WebDriverWait(driver, 30).until(
+                lambda d: "Create Task" in d.page_source
+            )  # an operation's summary
+            requested: dict[str, str] = {}
+            blocked: set[str] = set()
+            for entry in driver.get_log("performance"):
+                message = json.loads(entry["message"])["message"]
+                params = message["params"]
+                if message["method"] == "Network.requestWillBeSent":
+                    requested[params["requestId"]] = params["request"]["url"]
+                elif message["method"] == "Network.loadingFailed" and params.get("blockedReason") == "csp":
+                    blocked.add(params["requestId"])
+            sent = [url for rid, url in requested.items() if rid not in blocked]
+            assert f"{server.url}/openapi.json" in sent
+            outside = [url for url in sent if not url.startswith((server.url, "data:", "blob:"))]
+            assert not outside, f"{page} sent {outside}"
+    finally:
+        driver.quit()
