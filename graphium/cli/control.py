@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 
 from graphium.cli.common import DEFAULT_TOKENS, emit, json_option, state_option
+from graphium.records.agent import DOWN_AFTER
 
 tokens_option = click.option(
     "--tokens",
@@ -30,11 +31,28 @@ tokens_option = click.option(
 @click.option(
     "-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto."
 )
-def serve(bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
+@click.option(
+    "--agent-down-after",
+    type=click.FloatRange(min=1),
+    default=DOWN_AFTER,
+    show_default=True,
+    metavar="SECONDS",
+    help="An agent unseen this long is down.",
+)
+def serve(
+    bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None, agent_down_after: float
+) -> None:
     """Run the control server: task API, stack API, event stream. Refuses to start without tokens."""
     from graphium.control.server.app import serve as run_server
 
-    run_server(host=bind_host, port=port, state=state, tokens_file=tokens_file, inventory=inventory)
+    run_server(
+        host=bind_host,
+        port=port,
+        state=state,
+        tokens_file=tokens_file,
+        inventory=inventory,
+        agent_down_after=agent_down_after,
+    )
 
 
 @click.command()

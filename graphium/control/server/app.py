@@ -31,6 +31,7 @@ from graphium.control.server.changes import ChangeFeed
 from graphium.control.server.docs import add_docs
 from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
+from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.routes import agents, events, stacks, tasks
 from graphium.control.server.state import Server
 from graphium.errors import (
@@ -43,13 +44,18 @@ from graphium.errors import (
     ValidationError,
 )
 from graphium.executors.agent import AgentExecutor
+from graphium.records.agent import DOWN_AFTER
+from graphium.run.events import EventBus
 from graphium.stack.inventory import load_inventory
 
 log = logging.getLogger("graphium.control.server")
 
 
-def create_app(state: str, tokens_file: str, inventory: str | None = None) -> FastAPI:
-    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely."""
+def create_app(
+    state: str, tokens_file: str, inventory: str | None = None, *, agent_down_after: float = DOWN_AFTER
+) -> FastAPI:
+    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely.
+    An agent unseen for ``agent_down_after`` seconds is down."""
     from graphium.store.json_store import JsonTaskStore
 
     redact_server_logs()
@@ -62,23 +68,30 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     if inventory is not None:
         load_inventory(inventory)  # fail at start, not on the first stack
     store = JsonTaskStore(state)
-    feed = ChangeFeed([store.path, store.journal_path])
+    feed = ChangeFeed()
     feed.attach(store)
+    registry = AgentRegistry(store, down_after=agent_down_after)
     srv = Server(
         store=store,
         feed=feed,
         tokens=tokens,
         inventory_path=inventory,
         executor=AgentExecutor(
-            store, wait_for_change=feed.wait_any, last_contact=lambda h: srv.contacts.get(h)
+            store,
+            wait_for_change=feed.wait_any,
+            last_contact=registry.last_seen,
+            waiting_reason=registry.waiting_reason,
+            notify=lambda event: EventBus(store).emit(event),
         ),
+        agents=registry,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed.bind(asyncio.get_running_loop())
+        watch = feed.watch([store.path, store.journal_path], store.changed_elsewhere)
         background = [
-            asyncio.create_task(feed.watch()),
+            asyncio.create_task(watch),
             asyncio.create_task(monitor(srv)),
             asyncio.create_task(tokens.flush_usage_every()),
         ]
@@ -157,12 +170,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # entry point --------------------------------------------------------------------------------------
-def serve(host: str, port: int, state: str, tokens_file: str, inventory: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    state: str,
+    tokens_file: str,
+    inventory: str | None,
+    *,
+    agent_down_after: float = DOWN_AFTER,
+) -> None:
     """Run the server until interrupted (``graphium-run serve``)."""
     import uvicorn
 
     Path(state).parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(state, tokens_file, inventory)
+    app = create_app(state, tokens_file, inventory, agent_down_after=agent_down_after)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
 
