@@ -92,7 +92,9 @@ async def simulated(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=50.0, help="seconds of CPU measured per count")
-    parser.add_argument("--wait", type=float, default=25.0, help="long-poll wait of each claim (the agent's), s")
+    parser.add_argument(
+        "--wait", type=float, default=25.0, help="long-poll wait of each claim (the agent's), s"
+    )
     parser.add_argument("--agents", default="1,10,100", help="counts of idle agents")
     args = parser.parse_args()
     counts = [int(c) for c in args.agents.split(",")]

@@ -5,9 +5,12 @@ Each imports its side of the control plane only when run, so the other commands 
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
-from graphium.cli.common import DEFAULT_TOKENS, state_option
+import click
+from click.core import ParameterSource
+
+from graphium.cli.common import DEFAULT_TOKENS, emit, json_option, state_option
 from graphium.records.agent import DOWN_AFTER
 
 tokens_option = click.option(
@@ -56,7 +59,15 @@ def serve(
 @click.option("--host-id", required=True, help="The inventory id of the host this agent runs on.")
 @click.option("--server", "server_url", required=True, envvar="GRAPHIUM_SERVER", help="Control server URL.")
 @click.option(
-    "--token", envvar="GRAPHIUM_AGENT_TOKEN", required=True, help="Agent token (env GRAPHIUM_AGENT_TOKEN)."
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="GRAPHIUM_AGENT_TOKEN_FILE",
+    help="File holding the agent token (env GRAPHIUM_AGENT_TOKEN_FILE).",
+)
+@click.option(
+    "--token",
+    envvar="GRAPHIUM_AGENT_TOKEN",
+    help="Agent token; prefer env GRAPHIUM_AGENT_TOKEN or --token-file (a command line shows in ps).",
 )
 @click.option("--docker-host", envvar="DOCKER_HOST", default=None, help="Engine URL (default: DOCKER_HOST).")
 @click.option("--agent-id", default=None, help="Name of this agent process (default: host id + pid).")
@@ -67,8 +78,16 @@ def serve(
     type=click.IntRange(1, 100),
     help="Tasks this agent runs at once.",
 )
+@click.pass_context
 def agent(
-    host_id: str, server_url: str, token: str, docker_host: str | None, agent_id: str | None, slots: int
+    ctx: click.Context,
+    host_id: str,
+    server_url: str,
+    token_file: str | None,
+    token: str | None,
+    docker_host: str | None,
+    agent_id: str | None,
+    slots: int,
 ) -> None:
     """Run the polling agent: claim this host's tasks from the server and execute them."""
     from graphium.control.agent import run_agent
@@ -76,11 +95,34 @@ def agent(
     run_agent(
         host_id=host_id,
         server_url=server_url,
-        token=token,
+        token=_agent_token(ctx, token, token_file),
         docker_host=docker_host,
         agent_id=agent_id,
         slots=slots,
     )
+
+
+def _agent_token(ctx: click.Context, token: str | None, token_file: str | None) -> str:
+    """The agent token from --token-file, else env GRAPHIUM_AGENT_TOKEN (or --token, with a warning)."""
+    if token_file and token:
+        raise click.UsageError("give the agent token once: --token-file or GRAPHIUM_AGENT_TOKEN")
+    if token_file:
+        path = Path(token_file)
+        if path.stat().st_mode & 0o077:
+            click.echo(f"Warning: {token_file} is readable by other users; chmod 600 it", err=True)
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise click.UsageError(f"{token_file} holds no token")
+        return token
+    if not token:
+        raise click.UsageError("the agent needs its token: --token-file FILE or env GRAPHIUM_AGENT_TOKEN")
+    if ctx.get_parameter_source("token") is ParameterSource.COMMANDLINE:
+        click.echo(
+            "Warning: --token on the command line is visible to every user (ps, shell history); "
+            "use env GRAPHIUM_AGENT_TOKEN or --token-file",
+            err=True,
+        )
+    return token
 
 
 @click.group()
@@ -99,3 +141,32 @@ def token_create(agent_host: str | None, admin: bool, tokens_file: str) -> None:
     if bool(agent_host) == admin:
         raise click.UsageError("give exactly one of --agent HOST or --admin")
     click.echo(create_token(tokens_file, role="admin" if admin else "agent", host_id=agent_host))
+
+
+@token.command("list")
+@tokens_option
+@json_option
+def token_list(tokens_file: str, as_json: bool) -> None:
+    """List tokens: id, role, host, created, last used (as the server last recorded it); never
+    the token or its hash."""
+    from graphium.cli.output import make_console, render_tokens
+    from graphium.control.server.auth import list_tokens
+
+    found = list_tokens(tokens_file)
+    if not as_json:
+        render_tokens(found, make_console())
+        return
+    for info in found:
+        emit("token", info.dump())
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@tokens_option
+def token_revoke(token_id: str, tokens_file: str) -> None:
+    """Remove a token; a running server refuses it from its next request (no restart)."""
+    from graphium.control.server.auth import revoke_token
+
+    info = revoke_token(tokens_file, token_id)
+    host = f" for host {info.host_id}" if info.host_id else ""
+    click.echo(f"Revoked {info.role} token {info.id}{host}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -25,6 +25,9 @@ from graphium.records.task import Task, TaskStatus
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import MARKER, redact_container, redact_environment
+
+if TYPE_CHECKING:
+    from graphium.control.server.auth import TokenInfo
 
 _SYMBOL = {
     ActionKind.create: ("+", "green"),
@@ -291,6 +294,13 @@ def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
         )
         for s in stacks
     )
+    console.print(_table(columns, rows))
+
+
+def render_tokens(tokens: Iterable[TokenInfo], console: Console) -> None:
+    """API tokens without their secret or hash (``token list``)."""
+    columns = ("id", "role", "host", "created", "last used")
+    rows = ((t.id, t.role, t.host_id or "", t.created or "", t.last_used or "never") for t in tokens)
     console.print(_table(columns, rows))
 
 

@@ -548,6 +548,7 @@ def test_websocket_stream(server: ServerProcess) -> None:
     async def refused() -> None:
         url = f"ws://{server.bind}:{server.port}/api/v1/events/ws"
         async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"token": "unknown"}))  # no header: the token comes first
             await ws.recv()
 
     with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):

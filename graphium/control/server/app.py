@@ -23,11 +23,14 @@ from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from graphium.control.server import web
 from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
+from graphium.control.server.docs import add_docs
+from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.routes import agents, events, stacks, tasks
@@ -56,6 +59,7 @@ def create_app(
     An agent unseen for ``agent_down_after`` seconds is down."""
     from graphium.store.json_store import JsonTaskStore
 
+    redact_server_logs()
     tokens = TokenRegistry(tokens_file)
     if len(tokens) == 0:
         raise TokenFileError(
@@ -75,6 +79,7 @@ def create_app(
         inventory_path=inventory,
         executor=AgentExecutor(
             store,
+            poll_interval=2.0,  # a safety net only: every change wakes it (see .changes)
             wait_for_change=feed.wait_any,
             last_contact=registry.last_seen,
             waiting_reason=registry.waiting_reason,
@@ -87,7 +92,11 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed.bind(asyncio.get_running_loop())
         watch = feed.watch([store.path, store.journal_path], store.changed_elsewhere)
-        background = [asyncio.create_task(watch), asyncio.create_task(monitor(srv))]
+        background = [
+            asyncio.create_task(watch),
+            asyncio.create_task(monitor(srv)),
+            asyncio.create_task(tokens.flush_usage_every()),
+        ]
         try:
             yield
         finally:
@@ -102,7 +111,10 @@ def create_app(
         version="1",
         summary="Task API for agents, stack API for people, event stream for watchers.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves /docs and /redoc from bundled assets, not a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.server = srv
     install_error_handlers(app)
     for router in (tasks.router, agents.router, stacks.router, events.router):
@@ -144,6 +156,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(400, "invalid data", errors=errors)
 
     app.add_exception_handler(pydantic.ValidationError, invalid)
+
+    async def unfit(_: Request, exc: Exception) -> JSONResponse:
+        """FastAPI's 422 without the offending ``input``: it may hold a secret, and a NaN in it
+        made the answer itself fail (a 500) since JSON cannot carry one."""
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    app.add_exception_handler(RequestValidationError, unfit)
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

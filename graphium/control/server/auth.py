@@ -2,16 +2,24 @@
 
 Only a token's sha256 is stored, so a leaked tokens file does not let anyone in; tokens are long
 random strings, so a plain hash (no salt, no stretching) is enough. The file is written with mode
-0600 through a temp file and a rename, so a crash never leaves it half written.
+0600 through a temp file and a rename, so a crash never leaves it half written. The server
+rereads it when it changes, so a created token works and a revoked one is refused at once.
+
+When each token was last used is kept in memory by the server and flushed, at most every
+USAGE_FLUSH_SECONDS, to a usage file beside the tokens file (``tokens.usage.json``): a request
+costs no durable write, and the tokens file stays the CLI's alone (a server writing it would race
+``token create``/``revoke`` and make every server reload it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +31,7 @@ from graphium.store.files import FileIdentity, atomic_write, file_identity
 
 Role = Literal["admin", "agent"]
 ROLES: tuple[Role, ...] = ("admin", "agent")
+USAGE_FLUSH_SECONDS = 30.0
 
 
 class TokenFileError(GraphiumError):
@@ -105,6 +114,70 @@ def create_token(tokens_file: str | os.PathLike[str], role: str, host_id: str | 
     return token
 
 
+def usage_path(tokens_file: str | os.PathLike[str]) -> Path:
+    """The file the server records each token's last use in (token id -> ISO time)."""
+    path = Path(tokens_file)
+    return path.with_name(f"{path.stem}.usage.json")
+
+
+def read_usage(tokens_file: str | os.PathLike[str]) -> dict[str, str]:
+    """Token id -> when it was last used (ISO 8601 UTC); unreadable or absent reads as none."""
+    try:
+        data = json.loads(usage_path(tokens_file).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What an operator may see of a token: never the token, nor its hash."""
+
+    id: str
+    role: Role
+    host_id: str | None
+    created: str | None
+    last_used: str | None
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "hostId": self.host_id,
+            "created": self.created,
+            "lastUsed": self.last_used,
+        }
+
+
+def list_tokens(tokens_file: str | os.PathLike[str]) -> list[TokenInfo]:
+    """Every token of the file, with when the server last saw it used (None: never, or not yet flushed)."""
+    used = read_usage(tokens_file)
+    return [
+        TokenInfo(
+            id=str(entry.get("id", "")),
+            role=entry["role"],
+            host_id=entry.get("hostId"),
+            created=entry.get("created"),
+            last_used=used.get(str(entry.get("id", ""))),
+        )
+        for entry in read_tokens(tokens_file)
+    ]
+
+
+def revoke_token(tokens_file: str | os.PathLike[str], token_id: str) -> TokenInfo:
+    """Remove the token ``token_id`` from the file; a running server refuses it from its next request."""
+    path = Path(tokens_file)
+    tokens = read_tokens(path)
+    kept = [entry for entry in tokens if entry.get("id") != token_id]
+    if len(kept) == len(tokens):
+        raise TokenFileError(f"{path}: no token with id {token_id!r} (see `graphium-run token list`)")
+    [info] = [t for t in list_tokens(path) if t.id == token_id]
+    _write_tokens(path, kept)
+    return info
+
+
 class TokenRegistry:
     """Looks up callers by token; reloads the file when it changes, so new tokens work at once."""
 
@@ -112,6 +185,7 @@ class TokenRegistry:
         self.path = Path(tokens_file)
         self._identity: FileIdentity | None = None
         self._entries: list[dict[str, Any]] = []
+        self._used: dict[str, float] = {}  # token id -> last use (epoch s), not yet flushed
         self.reload()
 
     def reload(self) -> None:
@@ -134,7 +208,49 @@ class TokenRegistry:
                 found = entry
         if found is None:
             return None
-        return Principal(token_id=str(found.get("id", "")), role=found["role"], host_id=found.get("hostId"))
+        token_id = str(found.get("id", ""))
+        self._used[token_id] = time.time()
+        return Principal(token_id=token_id, role=found["role"], host_id=found.get("hostId"))
+
+    def flush_usage(self) -> None:
+        """Write the last uses seen since the previous flush into the usage file (merged: another
+        server on the same tokens file may have seen later ones)."""
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        merged = read_usage(self.path)
+        for token_id, when in used.items():
+            stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+            merged[token_id] = max(merged.get(token_id, ""), stamp)
+        try:
+            atomic_write(usage_path(self.path), (json.dumps(merged, indent=2) + "\n").encode(), mode=0o600)
+        except OSError:
+            self._used = {**used, **self._used}  # kept for the next flush
+            raise
+
+    async def flush_usage_every(self, seconds: float = USAGE_FLUSH_SECONDS) -> None:
+        """Flush the usage every ``seconds`` until cancelled, and once more then (server lifespan)."""
+        try:
+            while True:
+                await asyncio.sleep(seconds)
+                with suppress(OSError):  # a full disk must not stop the server; the next flush retries
+                    await asyncio.to_thread(self.flush_usage)
+        finally:
+            with suppress(OSError):
+                self.flush_usage()
 
 
-__all__ = ["Principal", "TokenFileError", "TokenRegistry", "create_token", "hash_token", "read_tokens"]
+__all__ = [
+    "USAGE_FLUSH_SECONDS",
+    "Principal",
+    "TokenFileError",
+    "TokenInfo",
+    "TokenRegistry",
+    "create_token",
+    "hash_token",
+    "list_tokens",
+    "read_tokens",
+    "read_usage",
+    "revoke_token",
+    "usage_path",
+]

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from graphium.control.server.auth import Principal
 from graphium.control.server.deps import API, Caller, Srv, json_body, own_host
-from graphium.control.server.routes.tasks import LeaseRequest
+from graphium.control.server.routes.tasks import LeaseRequest, masked
 from graphium.control.server.state import Server
 from graphium.plan.model import ObservedHost
 from graphium.records.agent import AgentInfo, AgentRecord
@@ -50,9 +50,9 @@ def register_agent(host_id: str, body: AgentRecord, who: Caller, srv: Srv) -> Re
 
 @router.get("/agents/{host_id}/tasks", response_model=list[Task])
 def agent_tasks(host_id: str, who: Caller, srv: Srv) -> list[Task]:
-    """The host's open tasks (pending, assigned, running)."""
+    """The host's open tasks (pending, assigned, running), secrets masked: only a claim carries them."""
     own_host(who, host_id)
-    return [t for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
+    return [masked(t) for t in srv.store.list_tasks(host_id=host_id) if t.status in OPEN]
 
 
 @dataclass(frozen=True)

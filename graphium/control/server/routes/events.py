@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from graphium.control.server.auth import Principal
 from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.state import Server
 from graphium.records.event import Event
 from graphium.run.events import event_json
 
 STREAM_KEEPALIVE = 15.0
+WS_AUTH_TIMEOUT = 10.0  # seconds a WebSocket client without the header has to send its token
 
 router = APIRouter(prefix=API, tags=["events"])
 
@@ -66,22 +69,52 @@ async def events_sse(
 async def events_ws(
     websocket: WebSocket, after: int = 0, stack_id: str | None = Query(None, alias="stackId")
 ) -> None:
-    """The same stream over a WebSocket, one JSON event per message; the admin token goes in
-    the Authorization header (or ``?token=`` for clients that cannot set headers)."""
+    """The same stream over a WebSocket, one JSON event per message.
+
+    The admin token goes in the ``Authorization: Bearer`` header, or, for clients that cannot set
+    headers (browsers), in a first message ``{"token": "..."}`` sent within WS_AUTH_TIMEOUT
+    seconds. Never in the URL, which access logs record: ``?token=`` is refused (close 4400).
+    Closes with 4401 for no or an unknown token, 4403 for an agent token.
+    """
     srv: Server = websocket.app.state.server
-    header = websocket.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else websocket.query_params.get("token", "")
-    who = srv.tokens.authenticate(token) if token else None
-    if who is None or not who.is_admin:
-        await websocket.close(code=4401 if who is None else 4403)
+    if "token" in websocket.query_params:
+        await websocket.close(code=4400, reason="no token in the URL: use the header or a first message")
         return
-    await websocket.accept()
+    header = websocket.headers.get("authorization", "")
+    if header:
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        who = srv.tokens.authenticate(token) if token else None
+        if who is None or not who.is_admin:  # refused before the handshake completes
+            await websocket.close(code=4401 if who is None else 4403)
+            return
+        await websocket.accept()
+    else:
+        await websocket.accept()
+        who = await _first_message_principal(srv, websocket)
+        if who is None or not who.is_admin:
+            with suppress(RuntimeError):  # the client may be gone already
+                await websocket.close(code=4401 if who is None else 4403)
+            return
     try:
         async for batch in event_batches(srv, max(after, 0), stack_id):
             for event in batch:
                 await websocket.send_json(event_json(event))
     except WebSocketDisconnect:
         return
+
+
+async def _first_message_principal(srv: Server, websocket: WebSocket) -> Principal | None:
+    """Who the first message's ``{"token": ...}`` names; None when it does not come in time,
+    is no such object, or names no token."""
+    try:
+        message = await asyncio.wait_for(websocket.receive_text(), WS_AUTH_TIMEOUT)
+        data = json.loads(message)
+    except (TimeoutError, ValueError, WebSocketDisconnect, KeyError, RuntimeError):
+        return None
+    token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        return None
+    return srv.tokens.authenticate(token)
 
 
 __all__ = ["event_batches", "router"]

@@ -2,36 +2,75 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from graphium.control.server.deps import API, Admin, Caller, Srv, json_body, own_task
 from graphium.control.server.state import Server
 from graphium.errors import GraphiumError, NotFoundError, StoreError, TransitionError, ValidationError
 from graphium.plan.payloads import payload_problems
+from graphium.plan.task_forms import expand_container_form, is_container_form
 from graphium.records.event import Event
 from graphium.records.task import Task, TaskStatus, utcnow
 from graphium.run.events import EventType, task_event
+from graphium.stack.jsonld import json_path
+from graphium.stack.secrets import redact_payload
 
 MAX_REPORT_BATCH = 1000  # status changes per batch report
 
 router = APIRouter(prefix=API, tags=["tasks"])
 
 
+def refuse_non_finite(data: Any) -> Any:
+    """JSON has no NaN or Infinity, but Python's parser reads them: refuse them anywhere in a body
+    (a stored NaN lease or timeout would break the store's arithmetic, and JSON answers)."""
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path}: numbers must be finite (JSON has no NaN or Infinity)")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, json_path(path, str(key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, json_path(path, index))
+
+    walk(data, "$")
+    return data
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False
+    )
+
+    _finite = model_validator(mode="before")(refuse_non_finite)
 
 
 class TaskCreate(Task):
     """A new task; ``id`` is generated when absent, and a new task always starts pending."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     id: str | None = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    timeout_seconds: float = Field(default=300.0, gt=0)
+
+    _finite = model_validator(mode="before")(refuse_non_finite)
+
+
+def masked(task: Task) -> Task:
+    """The task with the secrets of its payload masked: what every answer shows, except the
+    claim that hands the task to its agent."""
+    if not task.payload:
+        return task
+    return task.model_copy(update={"payload": redact_payload(task.payload)})
 
 
 class StatusUpdate(_Body):
@@ -79,12 +118,16 @@ def changed(srv: Server, kind: EventType, update: Callable[[], Task]) -> Task:
     responses={400: {"description": "the payload does not fit the task type; `problems` lists why"}},
 )
 def create_task(body: TaskCreate, _: Admin, srv: Srv) -> Task:
-    """Enqueue one task (for hosts whose agent should run something outside a stack)."""
+    """Enqueue one task (for hosts whose agent should run something outside a stack).
+
+    The payload must fit the task type (400 with ``problems`` at JSON paths otherwise). A deploy
+    may also be given in the original task API's form, ``{"containerSpec": {...}, "pullPolicy":
+    ...}``: it is read by the stack files' rules and stored as graphium's deploy payload, after
+    the ensure-network task it depends on (see :mod:`graphium.plan.task_forms`). The answer is
+    the stored task, secrets masked.
+    """
     if body.status is not TaskStatus.pending:
         raise HTTPException(400, "a new task starts pending; set its status through the status route")
-    problems = payload_problems(body.task_type, body.payload, file="request")
-    if problems:
-        raise ValidationError(problems)
     data = body.model_dump(exclude={"id"})
     task = Task.model_validate({**data, "id": body.id or f"task-{uuid.uuid4().hex}"})
     task = task.model_copy(
@@ -97,10 +140,17 @@ def create_task(body: TaskCreate, _: Admin, srv: Srv) -> Task:
             "lease_expires_at": None,
         }
     )
+    if is_container_form(task.task_type, task.payload):
+        new_tasks = expand_container_form(task, file="request")  # [ensure-network, the deploy]
+    else:
+        problems = payload_problems(task.task_type, task.payload, file="request")
+        if problems:
+            raise ValidationError(problems)
+        new_tasks = [task]
     with srv.store.batch():
-        srv.store.create_tasks([task])
-        srv.emit(task_event(EventType.task_created, task))
-    return task
+        srv.store.create_tasks(new_tasks)
+        srv.emit(*(task_event(EventType.task_created, t) for t in new_tasks))
+    return masked(new_tasks[-1])
 
 
 @router.get("/tasks", response_model=list[Task])
@@ -113,11 +163,11 @@ def list_tasks(
     agent_id: Annotated[str | None, Query(alias="agentId")] = None,
     run_id: Annotated[str | None, Query(alias="runId")] = None,
 ) -> list[Task]:
-    """Tasks matching every filter given; an agent token sees only its own host's."""
+    """Tasks matching every filter given, secrets masked; an agent token sees only its own host's."""
     if not who.is_admin:
         host_id = who.host_id
     tasks = srv.store.list_tasks(status=status, stack_id=stack_id, host_id=host_id, run_id=run_id)
-    return [t for t in tasks if agent_id is None or t.agent_id == agent_id]
+    return [masked(t) for t in tasks if agent_id is None or t.agent_id == agent_id]
 
 
 @router.get("/tasks/stats")
@@ -130,7 +180,8 @@ def task_stats(
 
 @router.get("/tasks/{task_id}", response_model=Task)
 def get_task(task_id: str, who: Caller, srv: Srv) -> Task:
-    return own_task(srv, who, task_id)
+    """The task, secrets masked (only the claim that hands it to its agent carries them)."""
+    return masked(own_task(srv, who, task_id))
 
 
 @router.put("/tasks/status", response_model=list[ReportResult])
@@ -184,7 +235,7 @@ def update_status(task_id: str, body: StatusUpdate, who: Caller, srv: Srv) -> Re
             task_id, body.status, error=body.error, result=body.result, agent_id=body.agent_id
         ),
     )
-    return json_body(task.model_dump_json(by_alias=True))
+    return json_body(masked(task).model_dump_json(by_alias=True))
 
 
 @router.post("/tasks/{task_id}/retry", response_model=Task)
@@ -195,20 +246,25 @@ def retry_task(task_id: str, _: Admin, srv: Srv) -> Task:
         raise HTTPException(
             409, f"task {task_id} is {task.status.value}; only failed or cancelled tasks retry"
         )
-    return changed(
-        srv,
-        EventType.task_updated,
-        lambda: srv.store.transition(task_id, TaskStatus.pending, expected=task.status),
+    return masked(
+        changed(
+            srv,
+            EventType.task_updated,
+            lambda: srv.store.transition(task_id, TaskStatus.pending, expected=task.status),
+        )
     )
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=Task)
 def cancel_task(task_id: str, _: Admin, srv: Srv) -> Task:
     """Cancel a task; an agent running it learns so when its next heartbeat is refused."""
-    return changed(
-        srv,
-        EventType.task_updated,
-        lambda: srv.store.transition(task_id, TaskStatus.cancelled, error="cancelled by an administrator"),
+    reason = "cancelled by an administrator"
+    return masked(
+        changed(
+            srv,
+            EventType.task_updated,
+            lambda: srv.store.transition(task_id, TaskStatus.cancelled, error=reason),
+        )
     )
 
 
@@ -217,9 +273,17 @@ def heartbeat(task_id: str, body: LeaseRequest, who: Caller, srv: Srv) -> Respon
     """Extend the lease the agent holds; 409 once it no longer holds it (stop reporting then)."""
     task = own_task(srv, who, task_id)
     srv.touch(task.host_id)
-    return json_body(
-        srv.store.heartbeat(task_id, body.agent_id, body.lease_seconds).model_dump_json(by_alias=True)
-    )
+    extended = srv.store.heartbeat(task_id, body.agent_id, body.lease_seconds)
+    return json_body(masked(extended).model_dump_json(by_alias=True))
 
 
-__all__ = ["LeaseRequest", "ReportResult", "StatusReport", "StatusUpdate", "TaskCreate", "router"]
+__all__ = [
+    "LeaseRequest",
+    "ReportResult",
+    "StatusReport",
+    "StatusUpdate",
+    "TaskCreate",
+    "masked",
+    "refuse_non_finite",
+    "router",
+]
