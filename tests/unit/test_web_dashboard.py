@@ -4,7 +4,6 @@ environment. The app is the real one (``create_app``), driven in-process."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graphium.control.server.app import create_app
-from graphium.control.server.auth import create_token, read_tokens
+from graphium.control.server.auth import create_token, read_tokens, revoke_token
 from graphium.control.server.web.session import safe_next
 from graphium.control.server.web.variables import stack_variables
 from graphium.control.server.web.views import containers
@@ -64,8 +63,8 @@ def test_revoking_the_token_ends_its_sessions(tmp_path: Path, app_parts: tuple[P
     with _client(tmp_path, tokens, "http") as client:
         _sign_in(client, admin)
         assert client.get("/web/stacks").status_code == 200
-        data = {"tokens": [t for t in read_tokens(tokens) if t["role"] != "admin"]}
-        tokens.write_text(json.dumps(data))  # the admin token is revoked
+        admin_id = next(t["id"] for t in read_tokens(tokens) if t["role"] == "admin")
+        revoke_token(tokens, admin_id)  # `graphium-run token revoke ID`
         response = client.get("/web/stacks")
         assert response.status_code == 303 and response.headers["location"].startswith("/web/signin")
 
