@@ -108,7 +108,8 @@ def current_session(request: Request) -> Session | None:
 
 def sign_in_first(request: Request) -> HTTPException:
     """A redirect (303) to the sign-in page, which brings the browser back here afterwards."""
-    back = request.url.path if request.method == "GET" else "/web/stacks"
+    path = request.url.path
+    back = path.removesuffix("/events") if request.method == "GET" else "/web/stacks"
     return HTTPException(303, "sign in first", headers={"Location": f"/web/signin?next={quote(back)}"})
 
 
