@@ -454,7 +454,8 @@ async def test_observed_state_is_reported(server: ServerProcess, engine_url: str
 
 def test_agent_cli_stops_cleanly_on_sigterm(server: ServerProcess, engine_url: str, tmp_path: Path) -> None:
     log_path = tmp_path / "cli-agent.log"
-    env = {**os.environ, "DOCKER_HOST": engine_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[HOST]}
+    env = {**os.environ, "DOCKER_HOST": engine_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[HOST],
+           "GRAPHIUM_CA_CERT": str(server.ca_cert)}  # fmt: skip
     proc = subprocess.Popen(
         [*RUNNER, "agent", "--host-id", HOST, "--server", server.url],
         env=env,
