@@ -155,12 +155,9 @@ class Agent:
     async def run(self) -> None:
         """Work until stopped. Never raises for network or engine trouble."""
         read_timeout = self.claim_wait + 10.0
+        limit = 2 * self.slots + 4
         self._http = transport.async_api_client(
-            self.server_url,
-            self._token,
-            read_timeout=read_timeout,
-            max_connections=2 * self.slots + 4,
-            tls=self._tls,
+            self.server_url, self._token, read_timeout=read_timeout, max_connections=limit, tls=self._tls
         )
         log.info(
             "agent %s for host %s: server %s, engine %s",

@@ -62,11 +62,18 @@ def _verify_failure(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _translated(request: httpx.Request, exc: httpx.ConnectError) -> httpx.ConnectError:
+def _translated(request: httpx.Request, exc: httpx.TransportError) -> httpx.TransportError:
+    """A connection failure that says what to do when TLS is the cause (or may be)."""
+    origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if request.url.scheme != "http":
+            return exc
+        return httpx.RemoteProtocolError(
+            f"{exc} (if the server at {origin} serves HTTPS, use an https:// URL)", request=request
+        )
     failure = _verify_failure(exc)
     if failure is None:
         return exc
-    origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
     if isinstance(failure, ssl.SSLCertVerificationError):
         reason = failure.verify_message or failure.reason or str(failure)
         return CertificateError(
@@ -85,7 +92,7 @@ class _HTTPTransport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return super().handle_request(request)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
             raise _translated(request, exc) from exc
 
 
@@ -93,7 +100,7 @@ class _AsyncHTTPTransport(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return await super().handle_async_request(request)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
             raise _translated(request, exc) from exc
 
 
