@@ -61,8 +61,10 @@ class ServerProcess:
         port: int | None = None,
         tls: bool = True,
         insecure_http: bool = False,
+        runner: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.runner = runner or RUNNER  # another installation's graphium-run, e.g. a plain install
         self.bind = bind
         self.tls = tls
         self.insecure_http = insecure_http
@@ -120,7 +122,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         tls = ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)] if self.tls else []
         insecure = ["--insecure-http"] if self.insecure_http else []
-        return [*RUNNER, "serve", "--host", self.bind, "--port", str(self.port), "--state", str(self.state),
+        return [*self.runner, "serve", "--host", self.bind, "--port", str(self.port), "--state", str(self.state),
                 "--tokens", str(self.tokens), "-i", str(self.inventory), *tls, *insecure]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> None:
