@@ -119,6 +119,9 @@ class NullEngine:
         self.seen: dict[str, float] = {}
         self.asked = asyncio.Event()
 
+    async def server_version(self) -> str:
+        return "null"
+
     async def observe(self, stack: str | None = None) -> ObservedHost:
         return ObservedHost(host=HOST)
 

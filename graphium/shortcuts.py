@@ -41,10 +41,10 @@ async def _with_deployer(
     on_event: Subscriber | None,
     work: Callable[[Deployer], Any],
 ) -> Any:
-    executor = default_executor(store)
     events = EventBus(store)
     if on_event is not None:
         events.subscribe(on_event)
+    executor = default_executor(store, notify=events.emit)
     try:
         return await work(Deployer(store, executor, inventory, events=events, parallelism=parallelism))
     finally:

@@ -179,7 +179,7 @@ async def run_deployer(
     events = EventBus(store)
     if subscriber is not None:
         events.subscribe(subscriber)
-    executor = default_executor(store, insecure_skip_host_key_check=opts.insecure)
+    executor = default_executor(store, insecure_skip_host_key_check=opts.insecure, notify=events.emit)
     if opts.insecure:
         click.echo(
             "WARNING: SSH host keys are NOT verified (--insecure-skip-host-key-check); "

@@ -220,6 +220,10 @@ class ProgressView:
     def on_event(self, event: Event) -> None:
         if event.task_id is None or event.task_id not in self._tasks:
             return
+        if event.type == "task_waiting":  # a line of its own, above a live table too
+            host = event.host_id or ""
+            self._console.print(f"{'waiting':<9} {host:<16} {event.data.get('message', '')}", markup=False)
+            return
         status = str(event.data.get("status", ""))
         self._status[event.task_id] = status
         if event.data.get("error"):

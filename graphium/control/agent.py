@@ -11,16 +11,15 @@ and results go out through one reporter (:mod:`graphium.control.reporter`), whic
 finished while its previous batch was in flight as a single ``PUT /tasks/status``. A task thus
 costs two writes shared with its batch, instead of three of its own.
 
-Failure model:
+Failure model: network errors never end the agent (every request is retried with capped,
+jittered backoff; a finished task's report until it lands or the server says the task is no longer
+ours). A killed agent's leases expire and the server requeues its tasks; re-running one is harmless
+because execution is idempotent (a container with the task's name and spec hash is adopted), and
+completed tasks are never claimable. A lost lease (heartbeat 409) means someone else may own the
+task: this agent stops reporting on it.
 
-* Server down or restarting: every request is retried with capped exponential backoff and jitter;
-  no network error ends the agent. A finished task's report is retried until it lands, or until
-  the server says (409/404) that the agent no longer holds the task.
-* Agent killed: its leases expire and the server requeues the tasks. A re-run is harmless because
-  execution is idempotent (a container with the task's name and spec hash is adopted, not
-  recreated); completed tasks are never claimable, so nothing completed runs twice.
-* Lease lost (heartbeat 409): someone else may own the task now, so this agent stops reporting on
-  it and lets its own execution end without writing anything.
+The agent registers when it starts and reports its host's containers after tasks
+(:mod:`.self_report`); its claims and heartbeats keep it live, so an idle agent sends nothing else.
 
 The token goes in one request header and nowhere else: it is never logged nor put in a message.
 """
@@ -40,11 +39,11 @@ from pydantic import TypeAdapter
 
 from graphium.control import transport
 from graphium.control.reporter import Answer, Backoff, Refused, Reporter, Unreachable, batch_answers
+from graphium.control.self_report import SelfReport
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
 from graphium.docker.protocol import ContainerEngine
 from graphium.errors import GraphiumError
-from graphium.plan.model import ObservedHost
 from graphium.records.task import Task, TaskStatus
 from graphium.stack.models import DEFAULT_DOCKER_HOST
 
@@ -57,8 +56,6 @@ CLAIM_WAIT = 25.0
 #: The hard stop fires this long after ``timeoutSeconds`` so that the engine's own deadline
 #: (which quotes the container's health and logs) normally produces the error message.
 TIMEOUT_GRACE = 1.0
-#: An observation not yet delivered is re-sent as it is for this long, then taken afresh.
-OBSERVED_MAX_AGE = 10.0
 #: Most tasks one claim asks for (the server's cap).
 CLAIM_BATCH = 100
 
@@ -121,9 +118,6 @@ class Agent:
         self._http: transport.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
-        self._observed: ObservedHost | None = None
-        self._observed_at = 0.0
-        self._observe_wanted = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._reporter = Reporter(
@@ -132,6 +126,9 @@ class Agent:
             backoff_cap=backoff_cap,
             on_unreachable=self._lost_server,
             on_back=self._server_back,
+        )
+        self._self_report = SelfReport(
+            self._request, self.engine, agent_id=self.agent_id, slots=slots, backoff_cap=backoff_cap
         )
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
@@ -167,9 +164,11 @@ class Agent:
             self.docker_host,
         )
         try:
-            if not await self._report_observed():
-                self._observe_wanted.set()  # the observer retries it
-            helpers = [asyncio.create_task(self._reporter.run()), asyncio.create_task(self._observer())]
+            await self._self_report.first()
+            helpers = [
+                asyncio.create_task(self._reporter.run()),
+                asyncio.create_task(self._self_report.run()),
+            ]
             try:
                 await self._claim_loop()
                 while self._running:  # a graceful stop lets the tasks in hand finish and report
@@ -298,44 +297,6 @@ class Agent:
         except ValueError as exc:
             raise Unreachable(f"claim answered unreadable tasks: {exc}") from exc
 
-    # -- observed state -----------------------------------------------------------------------
-
-    async def _observer(self) -> None:
-        """Report the host's containers whenever tasks ended: one report at a time, covering
-        every task that ended meanwhile, so a busy agent sends one per batch, not one per task."""
-        backoff = Backoff(cap=self.backoff_cap)
-        while True:
-            await self._observe_wanted.wait()
-            self._observe_wanted.clear()
-            if await self._report_observed():
-                backoff.reset()
-            else:
-                self._observe_wanted.set()
-                await asyncio.sleep(backoff.next_delay())
-
-    async def _report_observed(self) -> bool:
-        """Tell the server what graphium-managed containers this host has (planning uses it).
-
-        Best effort (False when it failed): the observer retries, re-sending the same observation
-        for a while so that an outage does not turn into an engine-polling loop.
-        """
-        now = time.monotonic()
-        if self._observed is None or now - self._observed_at > OBSERVED_MAX_AGE:
-            try:
-                self._observed = await self.engine.observe()
-            except GraphiumError as exc:
-                self._observed = ObservedHost(host=self.host_id, error=str(exc))
-                log.warning("cannot observe the engine: %s", exc)
-            self._observed_at = now
-        try:
-            await self._request(
-                "PUT", f"/agents/{self.host_id}/observed", json=self._observed.dump(), ok=(200, 204)
-            )
-        except (Unreachable, Refused) as exc:
-            log.debug("observed state not reported: %s", exc)
-            return False
-        return True
-
     # -- one task ------------------------------------------------------------------------------
 
     async def _run_task(self, task: Task) -> None:
@@ -373,8 +334,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self.outcomes.append(outcome)
-            self._observed = None  # the engine changed: observe afresh
-            self._observe_wanted.set()
+            self._self_report.engine_changed()
 
     async def _execute(self, task: Task) -> tuple[TaskStatus | None, dict[str, Any] | None, str | None]:
         """Run the task on the engine: (completed, result, None), (failed, None, error), or

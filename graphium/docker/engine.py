@@ -7,13 +7,10 @@ exception escape: they become :class:`EngineError` (the engine refused or failed
 :class:`HostUnreachableError` (the engine could not be reached), both naming the host.
 
 It sends and reads; it does not decide: create requests are built by :mod:`.requests`, inspects
-are read by :mod:`.observed`, and the replace-with-rollback sequence is :mod:`.replace`.
-
-docker-py is synchronous. Every call runs on this engine's own thread pool, sized like its
-connection pool, so a slow host (a 10 s graceful stop, a pull) never blocks the event loop nor
-starves the calls made to other hosts, as a shared ``asyncio.to_thread`` pool of ~6 threads would.
-The low-level ``APIClient`` is used on purpose: it maps one method to one HTTP request, where the
-high-level client adds an inspect after most calls.
+are read by :mod:`.observed`, the replace-with-rollback sequence is :mod:`.replace`. docker-py is
+synchronous: every call runs on this engine's own thread pool, so a slow host never blocks the
+event loop nor starves other hosts' calls. The low-level ``APIClient`` maps one method to one
+HTTP request, where the high-level client adds an inspect after most calls.
 """
 
 from __future__ import annotations
@@ -165,6 +162,9 @@ class DockerEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- observe -------------------------------------------------------------------------------
+    async def server_version(self) -> str:
+        """The engine's version (``docker version``'s server side), for the agents' list."""
+        return str((await self._call("reading the engine version", lambda c: c.version())).get("Version"))
 
     async def observe(self, stack: str | None = None) -> ObservedHost:
         """graphium-managed containers (all states) and networks: one list call each, then the

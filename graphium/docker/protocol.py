@@ -25,6 +25,10 @@ class ContainerEngine(Protocol):
         """The inventory id of the host this engine runs on."""
         ...
 
+    async def server_version(self) -> str:
+        """The engine's own version string (shown in the agents' list)."""
+        ...
+
     async def observe(self, stack: str | None = None) -> ObservedHost:
         """graphium-managed containers (of ``stack``, or all) and networks, found by their labels.
 

@@ -7,12 +7,13 @@ observed concurrently (one group per connection kind) and each task goes to its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from graphium.errors import ExecutionError
 from graphium.executors.base import Executor
 from graphium.plan.model import ObservedHost
+from graphium.records.event import Event
 from graphium.records.task import Task
 from graphium.stack.models import Connection, Host
 from graphium.store.base import TaskStore
@@ -85,8 +86,14 @@ class HostRouter:
                 raise result
 
 
-def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = False) -> Executor:
-    """Local, SSH and agent hosts through one router, so one stack may mix them."""
+def default_executor(
+    store: TaskStore,
+    *,
+    insecure_skip_host_key_check: bool = False,
+    notify: Callable[[Event], None] | None = None,
+) -> Executor:
+    """Local, SSH and agent hosts through one router, so one stack may mix them. ``notify``
+    receives the agent executor's events (a task waiting for a host without a live agent)."""
     from graphium.executors.agent import AgentExecutor
     from graphium.executors.local import LocalExecutor
     from graphium.executors.ssh import SshExecutor
@@ -95,6 +102,6 @@ def default_executor(store: TaskStore, *, insecure_skip_host_key_check: bool = F
         {
             Connection.local: LocalExecutor(),
             Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
-            Connection.agent: AgentExecutor(store),
+            Connection.agent: AgentExecutor(store, notify=notify),
         }
     )

@@ -1,7 +1,8 @@
 """Lifecycle events: recorded in the store for later watchers, pushed to live subscribers now.
 
 Event types are the original design's (task_created, task_updated, stack_deploying, stack_running,
-stack_failed, stack_deleting, stack_deleted). Event data never carries secret values: task
+stack_failed, stack_deleting, stack_deleted), plus task_waiting: a task waits for a host that has
+no live agent. Event data never carries secret values: task
 payloads are not part of it.
 """
 
@@ -22,6 +23,7 @@ EVENT_SCHEMA_VERSION = 1
 class EventType(str, Enum):
     task_created = "task_created"
     task_updated = "task_updated"
+    task_waiting = "task_waiting"  # a task's host has no live agent: why nothing happens
     stack_deploying = "stack_deploying"
     stack_running = "stack_running"
     stack_failed = "stack_failed"

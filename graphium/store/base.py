@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from graphium.plan.model import ObservedHost
+from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
@@ -124,6 +125,19 @@ class TaskStore(Protocol):
 
     def get_observation(self, host_id: str) -> tuple[ObservedHost, str] | None:
         """The host's latest agent report and when it was stored (ISO 8601 UTC), or None."""
+        ...
+
+    # agents ---------------------------------------------------------------------------------
+    def save_agents(self, agents: list[AgentRecord]) -> None:
+        """Keep each agent's record (replacing its previous one), in one durable write."""
+        ...
+
+    def list_agents(self, *, host_id: str | None = None) -> list[AgentRecord]:
+        """The agents' records, of one host or all, ordered by host then agent id."""
+        ...
+
+    def forget_agents(self, agent_ids: list[str]) -> None:
+        """Drop these agents' records (unknown ids are ignored)."""
         ...
 
     # grouping -----------------------------------------------------------------------------

@@ -201,6 +201,16 @@ class JournalledStore:
 
         return remove
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another process wrote the store since this instance last read or wrote it
+        (a stat of each file; nothing is read)."""
+        with self._mutex:
+            try:
+                main = identity_of(os.stat(self.path))
+            except OSError:
+                return True
+            return main != self._main_identity or self._journal.size() != self._journal.offset
+
     def compact(self) -> None:
         """Fold the journal into the TinyDB file now (it also happens automatically)."""
         with self._txn():

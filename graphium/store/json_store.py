@@ -36,6 +36,7 @@ from tinydb.storages import Storage
 from graphium.errors import NotFoundError, StoreError, TransitionError
 from graphium.graph import cycles
 from graphium.plan.model import ObservedHost
+from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, check_stack_transition
 from graphium.records.task import Task, TaskStatus, check_transition
@@ -358,6 +359,24 @@ class JsonTaskStore(JournalledStore):
             if entry is None:
                 return None
             return ObservedHost.model_validate(entry["observed"]), str(entry["reportedAt"])
+
+    # agents ---------------------------------------------------------------------------------
+    def save_agents(self, agents: list[AgentRecord]) -> None:
+        with self._txn():
+            for record in agents:
+                self._state.agents[record.agent_id] = record.model_copy()
+                self._staged.append(["agent", record.dump()])
+
+    def list_agents(self, *, host_id: str | None = None) -> list[AgentRecord]:
+        with self._txn():
+            found = [a for a in self._state.agents.values() if host_id is None or a.host_id == host_id]
+            return [a.model_copy() for a in sorted(found, key=lambda a: (a.host_id, a.agent_id))]
+
+    def forget_agents(self, agent_ids: list[str]) -> None:
+        with self._txn():
+            for agent_id in agent_ids:
+                if self._state.agents.pop(agent_id, None) is not None:
+                    self._staged.append(["agent-", agent_id])
 
     # staging --------------------------------------------------------------------------------
     def _stage_task(self, task: Task) -> None:

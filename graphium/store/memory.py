@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from graphium.errors import NotFoundError
 from graphium.plan.model import ObservedHost
+from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
@@ -64,6 +65,7 @@ class StoreState:
         self.stacks: dict[str, StackRecord] = {}
         self.events: list[Event] = []
         self.observations: dict[str, dict[str, Any]] = {}  # host -> {host, observed, reportedAt}
+        self.agents: dict[str, AgentRecord] = {}  # agent id -> record
         self.seq = 0
         self.queue: dict[str, list[QueueKey]] = {}  # host -> pending tasks in claim order
         self.leased: dict[str, set[str]] = {}  # host -> assigned/running tasks with a lease
@@ -82,25 +84,35 @@ class StoreState:
                 self.stacks.pop(value, None)
             elif kind == "observed":
                 self.put_observation(value)
+            elif kind == "agent":
+                agent = AgentRecord.model_validate(value)
+                self.agents[agent.agent_id] = agent
+            elif kind == "agent-":
+                self.agents.pop(value, None)
             elif kind == "events":
                 self.add_events([Event.model_validate(v) for v in value])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
 
     def snapshot(self, generation: int) -> dict[str, dict[str, Any]]:
-        """The whole state as a TinyDB document (tables meta, stacks, tasks, events, observations)."""
+        """The whole state as a TinyDB document (tables meta, stacks, tasks, events, observations,
+        agents)."""
         return {
             "meta": {"1": {"format": FORMAT_VERSION, "generation": generation, "seq": self.seq}},
             "stacks": {str(i): s.dump() for i, s in enumerate(self.stacks.values(), start=1)},
             "tasks": {str(i): t.dump() for i, t in enumerate(self.tasks.values(), start=1)},
             "events": {str(e.seq): e.dump() for e in self.events},
             "observations": {str(i): o for i, o in enumerate(self.observations.values(), start=1)},
+            "agents": {str(i): a.dump() for i, a in enumerate(self.agents.values(), start=1)},
         }
 
     def restore(self, doc: dict[str, dict[str, Any]]) -> None:
         """Load a TinyDB document written by :meth:`snapshot` (meta aside)."""
         for value in doc.get("observations", {}).values():
             self.put_observation(value)
+        for value in doc.get("agents", {}).values():
+            agent = AgentRecord.model_validate(value)
+            self.agents[agent.agent_id] = agent
         for value in doc.get("stacks", {}).values():
             record = StackRecord.model_validate(value)
             self.stacks[record.id] = record

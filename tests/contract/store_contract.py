@@ -14,6 +14,7 @@ import pytest
 
 from graphium.errors import NotFoundError, StoreError, TransitionError
 from graphium.plan.model import ObservedHost
+from graphium.records.agent import AgentRecord, AgentStatus
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, TaskType
@@ -438,6 +439,20 @@ class TaskStoreContract:
         assert observed.networks == ["web-net", "db-net"] and parse(reported_at) <= datetime.now(UTC)
         other = store.get_observation("h2")
         assert other is not None and other[0].error == "unreachable"
+
+    # agents ------------------------------------------------------------------------------------
+    def test_agent_records_replace_by_id_and_list_by_host(self, store: TaskStore) -> None:
+        assert store.list_agents() == []
+        old = AgentRecord(agent_id="vm2-1", host_id="vm2", version="0.1", slots=4, last_seen=later(-120))
+        store.save_agents([old, AgentRecord(agent_id="vm1-7", host_id="vm1", last_seen=later(0))])
+        store.save_agents([old.model_copy(update={"last_seen": later(0), "engine_version": "27.1"})])
+        assert [a.agent_id for a in store.list_agents()] == ["vm1-7", "vm2-1"]
+        (vm2,) = store.list_agents(host_id="vm2")
+        assert vm2.engine_version == "27.1" and vm2.slots == 4
+        assert vm2.status(datetime.now(UTC)) is AgentStatus.live
+        assert old.status(datetime.now(UTC)) is AgentStatus.down
+        store.forget_agents(["vm2-1", "nobody"])
+        assert [a.agent_id for a in store.list_agents()] == ["vm1-7"]
 
     # batches -----------------------------------------------------------------------------------
     def test_batch_applies_everything_together(self, store: TaskStore) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from graphium.control.server.auth import TokenRegistry, create_token
 from graphium.control.server.changes import ChangeFeed
+from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.monitor import monitor_once
 from graphium.control.server.state import Server
 from graphium.errors import ExecutionError
@@ -101,8 +102,7 @@ async def test_a_rerun_of_the_same_plan_resumes_its_stored_tasks_in_the_new_run(
 def test_the_monitor_settles_from_the_current_run_only(tmp_path: Path, store: JsonTaskStore) -> None:
     tokens = tmp_path / "tokens.json"
     create_token(tokens, "admin", None)
-    feed = ChangeFeed([store.path, store.journal_path])
-    srv = Server(store, feed, TokenRegistry(tokens), None, AgentExecutor(store))
+    srv = Server(store, ChangeFeed(), TokenRegistry(tokens), None, AgentExecutor(store), AgentRegistry(store))
     store.create_tasks(
         [
             Task(id="old", task_type=TaskType.stop, host_id="a", stack_id="web", run_id="r1"),

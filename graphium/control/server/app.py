@@ -29,6 +29,7 @@ from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
 from graphium.control.server.listen import plan_listen
 from graphium.control.server.monitor import monitor
+from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.routes import agents, events, stacks, tasks
 from graphium.control.server.state import Server
 from graphium.errors import (
@@ -41,6 +42,7 @@ from graphium.errors import (
     ValidationError,
 )
 from graphium.executors.agent import AgentExecutor
+from graphium.run.events import EventBus
 from graphium.stack.inventory import load_inventory
 
 log = logging.getLogger("graphium.control.server")
@@ -59,22 +61,29 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     if inventory is not None:
         load_inventory(inventory)  # fail at start, not on the first stack
     store = JsonTaskStore(state)
-    feed = ChangeFeed([store.path, store.journal_path])
+    feed = ChangeFeed()
     feed.attach(store)
+    registry = AgentRegistry(store)
     srv = Server(
         store=store,
         feed=feed,
         tokens=tokens,
         inventory_path=inventory,
         executor=AgentExecutor(
-            store, wait_for_change=feed.wait_any, last_contact=lambda h: srv.contacts.get(h)
+            store,
+            wait_for_change=feed.wait_any,
+            last_contact=registry.last_seen,
+            waiting_reason=registry.waiting_reason,
+            notify=lambda event: EventBus(store).emit(event),
         ),
+        agents=registry,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed.bind(asyncio.get_running_loop())
-        background = [asyncio.create_task(feed.watch()), asyncio.create_task(monitor(srv))]
+        watch = feed.watch([store.path, store.journal_path], store.changed_elsewhere)
+        background = [asyncio.create_task(watch), asyncio.create_task(monitor(srv))]
         try:
             yield
         finally:

@@ -1,40 +1,59 @@
-"""Wake long-polls and event streams when the store changes, whoever changed it.
+"""Wake long-polls and event streams when the store changes, and only then.
 
-Writes made through this server wake waiters once they are durable: :meth:`ChangeFeed.attach`
-registers a commit hook on the store. Writes by other processes sharing the JSON store (the CLI,
-a runner) are seen by :meth:`ChangeFeed.watch`, which stats the store's files every ``interval``:
-a stat is far cheaper than a claim attempt, so thousands of idle long-polls cost one stat per tick.
+Waiting is driven by real changes, never by a timer: an idle server with a hundred agents in
+claim long-polls does no work at all until something happens.
+
+* Writes made through this server wake waiters once they are durable, through the store's commit
+  hook, and by topic: a commit whose events touch tasks of host ``vm1`` wakes the claim long-polls
+  of ``vm1`` (and, when a task completed, every host's, since dependants may sit anywhere); any
+  commit with events wakes the event streams and the background runs. A commit without events
+  (an agent's contact written by the task monitor, an observation) makes nothing claimable and
+  wakes nobody.
+* Writes by other processes sharing the JSON store (``graphium-run apply`` on the same file) are
+  seen through inotify (watchfiles) on the store's files; the store then says whether the change
+  was someone else's, and if so every waiter wakes, since we cannot tell what changed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
 from graphium.records.event import Event
 from graphium.store.base import TaskStore
-from graphium.store.files import file_identity
 
-WATCH_INTERVAL = 0.05
+log = logging.getLogger("graphium.control.server")
+
+#: inotify events are grouped for at most this long before the store is asked about them.
+WATCH_STEP_MS = 20
 
 
 class ChangeFeed:
-    """A version counter plus a broadcast wake-up; safe to notify from any thread."""
+    """Version counters (one for everything, one per host) and broadcast wake-ups; safe to
+    notify from any thread."""
 
-    def __init__(self, paths: list[Path], interval: float = WATCH_INTERVAL) -> None:
-        self._paths = paths
-        self._interval = interval
+    def __init__(self) -> None:
         self._version = 0
         self._event = asyncio.Event()
+        self._everyone = 0  # wake-ups of every host: part of each host's version
+        self._hosts: dict[str, int] = {}
+        self._host_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduled = False  # a bump is already on its way to the loop
         self._guard = threading.Lock()
+        self._due_hosts: set[str] = set()  # hosts to wake at the next bump (guarded)
+        self._due_all = False
+        self._scheduled = False  # a bump is already on its way to the loop
 
     @property
     def version(self) -> int:
         return self._version
+
+    def host_version(self, host_id: str) -> int:
+        return self._everyone + self._hosts.get(host_id, 0)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -43,22 +62,22 @@ class ChangeFeed:
         """Be notified after every durable commit made through ``store``."""
         store.on_commit(self._committed)
 
-    def _committed(self, _: list[Event]) -> None:
-        self.notify()
+    def _committed(self, events: list[Event]) -> None:
+        if not events:
+            return
+        hosts = {e.host_id for e in events if e.task_id is not None and e.host_id}
+        everyone = any(e.data.get("status") == "completed" for e in events if e.task_id is not None)
+        self.notify(hosts, everyone=everyone)
 
-    def _bump(self) -> None:
-        with self._guard:
-            self._scheduled = False
-        self._version += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    def notify(self) -> None:
-        """Wake every waiter soon; commits in a burst wake them once."""
+    def notify(self, hosts: set[str] | frozenset[str] = frozenset(), *, everyone: bool = True) -> None:
+        """Wake the event waiters and the claim waiters of ``hosts`` (of every host when
+        ``everyone``) soon; notifications in a burst wake them once."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with self._guard:
+            self._due_hosts |= hosts
+            self._due_all = self._due_all or everyone
             if self._scheduled:
                 return
             self._scheduled = True
@@ -68,26 +87,70 @@ class ChangeFeed:
             with self._guard:
                 self._scheduled = False
 
+    def _bump(self) -> None:
+        with self._guard:
+            self._scheduled = False
+            hosts, self._due_hosts = self._due_hosts, set()
+            everyone, self._due_all = self._due_all, False
+        self._version += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+        if everyone:
+            self._everyone += 1
+            hosts = set(self._host_events)
+        else:
+            for host in hosts:
+                self._hosts[host] = self._hosts.get(host, 0) + 1
+        for host in hosts:
+            waiting = self._host_events.pop(host, None)
+            if waiting is not None:
+                waiting.set()
+
     async def wait(self, since: int, timeout: float) -> None:
-        """Return once the version moved past ``since``, or after ``timeout`` seconds."""
+        """Return once anything changed after version ``since``, or after ``timeout`` seconds."""
         if self._version != since:
             return
-        event = self._event
         with suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), timeout)
 
     async def wait_any(self, timeout: float) -> None:
         await self.wait(self._version, timeout)
 
-    async def watch(self) -> None:
-        """Poll the store's files forever, bumping the version when any of them changed."""
-        last = [file_identity(p) for p in self._paths]
-        while True:
-            await asyncio.sleep(self._interval)
-            now = [file_identity(p) for p in self._paths]
-            if now != last:
-                last = now
-                self._bump()
+    async def wait_host(self, host_id: str, since: int, timeout: float) -> None:
+        """Return once ``host_id``'s tasks may have changed after its version ``since``, or after
+        ``timeout`` seconds."""
+        if self.host_version(host_id) != since:
+            return
+        event = self._host_events.get(host_id)
+        if event is None:
+            event = self._host_events[host_id] = asyncio.Event()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    async def watch(self, paths: list[Path], foreign: Callable[[], bool]) -> None:
+        """Wake everyone when another process wrote the store: watch ``paths`` with inotify and
+        ask ``foreign()`` (in a thread) whether a change was not this server's own."""
+        from watchfiles import awatch
+
+        stop = asyncio.Event()
+        names = {str(p.resolve()) for p in paths}
+        directory = paths[0].resolve().parent
+        try:
+            async for changes in awatch(
+                directory,
+                watch_filter=lambda _, path: path in names,
+                step=WATCH_STEP_MS,
+                stop_event=stop,
+                rust_timeout=60_000,
+                yield_on_timeout=False,
+            ):
+                if not changes:
+                    continue
+                elsewhere: bool = await asyncio.to_thread(foreign)
+                if elsewhere:
+                    self.notify(everyone=True)
+        finally:
+            stop.set()
 
 
 __all__ = ["ChangeFeed"]

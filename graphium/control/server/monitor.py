@@ -35,8 +35,10 @@ async def monitor(srv: Server) -> None:
 
 
 def monitor_once(srv: Server, active: set[str]) -> None:
-    """One pass; ``active`` are the stacks this server runs in the background."""
+    """One pass; ``active`` are the stacks this server runs in the background. Also writes the
+    agents' contact seen since the last pass, when due."""
     store = srv.store
+    srv.agents.flush()
     with store.batch():
         requeued = store.requeue_expired()
         if requeued:

@@ -1,5 +1,5 @@
 """What the control server's routes and monitor share: the store, the change feed, the tokens,
-the inventory, the background runs and when each agent was last heard from."""
+the inventory, the background runs and the agents' presence."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import asyncio
 import logging
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from graphium.control.server.auth import TokenRegistry
 from graphium.control.server.changes import ChangeFeed
+from graphium.control.server.presence import AgentRegistry
 from graphium.executors.agent import AgentExecutor
 from graphium.plan.model import Plan
 from graphium.records.event import Event
@@ -34,12 +34,12 @@ class Server:
     tokens: TokenRegistry
     inventory_path: str | None
     executor: AgentExecutor
+    agents: AgentRegistry
     runs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    contacts: dict[str, datetime] = field(default_factory=dict)
 
-    def touch(self, host_id: str) -> None:
+    def touch(self, host_id: str, agent_id: str | None = None) -> None:
         """An agent showed it is alive (claim, heartbeat, report)."""
-        self.contacts[host_id] = datetime.now(UTC)
+        self.agents.seen(host_id, agent_id)
 
     def inventory(self, doc: StackDocument | None) -> Inventory:
         """The server's hosts (and the stack's own Host nodes), every one reached through its agent."""

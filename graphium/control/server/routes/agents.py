@@ -1,9 +1,11 @@
-"""Agent routes: a host's open tasks, claims (long-polls), and the agent's report of its host."""
+"""Agent routes: registration and the agents' list, a host's open tasks, claims (long-polls),
+and the agent's report of its host."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -15,16 +17,35 @@ from graphium.control.server.deps import API, Caller, Srv, json_body, own_host
 from graphium.control.server.routes.tasks import LeaseRequest
 from graphium.control.server.state import Server
 from graphium.plan.model import ObservedHost
+from graphium.records.agent import AgentInfo, AgentRecord
 from graphium.records.task import Task, TaskStatus
 from graphium.run.events import EventType, task_event
+from graphium.store.memory import parse_time
 
 MAX_CLAIM_WAIT = 30.0
 MAX_CLAIM_BATCH = 100  # tasks per claim: an agent asks for as many as it has free slots
-CLAIM_RETRY = 0.25  # re-try claims this often even without a change: backoffs and leases expire by time
 OPEN = frozenset({TaskStatus.pending, TaskStatus.assigned, TaskStatus.running})
 
 router = APIRouter(prefix=API, tags=["agents"])
 _TASK_LIST = TypeAdapter(list[Task])
+_AGENT_LIST = TypeAdapter(list[AgentInfo])
+
+
+@router.get("/agents", response_model=list[AgentInfo])
+def list_agents(who: Caller, srv: Srv) -> Response:
+    """Every agent known, live or down (an agent token sees its own host's), with its version,
+    slots, engine version, the tasks it holds and when it was last seen."""
+    agents = srv.agents.list(host_id=None if who.is_admin else who.host_id)
+    return json_body(_AGENT_LIST.dump_json(agents, by_alias=True))
+
+
+@router.put("/agents/{host_id}/registration", response_model=AgentRecord)
+def register_agent(host_id: str, body: AgentRecord, who: Caller, srv: Srv) -> Response:
+    """An agent starting up says who it is; any later claim, heartbeat or report keeps it live."""
+    own_host(who, host_id)
+    if body.host_id != host_id:
+        raise HTTPException(400, f"the registration is for host {body.host_id!r}, not {host_id!r}")
+    return json_body(srv.agents.register(body).model_dump_json(by_alias=True))
 
 
 @router.get("/agents/{host_id}/tasks", response_model=list[Task])
@@ -65,20 +86,29 @@ Claim = Annotated[ClaimRequest, Depends(claim_request)]
 
 async def take(ask: ClaimRequest, limit: int) -> list[Task]:
     """Claim up to ``limit`` of the host's runnable tasks, waiting up to ``wait`` s for the
-    first (long-poll); whatever is claimable then is returned, without waiting to fill up."""
+    first (long-poll); whatever is claimable then is returned, without waiting to fill up.
+
+    The wait ends on a change to the host's tasks (see :mod:`..changes`) or when a pending task's
+    backoff runs out, never on a timer of its own, so an idle long-poll costs nothing."""
+    own_host(ask.who, ask.host_id)
+    with ask.srv.agents.polling(ask.host_id, ask.body.agent_id):
+        return await _take(ask, limit)
+
+
+async def _take(ask: ClaimRequest, limit: int) -> list[Task]:
     srv, host_id, body = ask.srv, ask.host_id, ask.body
-    own_host(ask.who, host_id)
-    srv.touch(host_id)
     store = srv.store
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ask.wait
 
-    def attempt() -> list[Task]:
+    def attempt() -> tuple[list[Task], float | None]:
+        """The tasks claimed, or else how long until a pending task's backoff ends."""
         with store.batch():
             tasks = store.claim_many(host_id, body.agent_id, body.lease_seconds, limit, start=ask.start)
             if tasks:
                 srv.emit(*(task_event(EventType.task_updated, t) for t in tasks))
-        return tasks
+                return tasks, None
+        return [], _until_due(store.list_tasks(host_id=host_id, status=TaskStatus.pending))
 
     def give_back(tasks: list[Task]) -> None:
         with store.batch():
@@ -88,8 +118,8 @@ async def take(ask: ClaimRequest, limit: int) -> list[Task]:
 
     polled = False
     while True:
-        version = srv.feed.version
-        tasks = await asyncio.to_thread(attempt)
+        version = srv.feed.host_version(host_id)
+        tasks, due = await asyncio.to_thread(attempt)
         if tasks:
             if polled and await _hung_up(ask.request):
                 await asyncio.to_thread(give_back, tasks)
@@ -98,11 +128,18 @@ async def take(ask: ClaimRequest, limit: int) -> list[Task]:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return []
-        await srv.feed.wait(version, min(remaining, CLAIM_RETRY))
+        await srv.feed.wait_host(host_id, version, remaining if due is None else min(remaining, due))
         if await _hung_up(ask.request):
             return []
         polled = True
-        srv.touch(host_id)
+
+
+def _until_due(pending: list[Task]) -> float | None:
+    """Seconds until the first backoff among ``pending`` ends (None when none is backing off)."""
+    now = datetime.now(UTC)
+    waits = [(parse_time(t.not_before) - now).total_seconds() for t in pending if t.not_before is not None]
+    ahead = [w for w in waits if w > 0]
+    return min(ahead) + 0.01 if ahead else None
 
 
 async def _hung_up(request: Request) -> bool:
@@ -149,7 +186,7 @@ def report_observed(host_id: str, body: ObservedHost, who: Caller, srv: Srv) -> 
     if body.host != host_id:
         raise HTTPException(400, f"the report is about host {body.host!r}, not {host_id!r}")
     srv.store.save_observation(body)
-    srv.touch(host_id)
+    srv.touch(host_id, None)
     return Response(status_code=204)
 
 
