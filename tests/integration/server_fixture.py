@@ -122,8 +122,9 @@ class ServerProcess:
     def command(self) -> list[str]:
         tls = ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)] if self.tls else []
         insecure = ["--insecure-http"] if self.insecure_http else []
-        return [*self.runner, "serve", "--host", self.bind, "--port", str(self.port), "--state", str(self.state),
-                "--tokens", str(self.tokens), "-i", str(self.inventory), *tls, *insecure]  # fmt: skip
+        return [*self.runner, "serve", "--host", self.bind, "--port", str(self.port),
+                "--state", str(self.state), "--tokens", str(self.tokens), "-i", str(self.inventory),
+                *tls, *insecure]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> None:
         log = self.log_path.open("ab")
