@@ -73,6 +73,12 @@ class TransitionError(StoreError):
     """A status change that the task or stack lifecycle does not allow."""
 
 
+class WaitTimeoutError(GraphiumError):
+    """``--timeout`` ran out before the stack settled; its tasks stay queued."""
+
+    exit_code = 4
+
+
 class ExecutionError(GraphiumError):
     """A task failed on a host."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from graphium.cli.common import DEFAULT_TOKENS, ca_cert_option, state_option
+from graphium.records.agent import DOWN_AFTER
 
 tokens_option = click.option(
     "--tokens",
@@ -34,6 +35,14 @@ tokens_option = click.option(
     "-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto."
 )
 @click.option(
+    "--agent-down-after",
+    type=click.FloatRange(min=1),
+    default=DOWN_AFTER,
+    show_default=True,
+    metavar="SECONDS",
+    help="An agent unseen this long is down.",
+)
+@click.option(
     "--tls-cert",
     metavar="FILE",
     envvar="GRAPHIUM_TLS_CERT",
@@ -56,6 +65,7 @@ def serve(
     state: str,
     tokens_file: str,
     inventory: str | None,
+    agent_down_after: float,
     tls_cert: str | None,
     tls_key: str | None,
     insecure_http: bool,
@@ -70,6 +80,7 @@ def serve(
         state=state,
         tokens_file=tokens_file,
         inventory=inventory,
+        agent_down_after=agent_down_after,
         tls_cert=tls_cert,
         tls_key=tls_key,
         insecure_http=insecure_http,

@@ -31,7 +31,7 @@ from graphium.cli.common import (
 )
 from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
 from graphium.control.client import ServerClient
-from graphium.errors import GraphiumError, ValidationError
+from graphium.errors import GraphiumError, ValidationError, WaitTimeoutError
 from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
 from graphium.records.event import Event
 from graphium.run.deployer import Deployer
@@ -44,6 +44,13 @@ from graphium.stack.variables import fill_variables, resolve_variables
 
 no_wait_option = click.option(
     "--no-wait", is_flag=True, help="Return once the tasks are enqueued (agent hosts only)."
+)
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop waiting after this long (exit 4); queued tasks stay queued for the agents.",
 )
 
 
@@ -148,8 +155,10 @@ def _execute(
     *,
     verify_fresh: bool,
     wait: bool = True,
+    timeout: float | None = None,
 ) -> tuple[Plan, RunResult]:
-    """Plan, show the plan, apply it with live progress, and say how it went."""
+    """Plan, show the plan, apply it with live progress, and say how it went; ``timeout`` bounds
+    the wait for the tasks (WaitTimeoutError: they stay queued for the agents)."""
     console = make_console()
     holder: dict[str, Any] = {}
 
@@ -166,11 +175,12 @@ def _execute(
         else:
             render_plan(the_plan, console)
         if opts.as_json or not wait or not the_plan.has_changes:
-            return the_plan, await deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
+            applying = deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
+            return the_plan, await _bounded(applying, the_plan, timeout)
         console.print()
         with ProgressView(console, the_plan) as view:
             holder["view"] = view
-            result = await deployer.apply(the_plan, verify_fresh=verify_fresh)
+            result = await _bounded(deployer.apply(the_plan, verify_fresh=verify_fresh), the_plan, timeout)
         return the_plan, result
 
     the_plan, result = asyncio.run(run_deployer(opts, inventory, on_event, work))
@@ -196,15 +206,29 @@ def _execute(
     return the_plan, result
 
 
-def follow_server(client: ServerClient, stack_id: str, as_json: bool, *, deleting: bool = False) -> bool:
-    """Print a stack's progress from the server until it settles; True when it ended well."""
+def follow_server(
+    client: ServerClient,
+    stack_id: str,
+    as_json: bool,
+    *,
+    deleting: bool = False,
+    timeout: float | None = None,
+) -> bool:
+    """Print a stack's progress from the server until it settles (or ``timeout``); True when it
+    ended well. Hosts whose tasks wait for want of a live agent are said so."""
     seen: dict[str, str] = {}
+    told: dict[str, str] = {}
     final: dict[str, Any] = {}
-    for state in client.follow(stack_id, deleting=deleting):
+    for state in client.follow(stack_id, deleting=deleting, timeout=timeout):
         final = state
         if as_json:
             emit("stack_state", state)
             continue
+        for waiting in state.get("waiting", []):
+            host, message = waiting["hostId"], waiting["message"]
+            if told.get(host, "").split(",")[0] != message.split(",")[0]:  # news, not a new age
+                told[host] = message
+                click.echo(f"{'waiting':<9} {host:<16} {message}")
         for task in state.get("tasks", []):
             if seen.get(task["id"]) != task["status"]:
                 seen[task["id"]] = task["status"]
@@ -218,7 +242,13 @@ def follow_server(client: ServerClient, stack_id: str, as_json: bool, *, deletin
 
 
 def _hand_over(
-    client: ServerClient, accepted: dict[str, Any], as_json: bool, *, no_wait: bool, deleting: bool = False
+    client: ServerClient,
+    accepted: dict[str, Any],
+    as_json: bool,
+    *,
+    no_wait: bool,
+    deleting: bool = False,
+    timeout: float | None = None,
 ) -> None:
     """Say what the server accepted, then follow the stack until it settles (exit 1 if it failed)."""
     if as_json:
@@ -227,7 +257,7 @@ def _hand_over(
         click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
     if no_wait or not accepted["tasks"]:
         return
-    if not follow_server(client, accepted["id"], as_json, deleting=deleting):
+    if not follow_server(client, accepted["id"], as_json, deleting=deleting, timeout=timeout):
         sys.exit(EXIT_ERROR)
 
 
@@ -235,8 +265,16 @@ def _hand_over(
 @click.argument("target", type=click.Path(exists=True, dir_okay=False))
 @server_options
 @no_wait_option
+@timeout_option
 @common_options
-def apply(target: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
+def apply(
+    target: str,
+    server_url: str | None,
+    token: str | None,
+    no_wait: bool,
+    timeout: float | None,
+    **kwargs: Any,
+) -> None:
     """Apply a stack file, or exactly a plan saved with `plan -o` (refused if stale)."""
     opts = Options.pop_from(kwargs)
     saved = _read_plan(target)
@@ -247,7 +285,7 @@ def apply(target: str, server_url: str | None, token: str | None, no_wait: bool,
         print_warnings(doc)
         document = fill_variables(json.loads(Path(target).read_text()), os.environ, target)
         with server_client(server_url, token) as client:
-            _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait)
+            _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait, timeout=timeout)
         return
     if saved is not None:
         inventory = (
@@ -255,13 +293,28 @@ def apply(target: str, server_url: str | None, token: str | None, no_wait: bool,
             if opts.inventory
             else Inventory.model_validate(saved.inventory)
         )
-        _, result = _execute(opts, inventory, lambda d: _const(saved), verify_fresh=True, wait=not no_wait)
+        _, result = _execute(
+            opts, inventory, lambda d: _const(saved), verify_fresh=True, wait=not no_wait, timeout=timeout
+        )
     else:
         doc, inventory = load_checked(target, opts)
         print_warnings(doc)
-        _, result = _execute(opts, inventory, lambda d: d.plan(doc), verify_fresh=False, wait=not no_wait)
+        _, result = _execute(
+            opts, inventory, lambda d: d.plan(doc), verify_fresh=False, wait=not no_wait, timeout=timeout
+        )
     if not result.ok:
         sys.exit(EXIT_ERROR)
+
+
+async def _bounded(applying: Any, plan: Plan, timeout: float | None) -> RunResult:
+    try:
+        result: RunResult = await asyncio.wait_for(applying, timeout)
+    except TimeoutError:
+        raise WaitTimeoutError(
+            f"stack {plan.stack} did not settle within {timeout:g} s; its queued tasks stay queued for "
+            f"the agents: follow with `graphium-run status {plan.stack} --follow`"
+        ) from None
+    return result
 
 
 async def _const(value: Plan) -> Plan:
@@ -272,18 +325,27 @@ async def _const(value: Plan) -> Plan:
 @click.argument("stack", type=click.Path(exists=True, dir_okay=False))
 @server_options
 @no_wait_option
+@timeout_option
 @common_options
-def destroy(stack: str, server_url: str | None, token: str | None, no_wait: bool, **kwargs: Any) -> None:
+def destroy(
+    stack: str, server_url: str | None, token: str | None, no_wait: bool, timeout: float | None, **kwargs: Any
+) -> None:
     """Remove every container of the stack from every host, then its records."""
     opts = Options.pop_from(kwargs)
     if server_url:
         name = load_stack(stack).stack.name
         with server_client(server_url, token) as client:
-            _hand_over(client, client.delete_stack(name), opts.as_json, no_wait=no_wait, deleting=True)
+            accepted = client.delete_stack(name)
+            _hand_over(client, accepted, opts.as_json, no_wait=no_wait, deleting=True, timeout=timeout)
         return
     doc, inventory = load_checked(stack, opts, resolve=False)
     _, result = _execute(
-        opts, inventory, lambda d: d.plan_destroy(doc.stack.name), verify_fresh=False, wait=not no_wait
+        opts,
+        inventory,
+        lambda d: d.plan_destroy(doc.stack.name),
+        verify_fresh=False,
+        wait=not no_wait,
+        timeout=timeout,
     )
     if not result.ok:
         sys.exit(EXIT_ERROR)

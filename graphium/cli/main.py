@@ -2,7 +2,8 @@
 
 Exit codes (documented in README): 0 success or no changes; 1 error (invalid input, failed
 apply); 2 changes present (``plan --detailed-exitcode``); 3 a saved plan refused as stale;
-130 interrupted. Errors go to stderr without tracebacks.
+4 ``--timeout`` ran out before the stack settled; 130 interrupted. Errors go to stderr without
+tracebacks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 from graphium.cli.common import EXIT_INTERRUPTED, EXIT_STALE
 from graphium.cli.control import agent, serve, token
 from graphium.cli.deploy import apply, destroy, plan, validate
-from graphium.cli.status import status, tasks
+from graphium.cli.status import agents, status, tasks
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 
 
@@ -24,7 +25,7 @@ def cli() -> None:
     """Deploy JSON-LD container stacks onto Docker hosts: locally, over SSH, or through agents."""
 
 
-for command in (validate, plan, apply, destroy, status, tasks, serve, agent, token):
+for command in (validate, plan, apply, destroy, status, tasks, agents, serve, agent, token):
     cli.add_command(command)
 
 

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan
 from graphium.plan.payloads import created_container
+from graphium.records.agent import AgentInfo, AgentStatus
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
@@ -307,6 +308,24 @@ def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> Non
     console.print(_table(("container", "host", "docker name", "container id"), rows))
     if tasks:
         render_tasks(tasks, console)
+
+
+def render_agents(agents: Iterable[AgentInfo], console: Console) -> None:
+    columns = ("agent", "host", "status", "last seen", "version", "engine", "slots", "running")
+    rows = (
+        (
+            a.agent_id,
+            a.host_id,
+            Text(a.state.value, style="green" if a.state is AgentStatus.live else "red"),
+            "never" if a.seen_seconds_ago is None else f"{a.seen_seconds_ago:.0f} s ago",
+            a.version or "?",
+            a.engine_version or "?",
+            str(a.slots),
+            str(len(a.running_tasks)),
+        )
+        for a in agents
+    )
+    console.print(_table(columns, rows))
 
 
 def render_tasks(tasks: Iterable[Task], console: Console) -> None:

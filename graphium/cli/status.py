@@ -1,10 +1,12 @@
-"""The commands that read: ``status`` of stacks (from the store or a server) and ``tasks``."""
+"""The commands that read: ``status`` of stacks (from the store or a server), ``agents`` and
+``tasks``."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -19,9 +21,10 @@ from graphium.cli.common import (
     stack_name,
     state_option,
 )
-from graphium.cli.deploy import follow_server
-from graphium.cli.output import make_console, render_stack, render_stacks, render_tasks
-from graphium.errors import GraphiumError
+from graphium.cli.deploy import follow_server, timeout_option
+from graphium.cli.output import make_console, render_agents, render_stack, render_stacks, render_tasks
+from graphium.errors import GraphiumError, WaitTimeoutError
+from graphium.records.agent import AgentInfo, agents_view
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TaskStatus
 from graphium.run.events import event_json
@@ -33,13 +36,20 @@ from graphium.store.json_store import JsonTaskStore
 @state_option
 @server_options
 @click.option("--follow", is_flag=True, help="Keep printing progress until the stack settles.")
+@timeout_option
 @json_option
 def status(
-    stack: str | None, state: str, server_url: str | None, token: str | None, follow: bool, as_json: bool
+    stack: str | None,
+    state: str,
+    server_url: str | None,
+    token: str | None,
+    follow: bool,
+    timeout: float | None,
+    as_json: bool,
 ) -> None:
     """Deployment state of every stack, or of one (with its tasks)."""
     if server_url:
-        _server_status(stack, server_url, token, follow=follow, as_json=as_json)
+        _server_status(stack, server_url, token, follow=follow, as_json=as_json, timeout=timeout)
         return
     store = JsonTaskStore(state)
     console = make_console()
@@ -56,7 +66,7 @@ def status(
     name = stack_name(stack)
     record = store.get_stack(name)
     if follow:
-        record = _follow_store(store, name, as_json, record)
+        record = _follow_store(store, name, as_json, record, timeout)
     if record is None:
         if follow:
             return
@@ -70,7 +80,13 @@ def status(
 
 
 def _server_status(
-    stack: str | None, server_url: str, token: str | None, *, follow: bool, as_json: bool
+    stack: str | None,
+    server_url: str,
+    token: str | None,
+    *,
+    follow: bool,
+    as_json: bool,
+    timeout: float | None,
 ) -> None:
     with server_client(server_url, token) as client:
         if stack is None:
@@ -84,7 +100,7 @@ def _server_status(
         found = client.get_stack(name)
         if follow:
             deleting = found is not None and found.get("status") == "deleting"
-            if not follow_server(client, name, as_json, deleting=deleting):
+            if not follow_server(client, name, as_json, deleting=deleting, timeout=timeout):
                 sys.exit(EXIT_ERROR)
             return
         if found is None:
@@ -96,18 +112,26 @@ def _server_status(
 
 
 def _follow_store(
-    store: JsonTaskStore, name: str, as_json: bool, record: StackRecord | None
+    store: JsonTaskStore, name: str, as_json: bool, record: StackRecord | None, timeout: float | None
 ) -> StackRecord | None:
     """Wait for a stack in the store to settle (running, error, or deleted), printing the events
     of its current run (an earlier run's tasks are not this one's progress)."""
     after = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
     while record is not None and record.status in (StackStatus.deploying, StackStatus.deleting):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeoutError(
+                f"stack {name} is still {record.status.value} after {timeout:g} s; its queued tasks "
+                "stay queued for the agents"
+            )
         for event in store.list_events(after=after, stack_id=name):
             after = event.seq
             if record.run_id is not None and event.run_id != record.run_id:
                 continue
             if as_json:
                 emit_json(event_json(event))
+            elif event.type == "task_waiting":
+                click.echo(f"{'waiting':<9} {event.host_id or '':<16} {event.data.get('message', '')}")
             elif event.task_id:
                 data = event.data
                 error = f": {data['error']}" if data.get("error") else ""
@@ -116,6 +140,28 @@ def _follow_store(
         time.sleep(0.2)
         record = store.get_stack(name)
     return record
+
+
+@click.command()
+@state_option
+@server_options
+@json_option
+def agents(state: str, server_url: str | None, token: str | None, as_json: bool) -> None:
+    """The agents known to the server (or the store), live or down, with what they hold."""
+    if server_url:
+        with server_client(server_url, token) as client:
+            found = [AgentInfo.model_validate(a) for a in client.list_agents()]
+    else:
+        store = JsonTaskStore(state)
+        holding = [t for s in (TaskStatus.assigned, TaskStatus.running) for t in store.list_tasks(status=s)]
+        found = agents_view(store.list_agents(), holding, datetime.now(UTC))
+    if as_json:
+        for agent in found:
+            emit("agent", agent.model_dump(mode="json", by_alias=True))
+    elif not found:
+        click.echo("No agents have registered.")
+    else:
+        render_agents(found, make_console())
 
 
 @click.group()

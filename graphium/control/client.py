@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphium.control import transport
-from graphium.errors import GraphiumError, Problem, StackError
+from graphium.errors import GraphiumError, Problem, StackError, WaitTimeoutError
 
 FINAL = ("running", "error")
 
@@ -80,13 +80,19 @@ class ServerClient:
         result: list[dict[str, Any]] = self._call("GET", "/stacks")
         return result
 
+    def list_agents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/agents")
+        return result
+
     def follow(
-        self, stack_id: str, *, interval: float = 0.2, deleting: bool = False
+        self, stack_id: str, *, interval: float = 0.2, deleting: bool = False, timeout: float | None = None
     ) -> Iterator[dict[str, Any]]:
         """Yield the stack's state each time it changes, until it is running or in error (or, when
         ``deleting``, gone: then the last state yielded has status ``deleted``). Its ``tasks`` are
-        the current run's only: earlier runs' failed or cancelled tasks are not this run's news."""
+        the current run's only: earlier runs' failed or cancelled tasks are not this run's news.
+        Raises WaitTimeoutError once ``timeout`` seconds passed without that."""
         last: Any = None
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             state = self.get_stack(stack_id)
             if state is None:
@@ -98,6 +104,7 @@ class ServerClient:
                 state.get("status"),
                 state.get("progress"),
                 [(t["id"], t["status"]) for t in state["tasks"]],
+                state.get("waiting"),
             )
             if snapshot != last:
                 last = snapshot
@@ -106,7 +113,19 @@ class ServerClient:
                 return
             if deleting and state.get("status") == "error" and not state.get("active"):
                 return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(_timed_out(stack_id, state, timeout or 0))
             time.sleep(interval)
+
+
+def _timed_out(stack_id: str, state: dict[str, Any], timeout: float) -> str:
+    open_tasks = [t for t in state.get("tasks", []) if t.get("status") in ("pending", "assigned", "running")]
+    why = "; ".join(w["message"] for w in state.get("waiting", []))
+    return (
+        f"stack {stack_id} is still {state.get('status')} after {timeout:g} s, "
+        f"{len(open_tasks)} task(s) not done{f' ({why})' if why else ''}; the tasks stay queued: "
+        f"follow with `graphium-run status {stack_id} --follow`"
+    )
 
 
 def current_run(state: dict[str, Any]) -> dict[str, Any]:

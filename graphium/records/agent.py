@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from graphium.records.task import Task, TaskStatus
+
 #: An agent unseen for longer than this is ``down``. Idle agents long-poll claims, which the server
 #: counts as contact, and busy ones heartbeat their tasks' leases, so a live agent is never silent
 #: for this long.
@@ -77,6 +79,20 @@ def agent_info(
     )
 
 
+def agents_view(
+    records: list[AgentRecord], holding: list[Task], now: datetime, *, down_after: float = DOWN_AFTER
+) -> list[AgentInfo]:
+    """Every agent of ``records`` as operators see it, with the tasks of ``holding`` it holds."""
+    held: dict[str, list[str]] = {}
+    for task in holding:
+        if task.agent_id and task.status in (TaskStatus.assigned, TaskStatus.running):
+            held.setdefault(task.agent_id, []).append(task.id)
+    return [
+        agent_info(r, now, sorted(held.get(r.agent_id, [])), down_after=down_after)
+        for r in sorted(records, key=lambda r: (r.host_id, r.agent_id))
+    ]
+
+
 def no_live_agent(
     host_id: str, records: list[AgentRecord], now: datetime, *, down_after: float = DOWN_AFTER
 ) -> str | None:
@@ -91,4 +107,12 @@ def no_live_agent(
     return f"no live agent for {host_id}, last seen {min(ages):.0f} s ago"
 
 
-__all__ = ["DOWN_AFTER", "AgentInfo", "AgentRecord", "AgentStatus", "agent_info", "no_live_agent"]
+__all__ = [
+    "DOWN_AFTER",
+    "AgentInfo",
+    "AgentRecord",
+    "AgentStatus",
+    "agent_info",
+    "agents_view",
+    "no_live_agent",
+]

@@ -15,8 +15,8 @@ import pytest
 
 from graphium.control.server.auth import TokenRegistry, create_token
 from graphium.control.server.changes import ChangeFeed
-from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.monitor import monitor_once
+from graphium.control.server.presence import AgentRegistry
 from graphium.control.server.state import Server
 from graphium.errors import ExecutionError
 from graphium.executors.agent import AgentExecutor

@@ -42,14 +42,18 @@ from graphium.errors import (
     ValidationError,
 )
 from graphium.executors.agent import AgentExecutor
+from graphium.records.agent import DOWN_AFTER
 from graphium.run.events import EventBus
 from graphium.stack.inventory import load_inventory
 
 log = logging.getLogger("graphium.control.server")
 
 
-def create_app(state: str, tokens_file: str, inventory: str | None = None) -> FastAPI:
-    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely."""
+def create_app(
+    state: str, tokens_file: str, inventory: str | None = None, *, agent_down_after: float = DOWN_AFTER
+) -> FastAPI:
+    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely.
+    An agent unseen for ``agent_down_after`` seconds is down."""
     from graphium.store.json_store import JsonTaskStore
 
     tokens = TokenRegistry(tokens_file)
@@ -63,7 +67,7 @@ def create_app(state: str, tokens_file: str, inventory: str | None = None) -> Fa
     store = JsonTaskStore(state)
     feed = ChangeFeed()
     feed.attach(store)
-    registry = AgentRegistry(store)
+    registry = AgentRegistry(store, down_after=agent_down_after)
     srv = Server(
         store=store,
         feed=feed,
@@ -154,6 +158,7 @@ def serve(
     tokens_file: str,
     inventory: str | None,
     *,
+    agent_down_after: float = DOWN_AFTER,
     tls_cert: str | None = None,
     tls_key: str | None = None,
     insecure_http: bool = False,
@@ -165,7 +170,7 @@ def serve(
 
     listen = plan_listen(host, port, cert=tls_cert, key=tls_key, insecure_http=insecure_http)
     Path(state).parent.mkdir(parents=True, exist_ok=True)
-    app = create_app(state, tokens_file, inventory)
+    app = create_app(state, tokens_file, inventory, agent_down_after=agent_down_after)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if listen.warning:
         log.warning(listen.warning)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from graphium.records.agent import DOWN_AFTER, AgentInfo, AgentRecord, agent_info, no_live_agent
+from graphium.records.agent import DOWN_AFTER, AgentInfo, AgentRecord, agents_view, no_live_agent
 from graphium.records.task import TaskStatus
 from graphium.store.base import TaskStore
 
@@ -147,15 +147,8 @@ class AgentRegistry:
         now = datetime.now(UTC)
         with self._lock:
             records = [r for r in self._current(now).values() if host_id is None or r.host_id == host_id]
-        held: dict[str, list[str]] = {}
-        for status in _HOLDING:
-            for task in self._store.list_tasks(status=status, host_id=host_id):
-                if task.agent_id:
-                    held.setdefault(task.agent_id, []).append(task.id)
-        return [
-            agent_info(r, now, sorted(held.get(r.agent_id, [])), down_after=self._down_after)
-            for r in sorted(records, key=lambda r: (r.host_id, r.agent_id))
-        ]
+        holding = [t for s in _HOLDING for t in self._store.list_tasks(status=s, host_id=host_id)]
+        return agents_view(records, holding, now, down_after=self._down_after)
 
 
 def _age(stamp: str | None, now: datetime) -> float:

@@ -116,22 +116,24 @@ async def _take(ask: ClaimRequest, limit: int) -> list[Task]:
                 back = store.transition(task.id, TaskStatus.pending, agent_id=body.agent_id)
                 srv.emit(task_event(EventType.task_updated, back))
 
-    polled = False
-    while True:
-        version = srv.feed.host_version(host_id)
-        tasks, due = await asyncio.to_thread(attempt)
-        if tasks:
-            if polled and await _hung_up(ask.request):
+    hangup = asyncio.ensure_future(_hang_up(ask.request))
+    try:
+        while True:
+            version = srv.feed.host_version(host_id)
+            tasks, due = await asyncio.to_thread(attempt)
+            await asyncio.sleep(0)  # read a hang-up that arrived meanwhile
+            if tasks and hangup.done():
                 await asyncio.to_thread(give_back, tasks)
                 return []
-            return tasks
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return []
-        await srv.feed.wait_host(host_id, version, remaining if due is None else min(remaining, due))
-        if await _hung_up(ask.request):
-            return []
-        polled = True
+            remaining = deadline - loop.time()
+            if tasks or remaining <= 0 or hangup.done():
+                return tasks
+            timeout = remaining if due is None else min(remaining, due)
+            change = asyncio.ensure_future(srv.feed.wait_host(host_id, version, timeout))
+            await asyncio.wait({change, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            change.cancel()
+    finally:
+        hangup.cancel()
 
 
 def _until_due(pending: list[Task]) -> float | None:
@@ -142,12 +144,15 @@ def _until_due(pending: list[Task]) -> float | None:
     return min(ahead) + 0.01 if ahead else None
 
 
-async def _hung_up(request: Request) -> bool:
-    """Whether the caller of a long-poll went away (an agent that stopped or died): it must not
-    be handed tasks, which would sit under its lease until the lease expired. Yielding once lets
-    the server read a hang-up that arrived together with the wake-up."""
-    await asyncio.sleep(0)
-    return await request.is_disconnected()
+async def _hang_up(request: Request) -> None:
+    """Return once the caller of a long-poll hangs up (an agent that stopped or died): it must
+    not be handed tasks, which would sit under its lease until the lease expired, nor count as
+    live. Its body was read already, so the next ASGI message is the disconnect."""
+    message = await request.receive()
+    while message.get("type") == "http.request" and message.get("more_body"):
+        message = await request.receive()
+    if message.get("type") != "http.disconnect":
+        await asyncio.Event().wait()  # cannot tell: never
 
 
 @router.post(

@@ -12,8 +12,10 @@ from pydantic.alias_generators import to_camel
 
 from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.monitor import cancel_open_builds
+from graphium.control.server.state import Server
 from graphium.errors import NotFoundError
 from graphium.records.stack import StackStatus
+from graphium.records.task import Task, TaskStatus
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
@@ -65,8 +67,9 @@ def list_stacks(_: Admin, srv: Srv) -> list[dict[str, Any]]:
 
 @router.get("/stacks/{stack_id}")
 def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
-    """Deployment state: status, phase, progress, placements, and every task's status (each with
-    its ``runId``: the record's ``runId`` names the current run)."""
+    """Deployment state: status, phase, progress, placements, every task's status (each with
+    its ``runId``: the record's ``runId`` names the current run), and ``waiting``: the hosts
+    whose pending tasks cannot start because no agent of theirs is live, and why."""
     store = srv.store
     record = store.get_stack(stack_id)
     if record is None:
@@ -75,6 +78,7 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
     return {
         **record.public_dump(),
         "active": srv.active(stack_id),
+        "waiting": waiting_hosts(srv, [t for t in tasks if t.run_id == record.run_id]),
         "stats": store.stats(stack_id=stack_id),
         "tasks": [
             {
@@ -89,6 +93,13 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
             for t in tasks
         ],
     }
+
+
+def waiting_hosts(srv: Server, tasks: list[Task]) -> list[dict[str, str]]:
+    """``[{hostId, message}]`` for the hosts of pending ``tasks`` that have no live agent."""
+    hosts = sorted({t.host_id for t in tasks if t.status is TaskStatus.pending})
+    reasons = ((h, srv.agents.waiting_reason(h)) for h in hosts)
+    return [{"hostId": h, "message": reason} for h, reason in reasons if reason]
 
 
 @router.delete("/stacks/{stack_id}", status_code=202, response_model=StackAccepted)
@@ -113,4 +124,4 @@ async def delete_stack(stack_id: str, _: Admin, srv: Srv) -> Any:
     return {"id": stack_id, "status": StackStatus.deleting.value, "tasks": len(plan.tasks)}
 
 
-__all__ = ["StackAccepted", "router"]
+__all__ = ["StackAccepted", "router", "waiting_hosts"]
