@@ -110,7 +110,26 @@ def common_options(func: F) -> F:
     )
 
 
+CA_CERT_HELP = (
+    "PEM file of the CA that signed the server's certificate (env GRAPHIUM_CA_CERT; "
+    "default: the system trust store)."
+)
+_CA_CERT = "graphium.ca_cert"  # where --server commands keep --ca-cert for server_client()
+
+
+def ca_cert_option(func: F) -> F:
+    return click.option("--ca-cert", metavar="FILE", envvar="GRAPHIUM_CA_CERT", help=CA_CERT_HELP)(func)
+
+
+def _keep_ca_cert(ctx: click.Context, _: click.Parameter, value: str | None) -> str | None:
+    ctx.meta[_CA_CERT] = value
+    return value
+
+
 def server_options(func: F) -> F:
+    """--server, --token and --ca-cert; the last is kept in the click context for
+    :func:`server_client`, so that every command taking --server verifies its server alike
+    without threading one more argument through each."""
     return _decorate(
         func,
         [
@@ -126,6 +145,14 @@ def server_options(func: F) -> F:
                 envvar="GRAPHIUM_TOKEN",
                 default=None,
                 help="Admin token for --server (env GRAPHIUM_TOKEN).",
+            ),
+            click.option(
+                "--ca-cert",
+                metavar="FILE",
+                envvar="GRAPHIUM_CA_CERT",
+                expose_value=False,
+                callback=_keep_ca_cert,
+                help=CA_CERT_HELP,
             ),
         ],
     )
@@ -183,7 +210,7 @@ def print_warnings(doc: Any) -> None:
 def server_client(server_url: str, token: str | None) -> ServerClient:
     if not token:
         raise click.UsageError("--server needs an admin token: --token or GRAPHIUM_TOKEN")
-    return ServerClient(server_url, token)
+    return ServerClient(server_url, token, ca_cert=click.get_current_context().meta.get(_CA_CERT))
 
 
 def stack_name(stack: str) -> str:

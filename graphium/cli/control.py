@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from graphium.cli.common import DEFAULT_TOKENS, emit, json_option, state_option
+from graphium.cli.common import DEFAULT_TOKENS, ca_cert_option, emit, json_option, state_option
 from graphium.records.agent import DOWN_AFTER
 
 tokens_option = click.option(
@@ -24,7 +24,13 @@ tokens_option = click.option(
 
 
 @click.command()
-@click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    "bind_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Beyond loopback, serve HTTPS (or pass --insecure-http).",
+)
 @click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
 @state_option
 @tokens_option
@@ -39,10 +45,36 @@ tokens_option = click.option(
     metavar="SECONDS",
     help="An agent unseen this long is down.",
 )
+@click.option(
+    "--tls-cert",
+    metavar="FILE",
+    envvar="GRAPHIUM_TLS_CERT",
+    help="Serve HTTPS with this PEM certificate (chain) (env GRAPHIUM_TLS_CERT).",
+)
+@click.option(
+    "--tls-key",
+    metavar="FILE",
+    envvar="GRAPHIUM_TLS_KEY",
+    help="The certificate's unencrypted PEM private key (env GRAPHIUM_TLS_KEY).",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="DANGEROUS: serve plain HTTP on a non-loopback address; tokens cross the network in clear.",
+)
 def serve(
-    bind_host: str, port: int, state: str, tokens_file: str, inventory: str | None, agent_down_after: float
+    bind_host: str,
+    port: int,
+    state: str,
+    tokens_file: str,
+    inventory: str | None,
+    agent_down_after: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure_http: bool,
 ) -> None:
-    """Run the control server: task API, stack API, event stream. Refuses to start without tokens."""
+    """Run the control server: task API, stack API, event stream. Refuses to start without tokens,
+    and refuses plain HTTP beyond loopback unless --insecure-http is given."""
     from graphium.control.server.app import serve as run_server
 
     run_server(
@@ -52,12 +84,21 @@ def serve(
         tokens_file=tokens_file,
         inventory=inventory,
         agent_down_after=agent_down_after,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure_http=insecure_http,
     )
 
 
 @click.command()
 @click.option("--host-id", required=True, help="The inventory id of the host this agent runs on.")
-@click.option("--server", "server_url", required=True, envvar="GRAPHIUM_SERVER", help="Control server URL.")
+@click.option(
+    "--server",
+    "server_url",
+    required=True,
+    envvar="GRAPHIUM_SERVER",
+    help="Control server URL, https://HOST:PORT (env GRAPHIUM_SERVER).",
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, exists=True),
@@ -69,6 +110,7 @@ def serve(
     envvar="GRAPHIUM_AGENT_TOKEN",
     help="Agent token; prefer env GRAPHIUM_AGENT_TOKEN or --token-file (a command line shows in ps).",
 )
+@ca_cert_option
 @click.option("--docker-host", envvar="DOCKER_HOST", default=None, help="Engine URL (default: DOCKER_HOST).")
 @click.option("--agent-id", default=None, help="Name of this agent process (default: host id + pid).")
 @click.option(
@@ -85,11 +127,13 @@ def agent(
     server_url: str,
     token_file: str | None,
     token: str | None,
+    ca_cert: str | None,
     docker_host: str | None,
     agent_id: str | None,
     slots: int,
 ) -> None:
-    """Run the polling agent: claim this host's tasks from the server and execute them."""
+    """Run the polling agent: claim this host's tasks from the server and execute them. The server's
+    certificate is verified against --ca-cert, or the system trust store."""
     from graphium.control.agent import run_agent
 
     run_agent(
@@ -99,6 +143,7 @@ def agent(
         docker_host=docker_host,
         agent_id=agent_id,
         slots=slots,
+        ca_cert=ca_cert,
     )
 
 

@@ -97,6 +97,7 @@ class Agent:
         backoff_cap: float = 5.0,
         slots: int = 1,
         engine: ContainerEngine | None = None,
+        ca_cert: str | None = None,
     ) -> None:
         if not server_url.startswith(("http://", "https://")):
             raise GraphiumError(f"server URL must start with http:// or https://, got {server_url!r}")
@@ -113,6 +114,7 @@ class Agent:
         self._own_engine = engine is None
         self.engine: ContainerEngine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
         self._token = token
+        self._tls = transport.tls_context(ca_cert)  # a bad CA file fails here, at start
         self._http: transport.AsyncClient | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
@@ -150,8 +152,9 @@ class Agent:
     async def run(self) -> None:
         """Work until stopped. Never raises for network or engine trouble."""
         read_timeout = self.claim_wait + 10.0
+        limit = 2 * self.slots + 4
         self._http = transport.async_api_client(
-            self.server_url, self._token, read_timeout=read_timeout, max_connections=2 * self.slots + 4
+            self.server_url, self._token, read_timeout=read_timeout, max_connections=limit, tls=self._tls
         )
         log.info(
             "agent %s for host %s: server %s, engine %s",
@@ -421,6 +424,7 @@ def run_agent(
     docker_host: str | None = None,
     agent_id: str | None = None,
     slots: int = 4,
+    ca_cert: str | None = None,
 ) -> None:
     """Run an agent until SIGTERM/SIGINT: the first signal stops claiming and lets the task in
     hand finish and be reported; a second one abandons it (its lease expires on the server)."""
@@ -429,7 +433,15 @@ def run_agent(
     transport.quiet_request_logs()
 
     async def main() -> None:
-        agent = Agent(host_id, server_url, token, docker_host=docker_host, agent_id=agent_id, slots=slots)
+        agent = Agent(
+            host_id,
+            server_url,
+            token,
+            docker_host=docker_host,
+            agent_id=agent_id,
+            slots=slots,
+            ca_cert=ca_cert,
+        )
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:

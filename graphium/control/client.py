@@ -1,7 +1,8 @@
 """A small client of the control server's stack API, for ``graphium-run --server`` and scripts.
 
 Server errors come back as :class:`GraphiumError` with the server's own explanation (a 400's list
-of problems, a 409's reason), never as an HTTP library exception.
+of problems, a 409's reason), never as an HTTP library exception. An https server is verified
+against ``ca_cert`` or the system trust store (see :mod:`graphium.control.transport`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ FINAL = ("running", "error")
 class ServerClient:
     """Calls the stack API; :meth:`follow` watches one stack's current run."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
-        self._http = transport.api_client(url, token, timeout=timeout)
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0, ca_cert: str | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise GraphiumError(f"server URL must start with http:// or https://, got {url!r}")
+        self._http = transport.api_client(url, token, timeout=timeout, tls=transport.tls_context(ca_cert))
         self.url = url
 
     def close(self) -> None:
@@ -35,6 +38,8 @@ class ServerClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except transport.CertificateError as exc:
+            raise GraphiumError(str(exc)) from None
         except transport.HTTPError as exc:
             raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
         if response.status_code >= 400:

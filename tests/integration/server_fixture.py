@@ -17,6 +17,10 @@ token and one agent token per host, then ``start()``
 launches the server on a free port and returns once it answers; ``stop()`` sends SIGTERM (or the
 given signal) to that one process; ``start()`` again restarts it on the same port, state and
 tokens. ``bind`` may be a lab bridge address so agents in network namespaces can reach it.
+
+The server speaks HTTPS with the session's test certificate (tests/tls.py) unless ``tls=False``:
+``url`` is then ``https://...``, the clients it hands out verify against the test CA, and agents
+and the CLI get ``ca_cert`` (``--ca-cert``). ``verify`` is what other httpx clients pass.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +41,7 @@ import pytest
 
 from graphium.control.server.auth import create_token
 from tests.support import free_port
+from tests.tls import client_context, session_pki
 
 REPO = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent / "graphium-run"
@@ -46,10 +53,24 @@ class ServerProcess:
     """``graphium-run serve`` as a real process, restartable on the same port, state and tokens."""
 
     def __init__(
-        self, workdir: Path, hosts: list[str], *, bind: str = "127.0.0.1", port: int | None = None
+        self,
+        workdir: Path,
+        hosts: list[str],
+        *,
+        bind: str = "127.0.0.1",
+        port: int | None = None,
+        tls: bool = True,
+        insecure_http: bool = False,
+        runner: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.runner = runner or RUNNER  # another installation's graphium-run, e.g. a plain install
         self.bind = bind
+        self.tls = tls
+        self.insecure_http = insecure_http
+        pki = session_pki()
+        self.ca_cert = pki.ca_cert
+        self.tls_cert, self.tls_key = pki.server_cert, pki.server_key
         self.port = port or free_port(bind)
         self.state = workdir / "state.json"
         self.tokens = workdir / "tokens.json"
@@ -70,18 +91,49 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.bind}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.bind}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The event stream's WebSocket URL (wss:// under TLS)."""
+        return f"{'wss' if self.tls else 'ws'}://{self.bind}:{self.port}/api/v1/events/ws"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """For httpx's ``verify=``: the test CA under TLS."""
+        return client_context() if self.tls else True
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For raw sockets and WebSocket clients: the test CA under TLS, else None."""
+        return client_context() if self.tls else None
+
+    @property
+    def ca_args(self) -> list[str]:
+        """``--ca-cert FILE`` for agent and CLI command lines (empty over plain HTTP)."""
+        return ["--ca-cert", str(self.ca_cert)] if self.tls else []
+
+    def connect(self) -> socket.socket:
+        """A raw connection to the server (TLS-wrapped under TLS), for tests below HTTP."""
+        raw = socket.create_connection((self.bind, self.port))
+        context = self.ssl_context
+        return context.wrap_socket(raw, server_hostname=self.bind) if context else raw
 
     def command(self) -> list[str]:
-        return [*RUNNER, "serve", "--host", self.bind, "--port", str(self.port), "--state", str(self.state),
-                "--tokens", str(self.tokens), "-i", str(self.inventory)]  # fmt: skip
+        tls = ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)] if self.tls else []
+        insecure = ["--insecure-http"] if self.insecure_http else []
+        return [*self.runner, "serve", "--host", self.bind, "--port", str(self.port),
+                "--state", str(self.state), "--tokens", str(self.tokens), "-i", str(self.inventory),
+                *tls, *insecure]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()
         deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url, headers=self.admin_headers, timeout=2) as client:
+        with httpx.Client(
+            base_url=self.url, headers=self.admin_headers, timeout=2, verify=self.verify
+        ) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log_tail()}")
@@ -113,14 +165,20 @@ class ServerProcess:
     def agent_headers(self, host: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.agent_tokens[host]}"}
 
+    def client(self, headers: dict[str, str] | None = None, timeout: float = 10) -> httpx.Client:
+        """An httpx client of ``{url}/api/v1`` verifying the server like an agent would."""
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1", headers=headers or {}, timeout=timeout, verify=self.verify
+        )
+
     def admin(self, timeout: float = 10) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", headers=self.admin_headers, timeout=timeout)
+        return self.client(self.admin_headers, timeout)
 
     def agent(self, host: str, timeout: float = 40) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", headers=self.agent_headers(host), timeout=timeout)
+        return self.client(self.agent_headers(host), timeout)
 
     def anonymous(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=10)
+        return self.client()
 
 
 @pytest.fixture(name="server")

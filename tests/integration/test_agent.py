@@ -119,7 +119,9 @@ async def wait_task(
 ) -> Task:
     wanted = until or {TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled}
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=server.admin_headers) as client:
+    async with httpx.AsyncClient(
+        base_url=f"{server.url}/api/v1", headers=server.admin_headers, verify=server.verify
+    ) as client:
         while True:
             response = await client.get(f"/tasks/{task_id}")
             assert response.status_code == 200, response.text
@@ -193,6 +195,7 @@ class RunningAgent:
 async def agent_running(server: ServerProcess, engine_url: str, **kwargs: Any) -> AsyncIterator[RunningAgent]:
     kwargs.setdefault("lease_seconds", 6.0)
     kwargs.setdefault("backoff_cap", 1.0)
+    kwargs.setdefault("ca_cert", str(server.ca_cert))
     agent = Agent(HOST, server.url, server.agent_tokens[HOST], docker_host=engine_url, **kwargs)
     running = RunningAgent(agent)
     try:
@@ -209,11 +212,12 @@ def agent_subprocess(
         "import logging, sys, asyncio\n"
         "from graphium.control.agent import Agent\n"
         "logging.basicConfig(level=logging.INFO)\n"
-        "host, url, token, engine, lease = sys.argv[1:6]\n"
-        "a = Agent(host, url, token, docker_host=engine, lease_seconds=float(lease))\n"
+        "host, url, token, engine, lease, ca = sys.argv[1:7]\n"
+        "a = Agent(host, url, token, docker_host=engine, lease_seconds=float(lease), ca_cert=ca)\n"
         "asyncio.run(a.run())\n"
     )
-    args = [sys.executable, "-c", code, HOST, server.url, server.agent_tokens[HOST], engine_url, str(lease)]
+    args = [sys.executable, "-c", code, HOST, server.url, server.agent_tokens[HOST], engine_url, str(lease),
+            str(server.ca_cert)]  # fmt: skip
     return subprocess.Popen(args, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, cwd=REPO)
 
 
@@ -450,7 +454,8 @@ async def test_observed_state_is_reported(server: ServerProcess, engine_url: str
 
 def test_agent_cli_stops_cleanly_on_sigterm(server: ServerProcess, engine_url: str, tmp_path: Path) -> None:
     log_path = tmp_path / "cli-agent.log"
-    env = {**os.environ, "DOCKER_HOST": engine_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[HOST]}
+    env = {**os.environ, "DOCKER_HOST": engine_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens[HOST],
+           "GRAPHIUM_CA_CERT": str(server.ca_cert)}  # fmt: skip
     proc = subprocess.Popen(
         [*RUNNER, "agent", "--host-id", HOST, "--server", server.url],
         env=env,

@@ -61,7 +61,10 @@ class EventWatcher:
         try:
             with (
                 httpx.Client(
-                    base_url=self.server.url, headers=self.server.admin_headers, timeout=timeout
+                    base_url=self.server.url,
+                    headers=self.server.admin_headers,
+                    timeout=timeout,
+                    verify=self.server.verify,
                 ) as c,
                 c.stream("GET", "/api/v1/events") as response,
             ):
@@ -127,6 +130,7 @@ def start_agent(server: ServerProcess, lab: LabInfo, host_id: str, log_dir: Path
         host_id,
         "--server",
         server.url,
+        *server.ca_args,
     ]
     log = (log_dir / f"agent-{host_id}.log").open("ab")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

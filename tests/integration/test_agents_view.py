@@ -54,7 +54,8 @@ def agents(server: ServerProcess, host: str | None = None) -> list[dict[str, Any
 async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
     server: ServerProcess, docker_url: str
 ) -> None:
-    agent = Agent("h1", server.url, server.agent_tokens["h1"], docker_host=docker_url, slots=3)
+    token, ca = server.agent_tokens["h1"], str(server.ca_cert)
+    agent = Agent("h1", server.url, token, docker_host=docker_url, slots=3, ca_cert=ca)
     running = asyncio.create_task(agent.run())
     try:
         await asyncio.to_thread(wait_for, lambda: agents(server), 20, "the agent registered")
@@ -66,9 +67,8 @@ async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
         assert agents(server)[0]["status"] == "live"
         assert agents(server, "h2") == []  # an agent token sees its own host's agents only
 
-        listed = await asyncio.to_thread(
-            graphium_run, "agents", "--server", server.url, "--token", server.admin_token, "--json"
-        )
+        command = ["agents", "--json", "--server", server.url, "--token", server.admin_token, "--ca-cert", ca]
+        listed = await asyncio.to_thread(graphium_run, *command)
         assert listed.returncode == 0, listed.stderr
         (line,) = [json.loads(x) for x in listed.stdout.splitlines()]
         assert line["type"] == "agent" and line["status"] == "live" and line["agentId"] == agent.agent_id
@@ -80,7 +80,7 @@ async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
         return agents(server)[0]["status"] == "down"
 
     await asyncio.to_thread(wait_for, down, DOWN_AFTER + 10, "the stopped agent shows down")
-    table = graphium_run("agents", "--server", server.url, "--token", server.admin_token)
+    table = graphium_run("agents", "--server", server.url, "--token", server.admin_token, *server.ca_args)
     assert table.returncode == 0 and agent.agent_id in table.stdout and "down" in table.stdout
     # the store keeps the record: the CLI on the server's store sees it too
     stored = graphium_run("agents", "--state", str(server.state), "--json")
@@ -120,6 +120,7 @@ def test_tasks_for_a_host_without_a_live_agent_say_so_and_timeout_bounds_the_wai
             server.url,
             "--token",
             server.admin_token,
+            *server.ca_args,
         )
         assert followed.returncode == 4, followed.stdout + followed.stderr
         assert "waiting" in followed.stdout and "no live agent for h2" in followed.stdout

@@ -37,7 +37,8 @@ def pull(tmp_path: Path, docker_url: str) -> Iterator[ServerProcess]:
     try:
         server.start()
         agent = subprocess.Popen(
-            [*RUNNER, "agent", "--host-id", "h1", "--server", server.url, "--docker-host", docker_url],
+            [*RUNNER, "agent", "--host-id", "h1", "--server", server.url, *server.ca_args,
+             "--docker-host", docker_url],
             env={**os.environ, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens["h1"]},
             stdout=(tmp_path / "agent.log").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -81,7 +82,7 @@ def test_apply_status_destroy_through_the_server(
     pull: ServerProcess, tmp_path: Path, docker_url: str
 ) -> None:
     name, port = f"p{uuid.uuid4().hex[:8]}", free_port()
-    server = ["--server", pull.url, "--token", pull.admin_token]
+    server = ["--server", pull.url, "--token", pull.admin_token, *pull.ca_args]
     proc = run("apply", str(stack_file(tmp_path, name, port, "one")), *server)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Stack {name}: deploying" in proc.stdout and f"Stack {name} is running." in proc.stdout
@@ -90,7 +91,8 @@ def test_apply_status_destroy_through_the_server(
 
     proc = run("apply", str(stack_file(tmp_path, name, port, "two")), *server, "--no-wait")
     assert proc.returncode == 0 and "deploying" in proc.stdout, proc.stderr
-    proc = run("status", name, "--follow", *server)
+    env_ca = {"GRAPHIUM_CA_CERT": str(pull.ca_cert)}  # the CA from the environment, too
+    proc = run("status", name, "--follow", "--server", pull.url, "--token", pull.admin_token, **env_ca)
     assert proc.returncode == 0 and f"Stack {name} is running." in proc.stdout, proc.stdout + proc.stderr
     assert answers(port) == "two"
 

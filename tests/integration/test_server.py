@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -338,7 +337,7 @@ def test_an_agent_that_hung_up_is_not_handed_tasks(server: ServerProcess) -> Non
     with server.admin() as admin:
         admin.get("/tasks/stats")  # the admin's connection is open: the post below is quick
         for _ in range(3):
-            poll = socket.create_connection((address.hostname, address.port))
+            poll = server.connect()
             poll.sendall(request)
             time.sleep(0.5)  # parked in the long-poll
             poll.close()  # the agent hangs up; the task comes right after
@@ -397,7 +396,9 @@ class EventReader:
         timeout = httpx.Timeout(5, read=None)
         base = f"{self._server.url}/api/v1"
         with (
-            httpx.Client(base_url=base, headers=self._server.admin_headers, timeout=timeout) as client,
+            httpx.Client(
+                base_url=base, headers=self._server.admin_headers, timeout=timeout, verify=self._server.verify
+            ) as client,
             client.stream("GET", "/events", params={"after": self._after}) as response,
         ):
             for line in response.iter_lines():
@@ -536,8 +537,8 @@ def test_websocket_stream(server: ServerProcess) -> None:
     import websockets
 
     async def read() -> list[dict[str, Any]]:
-        url = f"ws://{server.bind}:{server.port}/api/v1/events/ws?after=0"
-        async with websockets.connect(url, additional_headers=server.admin_headers) as ws:
+        url, tls = f"{server.ws_url}?after=0", server.ssl_context
+        async with websockets.connect(url, additional_headers=server.admin_headers, ssl=tls) as ws:
             with server.admin() as admin:
                 await asyncio.to_thread(admin.post, "/tasks", json=new_task())
             return [json.loads(await asyncio.wait_for(ws.recv(), 5))]
@@ -546,8 +547,7 @@ def test_websocket_stream(server: ServerProcess) -> None:
     assert first[0]["type"] == "task_created"
 
     async def refused() -> None:
-        url = f"ws://{server.bind}:{server.port}/api/v1/events/ws"
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(server.ws_url, ssl=server.ssl_context) as ws:
             await ws.send(json.dumps({"token": "unknown"}))  # no header: the token comes first
             await ws.recv()
 

@@ -29,7 +29,8 @@ def test_no_server_errors(schema_server: ServerProcess) -> None:
 
     Driven through hypothesis directly: schemathesis' pytest plugin does not load under pytest 9.
     """
-    schema = schemathesis.openapi.from_url(f"{schema_server.url}/openapi.json")
+    ca = str(schema_server.ca_cert)  # requests verifies the server against the test CA
+    schema = schemathesis.openapi.from_url(f"{schema_server.url}/openapi.json", verify=ca)
     operations = [r.ok() for r in schema.exclude(path_regex=r"/events").get_all_operations()]
     assert len(operations) >= 15
 
@@ -41,7 +42,10 @@ def test_no_server_errors(schema_server: ServerProcess) -> None:
             if case.query and "wait" in case.query:
                 case.query["wait"] = 0  # long-polls would only slow the run down
             case.call_and_validate(
-                base_url=schema_server.url, headers=schema_server.admin_headers, checks=[not_a_server_error]
+                base_url=schema_server.url,
+                headers=schema_server.admin_headers,
+                checks=[not_a_server_error],
+                verify=ca,
             )
 
         check()

@@ -30,6 +30,7 @@ from graphium.control.server import web
 from graphium.control.server.auth import TokenFileError, TokenRegistry
 from graphium.control.server.changes import ChangeFeed
 from graphium.control.server.docs import add_docs
+from graphium.control.server.listen import plan_listen
 from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.presence import AgentRegistry
@@ -182,14 +183,31 @@ def serve(
     inventory: str | None,
     *,
     agent_down_after: float = DOWN_AFTER,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure_http: bool = False,
 ) -> None:
-    """Run the server until interrupted (``graphium-run serve``)."""
+    """Run the server until interrupted (``graphium-run serve``): HTTPS when given a certificate
+    and key; plain HTTP only on loopback, or elsewhere with ``insecure_http`` (and a warning).
+    Every option is checked before the socket is bound."""
     import uvicorn
 
+    listen = plan_listen(host, port, cert=tls_cert, key=tls_key, insecure_http=insecure_http)
     Path(state).parent.mkdir(parents=True, exist_ok=True)
     app = create_app(state, tokens_file, inventory, agent_down_after=agent_down_after)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
+    if listen.warning:
+        log.warning(listen.warning)
+    log.info("serving %s://%s:%d", listen.scheme, host, port)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=2,
+        ssl_certfile=listen.cert,
+        ssl_keyfile=listen.key,
+    )
 
 
 __all__ = ["create_app", "install_error_handlers", "serve"]
