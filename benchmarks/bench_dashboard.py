@@ -47,6 +47,7 @@ from graphium.stack.models import Inventory  # noqa: E402
 from graphium.store.json_store import JsonTaskStore  # noqa: E402
 from tests.browser.dashboard import chrome  # noqa: E402
 from tests.integration.server_fixture import ServerProcess  # noqa: E402
+from tests.tls import session_pki  # noqa: E402
 
 STACK = "bench-dash"
 RUN = "run-bench"
@@ -161,7 +162,9 @@ def page_loads(driver: Any, server: ServerProcess, loads: int) -> dict[str, list
 def http_loads(server: ServerProcess, driver: Any, loads: int) -> list[float]:
     cookie = driver.get_cookie("graphium_session")["value"]
     times = []
-    with httpx.Client(base_url=server.url, cookies={"graphium_session": cookie}) as client:
+    with httpx.Client(
+        base_url=server.url, cookies={"graphium_session": cookie}, verify=server.verify
+    ) as client:
         for _ in range(loads):
             started = time.perf_counter()
             response = client.get(f"/web/stacks/{STACK}")
@@ -185,9 +188,7 @@ def latencies(
     lower: list[float] = []
     for i in range(samples):
         host = hosts[i % len(hosts)]
-        with httpx.Client(
-            base_url=f"{server.url}/api/v1", headers=server.agent_headers(host), timeout=10
-        ) as api:
+        with server.agent(host, timeout=10) as api:
             claimed = api.post(f"/agents/{host}/claim", json={"agentId": f"bench-{host}"})
             if claimed.status_code != 200:
                 continue
@@ -229,7 +230,8 @@ def main() -> None:
         server = ServerProcess(Path(tmp), hosts)
         seed(server.state, args.containers, hosts)
         server.start()
-        driver = chrome()
+        pki = session_pki()
+        driver = chrome((pki.ca_cert, pki.server_cert))
         try:
             sign_in(driver, server)
             nav = page_loads(driver, server, args.loads)

@@ -25,6 +25,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
+from tests.tls import session_pki
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
@@ -104,6 +106,17 @@ class Dashboard:
         except (NoSuchElementException, StaleElementReferenceException):
             return ""
 
+    def rows(self, css: str, attribute: str) -> dict[str, str]:
+        """``attribute`` -> text of every element matching ``css``, read in one go (a live page
+        may replace its elements between two reads)."""
+        found = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => [e.getAttribute(arguments[1]), e.innerText]);",
+            css,
+            attribute,
+        )
+        return {str(key): str(text) for key, text in found}
+
     def body(self) -> str:
         return self.text("body")
 
@@ -148,7 +161,10 @@ class Dashboard:
 
 @pytest.fixture(name="browser")
 def browser_fixture() -> Iterator[webdriver.Chrome]:
-    driver = chrome()
+    """Chromium trusting the test session's server certificate (tests/tls.py), as servers of
+    tests speak HTTPS."""
+    pki = session_pki()
+    driver = chrome((pki.ca_cert, pki.server_cert))
     try:
         yield driver
     finally:

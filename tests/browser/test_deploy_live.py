@@ -89,7 +89,7 @@ def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(
         ui.sign_in(lab_server.admin_token)
         ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
         ui.open("/web/agents")
-        live = {r.get_attribute("data-host"): r.text for r in ui.all("#agents tbody tr")}
+        live = ui.rows("#agents tbody tr", "data-host")
         assert sorted(live) == sorted(h.id for h in lab.hosts), live
         assert all("live" in text for text in live.values()), live
         ui.screenshot("agents")
@@ -113,9 +113,8 @@ def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(
         ui.wait(lambda: ui.text("#stream-status").startswith("Live"), 10, "the live stream did not open")
         ui.wait(lambda: ui.text("#stack-status") == "running", 90, "the stack page never showed running")
         assert ui.same_page(), "the page reloaded: it must update live"
-        rows = ui.all("#containers tbody tr")
-        assert len(rows) == 3
-        cells = {r.get_attribute("data-container"): r.text for r in rows}
+        cells = ui.rows("#containers tbody tr", "data-container")
+        assert len(cells) == 3, cells
         for part in stack_node(doc)["hasPart"]:
             assert "running" in cells[part["name"]] and part["locatedInHost"]["@id"] in cells[part["name"]]
         assert "100%" in ui.text("#stack-progress")
@@ -126,8 +125,8 @@ def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(
             assert http_get(host.address, ports[host.id]) is not None, f"{host.id}:{ports[host.id]} is silent"
 
         ui.open("/web/stacks")
-        row = ui.find(f'#stacks tr[data-stack="{name}"]')
-        assert "running" in row.text and "3" in row.text
+        row = ui.rows("#stacks tbody tr", "data-stack")[name]  # the list is live too
+        assert "running" in row and "3" in row, row
         ui.screenshot("stacks-list")
         ui.screenshot("stacks-list-phone", PHONE)
 

@@ -106,7 +106,7 @@ def test_confirm_runs_the_previewed_plan_or_refuses_a_stale_one(
     kinds = sorted(t["taskType"] for t in stack["tasks"])
     assert kinds == ["delete", "deploy", "deploy", "ensure-network", "ensure-network"], kinds
     ui.wait(lambda: len(ui.all("#tasks tbody tr")) == 5, 10, "the page does not list the stack's tasks")
-    rows = {r.get_attribute("data-container"): r.text for r in ui.all("#containers tbody tr")}
+    rows = ui.rows("#containers tbody tr", "data-container")
     assert "pending" in rows["db"] and "h1" in rows["db"], rows
     assert "postgres:16" in rows["db"]
     waiting = ui.text(".waiting")  # no agent ever registered: the page says why nothing moves

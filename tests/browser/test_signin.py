@@ -31,14 +31,15 @@ def test_sign_in_refuses_agent_tokens_and_unknown_ones(
 
     ui.sign_in(server.admin_token)
     ui.wait(lambda: ui.path == "/web/stacks", 10, "signing in did not land on the stacks list")
+    assert server.url.startswith("https://"), "the dashboard is tested over TLS"
     cookie = browser.get_cookie("graphium_session")
-    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["secure"]
     assert server.admin_token not in json.dumps(browser.get_cookies()), "the token must not be in a cookie"
     assert browser.execute_script("return document.cookie") == "", "scripts must not read the session"
 
     # the session cookie does not open the API, which wants the bearer token
     session = {"graphium_session": cookie["value"]}
-    assert httpx.get(f"{server.url}/api/v1/stacks", cookies=session).status_code == 401
+    assert httpx.get(f"{server.url}/api/v1/stacks", cookies=session, verify=server.verify).status_code == 401
 
     ui.find(".signout button").click()
     ui.wait(lambda: ui.path.startswith("/web/signin"), 10, "sign-out did not return to the sign-in page")
