@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from selenium import webdriver
+from selenium.webdriver.common.keys import Keys
 
 from tests.browser.dashboard import Dashboard, browser_fixture  # noqa: F401
 from tests.integration.server_fixture import ServerProcess, server_process  # noqa: F401
@@ -41,6 +42,20 @@ def test_sign_in_refuses_agent_tokens_and_unknown_ones(
     session = {"graphium_session": cookie["value"]}
     assert httpx.get(f"{server.url}/api/v1/stacks", cookies=session, verify=server.verify).status_code == 401
 
+    # from the keyboard: the first Tab reaches the skip link, then the navigation's links
+    ui.find("body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    tabbed = []
+    for _ in range(5):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        tabbed.append(browser.switch_to.active_element.text)
+    assert tabbed[:5] == ["graphium", "Stacks", "Deploy", "Agents", "Sign out"], tabbed
+    outline = browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid", "a focused control must show it"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)  # Sign out, from the keyboard
+    ui.wait(lambda: ui.path.startswith("/web/signin"), 10, "sign-out did not return to the sign-in page")
+    ui.sign_in(server.admin_token)
+    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in again")
     ui.find(".signout button").click()
     ui.wait(lambda: ui.path.startswith("/web/signin"), 10, "sign-out did not return to the sign-in page")
     ui.open("/web/deploy")
