@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.integration.server_fixture import ServerProcess, server_process  # noqa: F401
+from tests.tls import chrome_trust_flags
 
 SECRET = "pa55-w0rd-xyz"
 CLAIM = {"agentId": "a1", "leaseSeconds": 30}
@@ -110,7 +112,7 @@ def test_no_token_reaches_the_log(server: ServerProcess) -> None:
         )
     with server.agent("h1") as agent:
         agent.post("/agents/h1/claims", json=CLAIM)
-    base = f"ws://{server.bind}:{server.port}/api/v1/events/ws"
+    base = server.ws_url
 
     async def websockets_every_way() -> None:
         for url in (
@@ -118,12 +120,14 @@ def test_no_token_reaches_the_log(server: ServerProcess) -> None:
             f"{base}?after=0&token={wrong}",
         ):
             with pytest.raises(InvalidStatus):
-                async with websockets.connect(url):
+                async with websockets.connect(url, ssl=server.ssl_context):
                     pass
-        async with websockets.connect(base) as ws:
+        async with websockets.connect(base, ssl=server.ssl_context) as ws:
             await ws.send(json.dumps({"token": server.admin_token}))
             await asyncio.wait_for(ws.recv(), 5)
-        async with websockets.connect(base, additional_headers=server.admin_headers) as ws:
+        async with websockets.connect(
+            base, additional_headers=server.admin_headers, ssl=server.ssl_context
+        ) as ws:
             await asyncio.wait_for(ws.recv(), 5)
 
     asyncio.run(websockets_every_way())
@@ -136,17 +140,17 @@ def test_no_token_reaches_the_log(server: ServerProcess) -> None:
 
 
 def test_websocket_auth_by_header_or_first_message(server: ServerProcess) -> None:
-    base = f"ws://{server.bind}:{server.port}/api/v1/events/ws"
+    base = server.ws_url
 
     async def first_event(**connect: Any) -> dict[str, Any]:
-        async with websockets.connect(f"{base}?after=0", **connect) as ws:
+        async with websockets.connect(f"{base}?after=0", ssl=server.ssl_context, **connect) as ws:
             if "additional_headers" not in connect:
                 await ws.send(json.dumps({"token": server.admin_token}))
             event: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
             return event
 
     async def close_code(first: str | None, **connect: Any) -> int | None:
-        async with websockets.connect(base, **connect) as ws:
+        async with websockets.connect(base, ssl=server.ssl_context, **connect) as ws:
             if first is not None:
                 await ws.send(first)
             with pytest.raises(ConnectionClosed):
@@ -155,7 +159,7 @@ def test_websocket_auth_by_header_or_first_message(server: ServerProcess) -> Non
 
     async def refused_handshake(url: str, **connect: Any) -> int:
         with pytest.raises(InvalidStatus) as info:
-            async with websockets.connect(url, **connect):
+            async with websockets.connect(url, ssl=server.ssl_context, **connect):
                 pass
         return info.value.response.status_code
 
@@ -173,7 +177,7 @@ def test_websocket_auth_by_header_or_first_message(server: ServerProcess) -> Non
 
 
 def test_docs_load_nothing_from_outside(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, verify=server.verify) as client:
         for page in ("/docs", "/redoc"):
             response = client.get(page)
             assert response.status_code == 200
@@ -190,7 +194,7 @@ def test_docs_load_nothing_from_outside(server: ServerProcess) -> None:
         assert client.get("/openapi.json").json()["info"]["title"] == "graphium control server"
 
 
-def test_docs_render_in_a_browser_without_leaving_the_server(server: ServerProcess) -> None:
+def test_docs_render_in_a_browser_without_leaving_the_server(server: ServerProcess, tmp_path: Path) -> None:
     """Headless Chromium renders both pages; it sends no request but to the server (ReDoc's
     bundle asks for its CDN logo, which the pages' Content-Security-Policy blocks unsent)."""
     from selenium import webdriver
@@ -200,6 +204,8 @@ def test_docs_render_in_a_browser_without_leaving_the_server(server: ServerProce
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server"):
+        options.add_argument(flag)
+    for flag in chrome_trust_flags(tmp_path / "chromium"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
@@ -220,7 +226,7 @@ def test_docs_render_in_a_browser_without_leaving_the_server(server: ServerProce
                     blocked.add(params["requestId"])
             sent = [url for rid, url in requested.items() if rid not in blocked]
             assert f"{server.url}/openapi.json" in sent
-            outside = [url for url in sent if not url.startswith((server.url, "data:", "blob:"))]
+            outside = [url for url in sent if not url.startswith((server.url, "data:", "blob:", "chrome://"))]
             assert not outside, f"{page} sent {outside}"
     finally:
         driver.quit()

@@ -76,7 +76,7 @@ def start_agent(
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHIUM_")}
     environ.update(DOCKER_HOST=docker_url, PYTHONPATH=str(REPO), **env)
-    cmd = [*RUNNER, "agent", "--host-id", "h1", "--server", server.url, *args]
+    cmd = [*RUNNER, "agent", "--host-id", "h1", "--server", server.url, *server.ca_args, *args]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 

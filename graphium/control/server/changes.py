@@ -10,7 +10,7 @@ claim long-polls does no work at all until something happens.
   (an agent's contact written by the task monitor, an observation) makes nothing claimable and
   wakes nobody.
 * Writes by other processes sharing the JSON store (``graphium-run apply`` on the same file) are
-  seen through inotify (watchfiles) on the store's files; the store then says whether the change
+  seen through inotify on the store's directory; the store then says whether the change
   was someone else's, and if so every waiter wakes, since we cannot tell what changed.
 """
 
@@ -25,11 +25,12 @@ from pathlib import Path
 
 from graphium.records.event import Event
 from graphium.store.base import TaskStore
+from graphium.store.files import file_identity
 
 log = logging.getLogger("graphium.control.server")
 
-#: inotify events are grouped for at most this long before the store is asked about them.
-WATCH_STEP_MS = 20
+#: Without inotify, the store's files are stat-ed this often.
+FALLBACK_POLL = 0.5
 
 
 class ChangeFeed:
@@ -128,29 +129,47 @@ class ChangeFeed:
             await asyncio.wait_for(event.wait(), timeout)
 
     async def watch(self, paths: list[Path], foreign: Callable[[], bool]) -> None:
-        """Wake everyone when another process wrote the store: watch ``paths`` with inotify and
-        ask ``foreign()`` (in a thread) whether a change was not this server's own."""
-        from watchfiles import awatch
-
-        stop = asyncio.Event()
-        names = {str(p.resolve()) for p in paths}
-        directory = paths[0].resolve().parent
+        """Wake everyone when another process wrote the store: inotify on the store's directory
+        (its descriptor in the event loop, so waiting costs nothing), then ``foreign()`` (in a
+        thread) says whether a change was not this server's own. Without inotify (not Linux),
+        the files are stat-ed every FALLBACK_POLL seconds instead."""
         try:
-            async for changes in awatch(
-                directory,
-                watch_filter=lambda _, path: path in names,
-                step=WATCH_STEP_MS,
-                stop_event=stop,
-                rust_timeout=60_000,
-                yield_on_timeout=False,
-            ):
-                if not changes:
-                    continue
-                elsewhere: bool = await asyncio.to_thread(foreign)
-                if elsewhere:
-                    self.notify(everyone=True)
-        finally:
-            stop.set()
+            from inotify_simple import INotify, flags  # type: ignore[import-untyped]
+
+            inotify = INotify()
+        except (ImportError, AttributeError, OSError):
+            await self._poll(paths, foreign)
+            return
+        names = {p.name for p in paths}
+        ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with inotify:
+            inotify.add_watch(
+                paths[0].parent, flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
+            )
+            loop.add_reader(inotify.fileno(), ready.set)
+            try:
+                while True:
+                    await ready.wait()
+                    ready.clear()
+                    if any(e.name in names for e in inotify.read(timeout=0)):
+                        await self._check(foreign)
+            finally:
+                loop.remove_reader(inotify.fileno())
+
+    async def _poll(self, paths: list[Path], foreign: Callable[[], bool]) -> None:
+        last = [file_identity(p) for p in paths]
+        while True:
+            await asyncio.sleep(FALLBACK_POLL)
+            now = [file_identity(p) for p in paths]
+            if now != last:
+                last = now
+                await self._check(foreign)
+
+    async def _check(self, foreign: Callable[[], bool]) -> None:
+        elsewhere: bool = await asyncio.to_thread(foreign)
+        if elsewhere:
+            self.notify(everyone=True)
 
 
 __all__ = ["ChangeFeed"]

@@ -1,5 +1,8 @@
 """The task monitor: returns expired leases to the queue and settles stacks nobody is running.
 
+It runs when something changed (at most once a second) or when something falls due by time: a
+task's lease, a runner's lease, an agent's contact to write down. An idle server sleeps.
+
 A stack is left to whoever runs it: this server's background run, or another process holding
 its runner lease (``graphium-run apply`` on the same store). Otherwise (a server restart, an
 apply ``--no-wait``) the monitor looks at the tasks of the stack's current run only and applies
@@ -18,25 +21,31 @@ from graphium.records.task import TaskStatus
 from graphium.run import lifecycle
 from graphium.run.events import EventType, task_event
 
-MONITOR_INTERVAL = 1.0
+MONITOR_INTERVAL = 1.0  # at most one pass a second
+MAX_SLEEP = 60.0  # and at least one a minute
 log = logging.getLogger("graphium.control.server")
 
 
 async def monitor(srv: Server) -> None:
-    """Every MONITOR_INTERVAL: requeue expired leases and settle stacks nobody is running."""
+    """Requeue expired leases and settle stacks nobody is running, after every change and
+    whenever a lease runs out."""
     while True:
+        version = srv.feed.version
+        due = MONITOR_INTERVAL
         try:
-            await asyncio.to_thread(monitor_once, srv, set(srv.runs))
+            due = await asyncio.to_thread(monitor_once, srv, set(srv.runs))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("task monitor pass failed")
         await asyncio.sleep(MONITOR_INTERVAL)
+        await srv.feed.wait(version, max(0.0, due - MONITOR_INTERVAL))
 
 
-def monitor_once(srv: Server, active: set[str]) -> None:
+def monitor_once(srv: Server, active: set[str]) -> float:
     """One pass; ``active`` are the stacks this server runs in the background. Also writes the
-    agents' contact seen since the last pass, when due."""
+    agents' contact seen since the last pass, when due. Returns the seconds until something
+    falls due by time."""
     store = srv.store
     srv.agents.flush()
     with store.batch():
@@ -53,6 +62,18 @@ def monitor_once(srv: Server, active: set[str]) -> None:
             current = store.get_stack(record.id)
             if current is not None and current.status in lifecycle.SETTLING:
                 settle_once(srv, current)
+    return next_due(srv, datetime.now(UTC))
+
+
+def next_due(srv: Server, now: datetime) -> float:
+    """Seconds until the first lease (a task's, a runner's) runs out or an agent's contact is due
+    to be written, at most MAX_SLEEP."""
+    store = srv.store
+    held = (TaskStatus.assigned, TaskStatus.running)
+    ends = [t.lease_expires_at for s in held for t in store.list_tasks(status=s)]
+    ends += [r.runner_lease_until for r in store.list_stacks() if r.status in lifecycle.SETTLING]
+    waits = [(datetime.fromisoformat(e) - now).total_seconds() for e in ends if e]
+    return max(0.0, min([MAX_SLEEP, srv.agents.next_flush(), *waits]))
 
 
 def settle_once(srv: Server, record: StackRecord) -> None:
@@ -82,4 +103,4 @@ def cancel_open_builds(srv: Server, stack_id: str, reason: str) -> None:
             srv.emit(task_event(EventType.task_updated, ended))
 
 
-__all__ = ["MONITOR_INTERVAL", "cancel_open_builds", "monitor", "monitor_once", "settle_once"]
+__all__ = ["MONITOR_INTERVAL", "cancel_open_builds", "monitor", "monitor_once", "next_due", "settle_once"]

@@ -127,12 +127,28 @@ class AgentRegistry:
             self._store.save_agents(due)
         return len(due)
 
-    def last_seen(self, host_id: str) -> datetime | None:
-        """The latest contact from any agent of ``host_id``."""
+    def next_flush(self) -> float:
+        """Seconds until :meth:`flush` has something to write (inf when nothing is due)."""
         now = datetime.now(UTC)
         with self._lock:
-            mine = [r for r in self._current(now).values() if r.host_id == host_id]
-        stamps = [r.last_seen for r in mine if r.last_seen]
+            dirty = [
+                agent_id
+                for agent_id, r in self._records.items()
+                if agent_id in self._polling or r.last_seen > self._stored.get(agent_id, "")
+            ]
+            ages = [_age(self._stored.get(a), now) for a in dirty]
+        return max(0.0, PERSIST_EVERY - max(ages)) if ages else float("inf")
+
+    def last_seen(self, host_id: str) -> datetime | None:
+        """The latest contact this server had from any agent of ``host_id`` (memory only: cheap
+        enough for the event loop)."""
+        now = _iso(datetime.now(UTC))
+        with self._lock:
+            stamps = [
+                now if agent_id in self._polling else r.last_seen
+                for agent_id, r in self._records.items()
+                if r.host_id == host_id and r.last_seen
+            ]
         return datetime.fromisoformat(max(stamps)) if stamps else None
 
     def waiting_reason(self, host_id: str) -> str | None:
