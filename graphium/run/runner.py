@@ -109,7 +109,7 @@ class Runner:
                 if ended.status is not TaskStatus.completed:
                     failure.append(ended)
 
-        cancelled = self._cancel_unstarted([by_id[i] for i in sorted(waiting)], failure)
+        cancelled = self._cancel_unstarted([by_id[i] for i in sorted(waiting)], failure, by_id)
         final.update({t.id: t for t in cancelled})
         return RunResult(
             tasks=final,
@@ -170,26 +170,45 @@ class Runner:
                 self._on_task_end(ended)
         return ended
 
-    def _cancel_unstarted(self, tasks: list[Task], failure: list[Task]) -> list[Task]:
-        if not tasks:
-            return []
-        first = failure[0] if failure else None
-        reason = (
-            f"not started: task {first.id} ({first.description or first.task_type.value}) "
-            f"on {first.host_id} did not complete"
-            if first
-            else "not started: its dependencies did not complete"
-        )
+    def _cancel_unstarted(self, tasks: list[Task], failure: list[Task], by_id: dict[str, Task]) -> list[Task]:
+        """Cancel what a failure kept from starting, each naming the failed task it waited for
+        (its own dependency where it has one, else the failure that stopped the run)."""
         out = []
         with self._store.batch():
             for task in tasks:
                 try:
-                    ended = self._store.transition(task.id, TaskStatus.cancelled, error=reason)
+                    ended = self._store.transition(
+                        task.id, TaskStatus.cancelled, error=_not_started(task, failure, by_id)
+                    )
                 except TransitionError:
                     continue  # an agent took it at this very moment; it reports its own outcome
                 self._events.emit(task_event(EventType.task_updated, ended))
                 out.append(ended)
         return out
+
+
+def _not_started(task: Task, failure: list[Task], by_id: dict[str, Task]) -> str:
+    failed = {t.id: t for t in failure}
+    seen: set[str] = set()
+    todo = list(task.depends_on)
+    while todo:  # the first failed task among its (transitive) dependencies
+        dep = todo.pop(0)
+        if dep in failed:
+            cause = failed[dep]
+            what = cause.description or cause.task_type.value
+            return (
+                f"not started: it needs task {cause.id} ({what}) on {cause.host_id}, which did not complete"
+            )
+        if dep not in seen and dep in by_id:
+            seen.add(dep)
+            todo += by_id[dep].depends_on
+    if not failure:
+        return "not started: its dependencies did not complete"
+    first = failure[0]
+    return (
+        f"not started: task {first.id} ({first.description or first.task_type.value}) "
+        f"on {first.host_id} did not complete"
+    )
 
 
 def raise_for_result(result: RunResult) -> None:

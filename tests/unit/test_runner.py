@@ -118,8 +118,29 @@ async def test_failure_stops_new_tasks_and_cancels_the_rest(tmp_path: Path) -> N
     assert store.get_task("slow").status is TaskStatus.completed  # in flight: finished, not abandoned
     assert {t.id for t in result.cancelled} == {"after-bad", "after-slow"}
     assert "bad" in (store.get_task("after-slow").error or "")
+    assert "it needs task bad (task bad) on a" in (store.get_task("after-bad").error or "")
+    assert "needs" not in (
+        store.get_task("after-slow").error or ""
+    )  # stopped by the failure, not waiting on it
     assert "after-bad" not in ex.started and "after-slow" not in ex.started
     assert result.failures_by_host() == {"a": result.failed}
+
+
+async def test_a_cancelled_dependant_names_its_own_failed_dependency(tmp_path: Path) -> None:
+    tasks = [
+        task("net-a", "a"),
+        task("net-b", "b"),
+        task("web-a", "a", ("net-a",)),
+        task("web-b", "b", ("net-b",)),
+        task("lb", "b", ("web-b",)),
+    ]
+    store, result = await run(tmp_path, tasks, ScriptedExecutor(fail={"net-b"}))
+    assert {t.id for t in result.cancelled} == {"web-a", "web-b", "lb"}
+    assert "it needs task net-b (task net-b) on b" in (store.get_task("lb").error or "")  # transitively
+    assert "it needs task net-b" in (store.get_task("web-b").error or "")
+    assert "needs" not in (store.get_task("web-a").error or "") and "net-b" in (
+        store.get_task("web-a").error or ""
+    )
 
 
 async def test_timeout_fails_the_task_instead_of_hanging(tmp_path: Path) -> None:
