@@ -196,9 +196,10 @@ def test_a_task_whose_payload_does_not_fit_its_type_is_refused(server: ServerPro
         assert refused.status_code == 400, refused.text
         body = refused.json()
         assert body["detail"] and body["problems"]
-        assert {
-            k: body["problems"][0][k] for k in ("file", "path")
-        } == {"file": "request", "path": "$.payload.container.spec.image"}
+        assert {k: body["problems"][0][k] for k in ("file", "path")} == {
+            "file": "request",
+            "path": "$.payload.container.spec.image",
+        }
         assert admin.get("/tasks").json() == []
         good = admin.post("/tasks", json=new_task(taskType="deploy", payload={"container": container}))
         assert good.status_code == 201, good.text
@@ -553,6 +554,26 @@ def test_websocket_stream(server: ServerProcess) -> None:
 
     with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):
         asyncio.run(refused())
+
+
+def test_a_websocket_the_client_closes_ends_at_once(server: ServerProcess) -> None:
+    """Not at the stream's next keepalive: a server stopped right after shuts down cleanly."""
+    import asyncio
+
+    import websockets
+
+    async def open_and_close() -> None:
+        tls = server.ssl_context
+        async with websockets.connect(server.ws_url, additional_headers=server.admin_headers, ssl=tls):
+            await asyncio.sleep(0.5)  # streaming (nothing to send yet) when the client leaves
+
+    asyncio.run(open_and_close())
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 5
+    log = server.log_tail()
+    assert "Traceback" not in log and "graceful shutdown exceeded" not in log, log
 
 
 def test_monitor_leaves_a_stack_to_the_process_holding_its_runner_lease(server: ServerProcess) -> None:

@@ -95,12 +95,27 @@ async def events_ws(
             with suppress(RuntimeError):  # the client may be gone already
                 await websocket.close(code=4401 if who is None else 4403)
             return
-    try:
-        async for batch in event_batches(srv, max(after, 0), stack_id):
-            for event in batch:
-                await websocket.send_json(event_json(event))
-    except WebSocketDisconnect:
-        return
+    sending = asyncio.ensure_future(_send_events(websocket, srv, max(after, 0), stack_id))
+    closed = asyncio.ensure_future(_until_closed(websocket))
+    try:  # a client that closes ends the stream at once, not at the next keepalive
+        await asyncio.wait({sending, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for job in (sending, closed):
+            job.cancel()
+            with suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await job
+
+
+async def _send_events(websocket: WebSocket, srv: Server, after: int, stack_id: str | None) -> None:
+    async for batch in event_batches(srv, after, stack_id):
+        for event in batch:
+            await websocket.send_json(event_json(event))
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it closes the connection."""
+    while (await websocket.receive()).get("type") != "websocket.disconnect":
+        pass
 
 
 async def _first_message_principal(srv: Server, websocket: WebSocket) -> Principal | None:
