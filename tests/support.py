@@ -157,3 +157,16 @@ def remove_stack(docker_url: str, stack: str) -> None:
         container.remove(force=True, v=True)
     for network in stack_networks(docker_url, stack):
         network.remove()
+
+
+def stop_processes(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM every process still running, then wait for each (15 s, then SIGKILL)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.support import (
     remove_stack,
     stack_containers,
     stack_node,
+    stop_processes,
     unique_name,
     wait_for,
     with_own_name_and_ports,
@@ -65,15 +65,7 @@ def agents(lab: LabInfo, lab_server: ServerProcess, tmp_path: Path) -> Iterator[
             time.sleep(0.1)
         yield
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(*procs.values())
 
 
 def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(

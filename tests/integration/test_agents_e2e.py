@@ -32,6 +32,7 @@ from tests.support import (
     remove_stack,
     stack_containers,
     stack_node,
+    stop_processes,
     unique_name,
     wait_for,
     with_own_name_and_ports,
@@ -227,15 +228,8 @@ def test_nginx_multihost_through_server_and_agents(
         assert len(completed) >= 6, "every deploy and delete task's completion must be streamed"
     finally:
         watcher.close()
-        for proc in agents.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for host_id, proc in agents.items():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(*agents.values())
+        for host_id in agents:
             log = (tmp_path / f"agent-{host_id}.log").read_text(errors="replace")
             assert lab_server.agent_tokens[host_id] not in log, "an agent logged its token"
         for host in lab.hosts:  # leftovers of a failed run; an engine restarted meanwhile is skipped

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from graphium.plan.model import LABEL_CONTAINER, LABEL_HOST, LABEL_MANAGED, LABE
 from lab import LabInfo
 from tests.integration.server_fixture import ServerProcess, server_process  # noqa: F401
 from tests.integration.test_agents_e2e import lab_server, start_agent  # noqa: F401
-from tests.support import http_get, remove_stack, stack_containers, unique_name, wait_for
+from tests.support import http_get, remove_stack, stack_containers, stop_processes, unique_name, wait_for
 
 # the note's "API Testing" example, verbatim
 NOTE_EXAMPLE = """
@@ -175,13 +174,7 @@ def test_the_notes_example_deploys_a_labelled_container(
         assert labels[LABEL_SPEC_HASH] == task["payload"]["container"]["specHash"]
         assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     finally:
-        if agent.poll() is None:
-            agent.terminate()
-        try:
-            agent.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait(5)
+        stop_processes(agent)
         with contextlib.suppress(docker.errors.DockerException):
             remove_stack(host.docker_url, "test-nginx")
     assert http_get(host.address, 8888) is None

@@ -12,7 +12,7 @@ import httpx
 
 from graphium.control.server.auth import usage_path
 from tests.integration.server_fixture import REPO, RUNNER, ServerProcess, server_process  # noqa: F401
-from tests.support import graphium_run, wait_for
+from tests.support import graphium_run, stop_processes, wait_for
 
 
 def token_list(server: ServerProcess) -> list[dict[str, object]]:
@@ -81,16 +81,6 @@ def start_agent(
         return subprocess.Popen(cmd, env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def run_one_task(server: ServerProcess, admin: httpx.Client, name: str) -> None:
     """A delete of a container that does not exist: completes on any engine, proving the agent's
     token let it claim and report."""
@@ -119,7 +109,7 @@ def test_agent_token_from_a_file_or_the_environment(
             try:
                 run_one_task(server, admin, f"gone-{how}")
             finally:
-                stop(agent)
+                stop_processes(agent)
         agent = start_agent(server, docker_url, logs["argv"], "--token", server.agent_tokens["h1"])
         try:
             wait_for(
@@ -127,7 +117,7 @@ def test_agent_token_from_a_file_or_the_environment(
             )
             run_one_task(server, admin, "gone-argv")  # still works: a warning, not a refusal
         finally:
-            stop(agent)
+            stop_processes(agent)
     for log in logs.values():
         assert server.agent_tokens["h1"] not in log.read_text()
     assert "--token on the command line" not in logs["env"].read_text()
