@@ -195,7 +195,7 @@ def report_statuses(
     """
     store = srv.store
     if not who.is_admin:
-        srv.touch(who.host_id or "")
+        srv.touch(who.host_id or "", next((i.agent_id for i in body if i.agent_id), None))
     results: list[ReportResult] = []
     events: list[Event] = []
     with store.batch():
@@ -227,7 +227,7 @@ def update_status(task_id: str, body: StatusUpdate, who: Caller, srv: Srv) -> Re
     """Report progress: 409 with the reason when the lifecycle or the lease forbids the change."""
     own_task(srv, who, task_id)
     if not who.is_admin:
-        srv.touch(who.host_id or "")
+        srv.touch(who.host_id or "", body.agent_id)
     task = changed(
         srv,
         EventType.task_updated,
@@ -272,7 +272,7 @@ def cancel_task(task_id: str, _: Admin, srv: Srv) -> Task:
 def heartbeat(task_id: str, body: LeaseRequest, who: Caller, srv: Srv) -> Response:
     """Extend the lease the agent holds; 409 once it no longer holds it (stop reporting then)."""
     task = own_task(srv, who, task_id)
-    srv.touch(task.host_id)
+    srv.touch(task.host_id, body.agent_id)
     extended = srv.store.heartbeat(task_id, body.agent_id, body.lease_seconds)
     return json_body(masked(extended).model_dump_json(by_alias=True))
 
