@@ -208,9 +208,17 @@ def print_warnings(doc: Any) -> None:
 
 
 def server_client(server_url: str, token: str | None) -> ServerClient:
+    """The client of ``--server``; warns when the admin token came on the command line."""
     if not token:
         raise click.UsageError("--server needs an admin token: --token or GRAPHIUM_TOKEN")
-    return ServerClient(server_url, token, ca_cert=click.get_current_context().meta.get(_CA_CERT))
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            "Warning: --token on the command line is visible to every user (ps, shell history); "
+            "set GRAPHIUM_TOKEN instead.",
+            err=True,
+        )
+    return ServerClient(server_url, token, ca_cert=ctx.meta.get(_CA_CERT))
 
 
 def stack_name(stack: str) -> str:

@@ -70,6 +70,7 @@ async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
         command = ["agents", "--json", "--server", server.url, "--token", server.admin_token, "--ca-cert", ca]
         listed = await asyncio.to_thread(graphium_run, *command)
         assert listed.returncode == 0, listed.stderr
+        assert "--token on the command line is visible" in listed.stderr  # works, but warns
         (line,) = [json.loads(x) for x in listed.stdout.splitlines()]
         assert line["type"] == "agent" and line["status"] == "live" and line["agentId"] == agent.agent_id
     finally:
@@ -80,8 +81,11 @@ async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
         return agents(server)[0]["status"] == "down"
 
     await asyncio.to_thread(wait_for, down, DOWN_AFTER + 10, "the stopped agent shows down")
-    table = graphium_run("agents", "--server", server.url, "--token", server.admin_token, *server.ca_args)
+    table = graphium_run(
+        "agents", "--server", server.url, *server.ca_args, env={"GRAPHIUM_TOKEN": server.admin_token}
+    )
     assert table.returncode == 0 and agent.agent_id in table.stdout and "down" in table.stdout
+    assert "Warning" not in table.stderr  # the token from the environment, as the docs say
     # the store keeps the record: the CLI on the server's store sees it too
     stored = graphium_run("agents", "--state", str(server.state), "--json")
     assert json.loads(stored.stdout)["agentId"] == agent.agent_id
