@@ -144,9 +144,9 @@ class ChangeFeed:
         ready = asyncio.Event()
         loop = asyncio.get_running_loop()
         with inotify:
-            inotify.add_watch(
-                paths[0].parent, flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE
-            )
+            # journal appends modify, compactions rename into place; not CLOSE_WRITE, which the
+            # store's lock file sends at every transaction
+            inotify.add_watch(paths[0].parent, flags.MODIFY | flags.MOVED_TO | flags.CREATE)
             loop.add_reader(inotify.fileno(), ready.set)
             try:
                 while True:
