@@ -14,13 +14,15 @@ costs no durable write, and the tokens file stays the CLI's alone (a server writ
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +93,16 @@ def _write_tokens(path: Path, tokens: list[dict[str, Any]]) -> None:
     atomic_write(path, (json.dumps({"tokens": tokens}, indent=2) + "\n").encode(), mode=0o600)
 
 
+@contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """One read-modify-write of the tokens file at a time, across processes: two `token create`
+    at once must not lose either token (an advisory lock on a sibling file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def create_token(tokens_file: str | os.PathLike[str], role: str, host_id: str | None) -> str:
     """Add a token to the file and return it; only its hash is kept, so this is the one chance to see it."""
     if role not in ROLES:
@@ -100,7 +112,6 @@ def create_token(tokens_file: str | os.PathLike[str], role: str, host_id: str | 
     if role == "admin" and host_id:
         raise TokenFileError("an admin token is not bound to a host")
     path = Path(tokens_file)
-    tokens = read_tokens(path)
     token = secrets.token_urlsafe(32)
     entry: dict[str, Any] = {
         "id": secrets.token_hex(6),
@@ -110,7 +121,8 @@ def create_token(tokens_file: str | os.PathLike[str], role: str, host_id: str | 
     }
     if host_id:
         entry["hostId"] = host_id
-    _write_tokens(path, [*tokens, entry])
+    with _editing(path):
+        _write_tokens(path, [*read_tokens(path), entry])
     return token
 
 
@@ -169,12 +181,13 @@ def list_tokens(tokens_file: str | os.PathLike[str]) -> list[TokenInfo]:
 def revoke_token(tokens_file: str | os.PathLike[str], token_id: str) -> TokenInfo:
     """Remove the token ``token_id`` from the file; a running server refuses it from its next request."""
     path = Path(tokens_file)
-    tokens = read_tokens(path)
-    kept = [entry for entry in tokens if entry.get("id") != token_id]
-    if len(kept) == len(tokens):
-        raise TokenFileError(f"{path}: no token with id {token_id!r} (see `graphium-run token list`)")
-    [info] = [t for t in list_tokens(path) if t.id == token_id]
-    _write_tokens(path, kept)
+    with _editing(path):
+        tokens = read_tokens(path)
+        kept = [entry for entry in tokens if entry.get("id") != token_id]
+        if len(kept) == len(tokens):
+            raise TokenFileError(f"{path}: no token with id {token_id!r} (see `graphium-run token list`)")
+        [info] = [t for t in list_tokens(path) if t.id == token_id]
+        _write_tokens(path, kept)
     return info
 
 
