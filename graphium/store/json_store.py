@@ -256,7 +256,11 @@ class JsonTaskStore(JournalledStore):
         self, host_id: str, agent_id: str, lease_seconds: float, limit: int, *, start: bool = False
     ) -> list[Task]:
         """Take up to ``limit`` runnable tasks in claim order, in one lock hold and one journal
-        line, so an agent with several slots pays one durable write per claim, not per task."""
+        line, so an agent with several slots pays one durable write per claim, not per task.
+        A host with nothing queued or leased, in a store no other process wrote since, is
+        answered without the file lock (an idle long-poll's re-check)."""
+        if self._idle_host(host_id):
+            return []
         with self._txn():
             moment = now()
             self._requeue_host(host_id, moment)
@@ -285,6 +289,13 @@ class JsonTaskStore(JournalledStore):
                 self._stage_task(stored)
                 taken.append(clone(stored))
             return taken
+
+    def _idle_host(self, host_id: str) -> bool:
+        with self._mutex:
+            state = self._state
+            if state.queue.get(host_id) or state.leased.get(host_id):
+                return False
+            return not self.changed_elsewhere()
 
     def heartbeat(self, task_id: str, agent_id: str, lease_seconds: float) -> Task:
         """Extend a lease; refused once it expired, even if nobody has requeued the task yet."""
