@@ -91,6 +91,33 @@ async def test_an_agent_registers_is_listed_live_and_turns_down_when_gone(
     assert json.loads(stored.stdout)["agentId"] == agent.agent_id
 
 
+async def test_what_an_agent_registered_survives_a_server_restart(
+    server: ServerProcess, docker_url: str
+) -> None:
+    agent = Agent(
+        "h1", server.url, server.agent_tokens["h1"], docker_host=docker_url, slots=2, backoff_cap=0.5,
+        ca_cert=str(server.ca_cert),
+    )  # fmt: skip
+    running = asyncio.create_task(agent.run())
+    try:
+        await asyncio.to_thread(wait_for, lambda: agents(server), 20, "the agent registered")
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        since = datetime.now(UTC)
+
+        def polled_again() -> bool:  # its claims after the restart refreshed its record
+            (seen,) = agents(server)
+            return datetime.fromisoformat(seen["lastSeen"]) > since
+
+        await asyncio.to_thread(wait_for, polled_again, 20, "the agent came back")
+        (seen,) = agents(server)
+        assert seen["version"] == metadata.version("graphium") and seen["slots"] == 2
+        assert seen["engineVersion"] and seen["status"] == "live"
+    finally:
+        agent.stop()
+        await asyncio.wait_for(running, 30)
+
+
 def test_tasks_for_a_host_without_a_live_agent_say_so_and_timeout_bounds_the_wait(
     server: ServerProcess, tmp_path: Path
 ) -> None:

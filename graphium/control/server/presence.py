@@ -39,8 +39,10 @@ class AgentRegistry:
         self._store = store
         self._down_after = down_after
         self._lock = threading.Lock()
-        self._records: dict[str, AgentRecord] = {}  # agent id -> record (lastSeen as seen here)
-        self._stored: dict[str, str] = {}  # agent id -> lastSeen as last written
+        # agent id -> record (lastSeen as seen here); what agents registered before a restart is
+        # known from the start, so their contact afterwards refreshes it instead of replacing it
+        self._records: dict[str, AgentRecord] = {a.agent_id: a for a in store.list_agents()}
+        self._stored = {a: r.last_seen for a, r in self._records.items()}  # lastSeen as last written
         self._polling: dict[str, int] = {}  # agent id -> open claim long-polls
 
     def register(self, record: AgentRecord) -> AgentRecord:
