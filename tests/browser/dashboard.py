@@ -139,6 +139,11 @@ class Dashboard:
         self.find("#token").send_keys(token)
         self.find("#signin").click()
 
+    def signed_in(self, token: str) -> None:
+        """Sign in with an admin token and wait for the stacks list it leads to."""
+        self.sign_in(token)
+        self.wait(lambda: self.path == "/web/stacks", 10, "not signed in")
+
     def screenshot(self, step: str, size: tuple[int, int] | None = None) -> Path:
         """Save the page (the whole scrollable height at the window's width) as a PNG."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

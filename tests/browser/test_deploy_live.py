@@ -23,7 +23,7 @@ from graphium.store.json_store import JsonTaskStore
 from lab import LabInfo
 from tests.browser.dashboard import PHONE, Dashboard, browser_fixture  # noqa: F401
 from tests.integration.server_fixture import ServerProcess
-from tests.integration.test_agents_e2e import start_agent
+from tests.integration.test_agents_e2e import lab_server_fixture, start_agent  # noqa: F401
 from tests.support import (
     http_get,
     remove_stack,
@@ -39,18 +39,6 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILE = REPO / "examples" / "nginx-multihost.jsonld"
-
-
-@pytest.fixture
-def lab_server(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path, [h.id for h in lab.hosts], bind=lab.bridge_address)
-    inventory = {"hosts": [{"@id": h.id, "address": h.address, "connection": "agent"} for h in lab.hosts]}
-    server.inventory.write_text(json.dumps(inventory))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -78,8 +66,7 @@ def test_deploy_watch_and_delete_the_multihost_stack_from_the_browser(
     ports = {p["locatedInHost"]["@id"]: container_ports[p["name"]] for p in stack_node(doc)["hasPart"]}
     ui = Dashboard(browser, lab_server.url, "deploy-live")
     try:
-        ui.sign_in(lab_server.admin_token)
-        ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+        ui.signed_in(lab_server.admin_token)
         ui.open("/web/agents")
         live = ui.rows("#agents tbody tr", "data-host")
         assert sorted(live) == sorted(h.id for h in lab.hosts), live

@@ -149,8 +149,7 @@ def test_the_stacks_list_follows_new_stacks_live(browser: webdriver.Chrome, serv
     for host in ("h1", "h2"):
         observe(server, host, [])
     ui = Dashboard(browser, server.url, "stacks-live")
-    ui.sign_in(server.admin_token)
-    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+    ui.signed_in(server.admin_token)
     assert ui.all("#no-stacks")
     ui.marker()
     ui.wait(lambda: ui.find("#live").get_attribute("data-updated"), 10, "the list's live stream did not open")

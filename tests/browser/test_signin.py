@@ -65,8 +65,7 @@ def test_sign_in_refuses_agent_tokens_and_unknown_ones(
 
 def test_a_form_without_its_csrf_token_is_refused(browser: webdriver.Chrome, server: ServerProcess) -> None:
     ui = Dashboard(browser, server.url, "csrf")
-    ui.sign_in(server.admin_token)
-    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+    ui.signed_in(server.admin_token)
     ui.open("/web/deploy")
     name = unique_name("web-csrf-")
     doc = stack_doc(name, [{"name": "web", "image": "nginx:alpine", "locatedInHost": {"@id": "h1"}}])
@@ -89,8 +88,7 @@ def test_a_broken_stack_shows_every_problem_at_its_path(
     browser: webdriver.Chrome, server: ServerProcess, tmp_path: Path
 ) -> None:
     ui = Dashboard(browser, server.url, "broken-stack")
-    ui.sign_in(server.admin_token)
-    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+    ui.signed_in(server.admin_token)
     name = unique_name("web-broken-")
     broken = stack_doc(
         name,
@@ -119,8 +117,7 @@ def test_variables_get_fields_and_secrets_are_never_echoed(
     browser: webdriver.Chrome, server: ServerProcess
 ) -> None:
     ui = Dashboard(browser, server.url, "variables")
-    ui.sign_in(server.admin_token)
-    ui.wait(lambda: ui.path == "/web/stacks", 10, "not signed in")
+    ui.signed_in(server.admin_token)
     name = unique_name("web-vars-")
     doc = stack_doc(
         name,

@@ -137,8 +137,10 @@ def start_agent(server: ServerProcess, lab: LabInfo, host_id: str, log_dir: Path
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
-@pytest.fixture
-def lab_server(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(name="lab_server")
+def lab_server_fixture(lab: LabInfo, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server on the lab's bridge planning onto every lab host as an agent host (also used by
+    the browser tests)."""
     hosts = [h.id for h in lab.hosts]
     server = ServerProcess(tmp_path, hosts, bind=lab.bridge_address)
     # agent hosts in the inventory: the server plans for them and queues their tasks

@@ -155,10 +155,16 @@ class AgentRegistry:
 
     def waiting_reason(self, host_id: str) -> str | None:
         """Why tasks for ``host_id`` cannot start now (no live agent), or None."""
+        return self.waiting_reasons([host_id]).get(host_id)
+
+    def waiting_reasons(self, host_ids: list[str]) -> dict[str, str]:
+        """``{host: why}`` for those of ``host_ids`` without a live agent, from one reading of
+        the records."""
         now = datetime.now(UTC)
         with self._lock:
-            records = list(self._current(now).values())
-        return no_live_agent(host_id, records, now, down_after=self._down_after)
+            records = list(self._current(now).values()) if host_ids else []
+        reasons = ((h, no_live_agent(h, records, now, down_after=self._down_after)) for h in host_ids)
+        return {h: reason for h, reason in reasons if reason}
 
     def list(self, *, host_id: str | None = None) -> list[AgentInfo]:
         """Every known agent (of one host), live or down, with the tasks it holds now."""

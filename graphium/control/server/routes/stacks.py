@@ -98,8 +98,7 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
 def waiting_hosts(srv: Server, tasks: list[Task]) -> list[dict[str, str]]:
     """``[{hostId, message}]`` for the hosts of pending ``tasks`` that have no live agent."""
     hosts = sorted({t.host_id for t in tasks if t.status is TaskStatus.pending})
-    reasons = ((h, srv.agents.waiting_reason(h)) for h in hosts)
-    return [{"hostId": h, "message": reason} for h, reason in reasons if reason]
+    return [{"hostId": h, "message": why} for h, why in srv.agents.waiting_reasons(hosts).items()]
 
 
 @router.delete("/stacks/{stack_id}", status_code=202, response_model=StackAccepted)

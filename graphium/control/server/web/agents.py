@@ -20,11 +20,9 @@ def agents_page(request: Request, session: Annotated[Session, Depends(signed_in)
     srv: Server = request.app.state.server
     agents = srv.agents.list()
     served = {a.host_id for a in agents}
-    unserved = [
-        (h.id, srv.agents.waiting_reason(h.id) or "")
-        for h in sorted(srv.inventory(None).hosts, key=lambda h: h.id)
-        if h.id not in served
-    ]
+    hosts = sorted(h.id for h in srv.inventory(None).hosts if h.id not in served)
+    reasons = srv.agents.waiting_reasons(hosts)
+    unserved = [(h, reasons.get(h, "")) for h in hosts]
     return page(request, "agents.html", session, agents=agents, unserved=unserved, stats=srv.store.stats())
 
 
