@@ -14,7 +14,7 @@ import docker.errors
 from graphium.plan.model import LABEL_CONTAINER, LABEL_HOST, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_STACK
 from lab import LabInfo
 from tests.integration.server_fixture import ServerProcess, server_process  # noqa: F401
-from tests.integration.test_agents_e2e import lab_server, start_agent  # noqa: F401
+from tests.integration.test_agents_e2e import lab_server_fixture, start_agent  # noqa: F401
 from tests.support import http_get, remove_stack, stack_containers, stop_processes, unique_name, wait_for
 
 # the note's "API Testing" example, verbatim
@@ -139,7 +139,7 @@ def test_container_form_problems_name_their_json_paths(server: ServerProcess) ->
 
 def test_the_notes_example_deploys_a_labelled_container(
     lab: LabInfo,
-    lab_server: ServerProcess,  # noqa: F811  (the fixture imported above)
+    lab_server: ServerProcess,
     tmp_path: Path,
 ) -> None:
     """The note's literal JSON through a real server and the agent in lab host localhost-docker."""
