@@ -167,6 +167,8 @@ class JournalledStore:
         self._state = StoreState(max_events)
         self._generation = 0
         self._main_identity: FileIdentity | None = None
+        self._caught_up = 0  # catch-ups with other processes' writes; told: those reported
+        self._caught_up_told = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -202,14 +204,19 @@ class JournalledStore:
         return remove
 
     def changed_elsewhere(self) -> bool:
-        """Whether another process wrote the store since this instance last read or wrote it
-        (a stat of each file; nothing is read)."""
+        """Whether another process wrote the store since the last call: a write not read yet
+        (a stat of each file; nothing is read), or one a read of this instance caught up with
+        meanwhile."""
         with self._mutex:
+            caught_up, self._caught_up_told = self._caught_up != self._caught_up_told, self._caught_up
             try:
                 main = identity_of(os.stat(self.path))
             except OSError:
                 return True
-            return main != self._main_identity or self._journal.size() != self._journal.offset
+            unread = main != self._main_identity or self._journal.size() != self._journal.offset
+            if unread:  # told now: the read that catches up with it is no news
+                self._caught_up_told = self._caught_up + 1
+            return caught_up or unread
 
     def compact(self) -> None:
         """Fold the journal into the TinyDB file now (it also happens automatically)."""
@@ -304,11 +311,13 @@ class JournalledStore:
             self._load()
             return
         if identity_of(st) != self._main_identity:
+            self._caught_up += 1
             self._load()
             return
         size = self._journal.size()
         if size == self._journal.offset:
             return
+        self._caught_up += 1
         if size < self._journal.offset:
             self._load()
             return

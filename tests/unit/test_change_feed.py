@@ -80,7 +80,12 @@ async def test_a_version_taken_before_a_change_is_never_missed(store: JsonTaskSt
 async def test_another_process_write_is_told_from_our_own(store: JsonTaskStore, tmp_path: Path) -> None:
     store.create_tasks([task("mine", "vm1")])
     assert not store.changed_elsewhere()
-    JsonTaskStore(tmp_path / "state.json").create_tasks([task("theirs", "vm1")])
+    other = JsonTaskStore(tmp_path / "state.json")
+    other.create_tasks([task("theirs", "vm1")])
     assert store.changed_elsewhere()
-    store.get_task("theirs")  # reading catches up
+    store.list_tasks()
+    assert not store.changed_elsewhere()  # told once, not again when read
+    other.create_tasks([task("again", "vm1")])
+    store.get_task("again")  # a read catches up before the watcher asks: the write is still told
+    assert store.changed_elsewhere()
     assert not store.changed_elsewhere()
