@@ -325,8 +325,10 @@ async def test_agent_killed_mid_task_is_rerun_after_lease_expiry(
         create_tasks(server, [task])
         await wait_task(server, task.id, until={TaskStatus.running}, timeout=20)
         deadline = time.monotonic() + 10
-        while not containers_named(engine_url, f"{STACK}-slowstart"):
-            assert time.monotonic() < deadline, "the container never appeared"
+        # killed once the container runs (waiting for its health), not between create and start,
+        # when a re-run must recreate it rather than adopt it
+        while not [c for c in containers_named(engine_url, f"{STACK}-slowstart") if c["State"] == "running"]:
+            assert time.monotonic() < deadline, "the container never started"
             await asyncio.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(5)
