@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan
+from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan, Rollout
 from graphium.plan.payloads import created_container
 from graphium.records.agent import AgentInfo, AgentStatus
 from graphium.records.event import Event
@@ -130,6 +130,20 @@ def _headline(action: Action) -> tuple[str, str]:
     return (f"  ({', '.join(action.reasons)})" if action.reasons else ""), "dim"
 
 
+def rollout_line(rollout: Rollout) -> str:
+    """A rolling update in one line: its batches and the policy it follows."""
+    batches = " | ".join(", ".join(batch) for batch in rollout.batches)
+    timing = "".join(
+        f", {what} {seconds:g}s"
+        for what, seconds in (("delay", rollout.delay), ("monitor", rollout.monitor))
+        if seconds
+    )
+    return (
+        f"rolling update of {rollout.container}: {len(rollout.batches)} batch(es) of up to "
+        f"{rollout.parallelism} ({batches}), {rollout.order}{timing}, on failure {rollout.failure_action}"
+    )
+
+
 def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -> None:
     """Print a plan the way Terraform users expect: one block per change, then a summary line.
 
@@ -162,6 +176,10 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
         spec = _spec_of(action, tasks) if action.kind in (ActionKind.create, ActionKind.replace) else None
         for key, value in container_details(spec) if spec else []:
             console.print(f"          {key:<10} {value}", style="dim", markup=False)
+    for rollout in plan.rollouts:
+        console.print(f"\n  {rollout_line(rollout)}", style="yellow", markup=False)
+        for note in rollout.notes:
+            console.print(f"        note: {note}", style="yellow", markup=False)
     counts = plan.counts()
     console.print(
         f"\n[bold]Plan:[/] {counts['create']} to create, {counts['replace']} to replace, "
@@ -195,6 +213,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             }
             for t in plan.tasks
         ],
+        "rollouts": [r.dump() for r in plan.rollouts],
         "fingerprint": plan.fingerprint,
     }
 

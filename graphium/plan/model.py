@@ -218,6 +218,21 @@ class Action(_Data):
     task_ids: list[str] = []
 
 
+class Rollout(_Data):
+    """A rolling update of one declared container, as it will run: its update policy, its batches
+    of instance names (each healthy before the next starts), and notes (such as a start-first
+    that a fixed host port turns into stop-first)."""
+
+    container: str
+    parallelism: int
+    delay: float
+    order: str
+    failure_action: str
+    monitor: float
+    batches: list[list[str]]
+    notes: list[str] = []
+
+
 class Plan(_Data):
     schema_version: int = PLAN_SCHEMA_VERSION
     stack: str
@@ -231,6 +246,7 @@ class Plan(_Data):
     inventory: dict[
         str, Any
     ] = {}  # the Inventory dump the plan was made with: a saved plan is self-contained
+    rollouts: list[Rollout] = []  # rolling updates of containers whose replicas are replaced
 
     @property
     def has_changes(self) -> bool:

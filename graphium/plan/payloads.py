@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic import field_validator
 
 from graphium.errors import Problem, ValidationError
 from graphium.plan.model import DesiredContainer, _Data, _name_of
 from graphium.records.task import Task, TaskType
 from graphium.stack.jsonld import json_path_of
-from graphium.stack.models import NetworkSpec
+from graphium.stack.models import FailureAction, NetworkSpec, UpdateOrder
 
 
 class DeployPayload(_Data):
@@ -30,11 +30,28 @@ class DeployPayload(_Data):
     container: DesiredContainer
 
 
+class RolloutStep(_Data):
+    """A replace task's place in a rolling update (:mod:`graphium.plan.rollout`) and the policy it
+    carries out: wait ``delay`` first, swap in ``order``, hold health for ``monitor`` seconds, and
+    with ``keep_old`` leave the old container set aside (stopped) so that the whole rollout can be
+    rolled back; a later task of the plan removes it once every batch is done."""
+
+    container: str  # the declared container being rolled out
+    batch: int = Field(ge=1)
+    batches: int = Field(ge=1)
+    order: UpdateOrder = "stop-first"
+    failure_action: FailureAction = "rollback"
+    delay: float = Field(default=0.0, ge=0)
+    monitor: float = Field(default=0.0, ge=0)
+    keep_old: bool = False
+
+
 class ReplacePayload(_Data):
     """replace: start the new container in place of the old one, restoring the old one on failure."""
 
     container: DesiredContainer
     old_container_id: str
+    rollout: RolloutStep | None = None
 
 
 class DeletePayload(_Data):
@@ -142,6 +159,7 @@ __all__ = [
     "NetworkPayload",
     "RemoveNetworkPayload",
     "ReplacePayload",
+    "RolloutStep",
     "StartPayload",
     "TaskPayload",
     "created_container",

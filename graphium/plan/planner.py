@@ -52,6 +52,7 @@ from graphium.plan.payloads import (
     ReplacePayload,
     StartPayload,
 )
+from graphium.plan.rollout import plan_rollouts
 from graphium.records.stack import StackRecord
 from graphium.records.task import TaskType
 from graphium.stack.models import HealthCheck, Inventory, NetworkSpec, StackSpec, network_name
@@ -416,6 +417,8 @@ def plan_apply(
         _decide(dec, d, index.by_name.pop(d.name, []), index.before)
     _remove_leftovers(dec, stack, index)
     _wire(dec, stack, index.before)
+    rolling = plan_rollouts(dec.graph, stack)
+    rolling.attach(dec.actions)
     _networks(dec, _network(stack), desired, index, observed)
     tasks = dec.graph.tasks()
     return Plan(
@@ -427,6 +430,7 @@ def plan_apply(
         fingerprint=index.fingerprint,
         stack_spec=stack.dump(),
         inventory=inventory.dump(),
+        rollouts=rolling.rollouts,
     )
 
 

@@ -228,6 +228,26 @@ class PullPolicy(str, Enum):
     never = "never"
 
 
+UpdateOrder = Literal["stop-first", "start-first"]
+FailureAction = Literal["rollback", "pause", "continue"]
+
+
+class UpdatePolicy(Model):
+    """How a changed container's replicas are replaced: ``parallelism`` at a time, each batch
+    healthy (and still so ``monitor`` seconds later) before the next starts ``delay`` seconds on.
+
+    ``start-first`` starts the new container before stopping the old one (no gap), where no fixed
+    host port stands in the way; ``failureAction`` says what a failing batch does to the rollout:
+    ``rollback`` restores the batches already replaced, ``pause`` stops there, ``continue`` goes on.
+    """
+
+    parallelism: int = Field(default=1, ge=1)
+    delay: Duration = 0.0
+    order: UpdateOrder = "stop-first"
+    failure_action: FailureAction = "rollback"
+    monitor: Duration = 0.0
+
+
 class ContainerSpec(Model):
     """One container as the user declared it (before replicas are expanded and ``${VAR}`` filled)."""
 
@@ -251,6 +271,7 @@ class ContainerSpec(Model):
     replicas: int = Field(default=1, ge=0)
     pull_policy: PullPolicy | None = None
     stop_timeout: Duration = 10.0
+    update: UpdatePolicy = UpdatePolicy()
 
     @model_validator(mode="after")
     def _args_need_command(self) -> ContainerSpec:

@@ -28,7 +28,7 @@ STACK_FIELDS = accepted(
 _CONTAINER_FIELDS = accepted(
     "name", "image", "description", "command", "args", "environment", "sensitive", "ports", "mounts",
     "restartPolicy", "labels", "resources", "healthCheck", "dependsOn", "locatedInHost", "user",
-    "workingDir", "replicas", "pullPolicy", "stopTimeout",
+    "workingDir", "replicas", "pullPolicy", "stopTimeout", "update",
     environmentVariable="environment", containerPort="ports",
     volumeMounts="mounts", volumeMount="mounts", volumes="mounts",
 )  # fmt: skip
@@ -43,6 +43,7 @@ _AMOUNT_FIELDS = accepted("cpus", "memory", cpu="cpus")
 _HEALTH_FIELDS = accepted(
     "test", "interval", "timeout", "retries", "startPeriod", "http", "tcp", command="test"
 )
+_UPDATE_FIELDS = accepted("parallelism", "delay", "order", "failureAction", "monitor")
 _HTTP_FIELDS = accepted("port", "path")
 _TCP_FIELDS = accepted("port")
 _DEPLOYMENT_FIELDS = accepted("placementStrategy", "constraints", "mode", "networkMode", "comment")
@@ -85,6 +86,9 @@ class PartsNormaliser(Normaliser):
             "restartPolicy": self._restart,
             "resources": lambda f, floc: self._object(f, floc, self._resources),
             "healthCheck": lambda f, floc: self._object(f, floc, self._health),
+            "update": lambda f, floc: self._object(
+                f, floc, lambda n, nloc: self._simple(n, _UPDATE_FIELDS, "an update policy", nloc)
+            ),
             "locatedInHost": self._host_ref,
             "dependsOn": self._one_or_many,
             "sensitive": self._one_or_many,

@@ -29,6 +29,7 @@ PAIRS: dict[str, tuple[type[BaseModel], set[str], dict[str, str]]] = {
     "Resources": (models.Resources, {"cpus", "cpu", "memory"}, {}),
     "ResourceAmounts": (models.ResourceAmounts, {"cpu"}, {}),
     "HealthCheck": (models.HealthCheck, {"command", "description"}, {}),
+    "UpdatePolicy": (models.UpdatePolicy, set(), {}),
     "HttpProbe": (models.HttpProbe, set(), {}),
     "TcpProbe": (models.TcpProbe, set(), {}),
     "Deployment": (models.Deployment, {"description"}, {}),
