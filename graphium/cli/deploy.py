@@ -30,15 +30,16 @@ from graphium.cli.common import (
     server_options,
 )
 from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
+from graphium.cli.problems import emit_problems, problems_as_json, report_warnings
 from graphium.control.client import ServerClient
-from graphium.errors import GraphiumError, ValidationError, WaitTimeoutError
+from graphium.errors import GraphiumError, Problem, ValidationError, WaitTimeoutError
 from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
 from graphium.records.event import Event
 from graphium.run.deployer import Deployer
 from graphium.run.events import event_json
 from graphium.run.runner import RunResult
 from graphium.stack.inventory import load_inventory
-from graphium.stack.loader import load_stack
+from graphium.stack.loader import load_stack, read_stack_document
 from graphium.stack.models import Inventory
 from graphium.stack.variables import fill_variables, resolve_variables
 
@@ -55,19 +56,22 @@ timeout_option = click.option(
 
 
 @click.command()
-@click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@click.argument("stack", type=click.Path(dir_okay=False))
 @common_options
 def validate(stack: str, **kwargs: Any) -> None:
     """Check a stack file (and its host references) without touching any host."""
     opts = Options.pop_from(kwargs)
-    doc, _ = load_checked(stack, opts, resolve=False)
-    print_warnings(doc)
-    missing: list[str] = []
+    with problems_as_json(opts.as_json):
+        doc, _ = load_checked(stack, opts, resolve=False)
+    report_warnings(doc, opts.as_json)
+    missing_problems: list[Problem] = []
     try:
         resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
     except ValidationError as exc:
-        missing = [str(p) for p in exc.problems]
+        missing_problems = exc.problems
+    missing = [str(p) for p in missing_problems]
     if opts.as_json:
+        emit_problems(missing_problems, "warning")
         emit(
             "validate",
             {
@@ -84,7 +88,7 @@ def validate(stack: str, **kwargs: Any) -> None:
 
 
 @click.command()
-@click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@click.argument("stack", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to apply it later.")
 @click.option("--destroy", "for_destroy", is_flag=True, help="Plan the removal of the stack.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
@@ -100,8 +104,9 @@ def plan(
 ) -> None:
     """Show what apply would change, and why. Changes nothing."""
     opts = Options.pop_from(kwargs)
-    doc, inventory = load_checked(stack, opts)
-    print_warnings(doc)
+    with problems_as_json(opts.as_json):
+        doc, inventory = load_checked(stack, opts)
+    report_warnings(doc, opts.as_json)
 
     async def work(deployer: Deployer) -> Plan:
         return await (deployer.plan_destroy(doc.stack.name) if for_destroy else deployer.plan(doc))
@@ -283,7 +288,7 @@ def apply(
             raise click.UsageError("--server takes a stack file: the server makes its own plan")
         doc = load_stack(target)  # every problem reported here, before the server sees anything
         print_warnings(doc)
-        document = fill_variables(json.loads(Path(target).read_text()), os.environ, target)
+        document = fill_variables(read_stack_document(target), os.environ, target)
         with server_client(server_url, token) as client:
             _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait, timeout=timeout)
         return

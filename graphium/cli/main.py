@@ -1,9 +1,12 @@
 """``graphium-run``: the command group, and the one place that maps errors to exit codes.
 
-Exit codes (documented in README): 0 success or no changes; 1 error (invalid input, failed
-apply); 2 changes present (``plan --detailed-exitcode``); 3 a saved plan refused as stale;
-4 ``--timeout`` ran out before the stack settled; 130 interrupted. Errors go to stderr without
-tracebacks.
+Exit codes (documented in README): 0 success or no changes; 1 error (invalid input, a usage
+error such as a missing file or a misspelled option, failed apply); 2 changes present (``plan
+--detailed-exitcode``) and nothing else; 3 a saved plan refused as stale; 4 ``--timeout`` ran out
+before the stack settled; 130 interrupted. Errors go to stderr without tracebacks.
+
+click exits 2 on usage errors, which a CI step running ``plan --detailed-exitcode`` would read as
+"changes present"; every click error is therefore mapped to 1 here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import sys
 
 import click
 
-from graphium.cli.common import EXIT_INTERRUPTED, EXIT_STALE
+from graphium.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STALE
 from graphium.cli.control import agent, serve, token
 from graphium.cli.deploy import apply, destroy, plan, validate
 from graphium.cli.status import agents, status, tasks
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(EXIT_ERROR)
     except click.exceptions.Abort:
         sys.exit(EXIT_INTERRUPTED)
     except StalePlanError as exc:

@@ -19,8 +19,9 @@ import pydantic
 from graphium.errors import InventoryError, Problem
 from graphium.stack.jsonld import json_path
 from graphium.stack.models import Host, Inventory
-from graphium.stack.nodes import Node, node_from_json, parse_json, read_graph
-from graphium.stack.normaliser import Loc, Normaliser, accepted
+from graphium.stack.nodes import Node, node_from_json, read_graph
+from graphium.stack.normaliser import Loc, Normaliser, accepted, did_you_mean
+from graphium.stack.source import parse_source
 
 LOCAL_HOST_ID = "local"
 
@@ -90,13 +91,32 @@ def host_from_node(norm: Normaliser, node: Node, loc: Loc) -> Host | None:
         return None
 
 
+_INVENTORY_SHAPE = "an object with 'hosts' (an array of host objects) or an '@graph' of Host nodes"
+
+
+def _shape_problem(document: Any, file: str) -> Problem | None:
+    """A document that is no inventory at all: said plainly, rather than as a JSON-LD puzzle."""
+    if not isinstance(document, dict):
+        return Problem(file, "$", f"expected {_INVENTORY_SHAPE}, got {json_type(document)}")
+    if not {"hosts", "@graph", "@type", "@id"} & set(document):
+        hint = next((h for key in sorted(document) if (h := did_you_mean(key, ["hosts"]))), "")
+        return Problem(
+            file, "$", f"expected {_INVENTORY_SHAPE};{hint} found keys: {', '.join(sorted(document))}"
+        )
+    return None
+
+
 def _hosts_from_document(document: Any, file: str) -> tuple[list[tuple[Host, str]], list[Problem]]:
     norm = Normaliser(file)
     hosts: list[tuple[Host, str]] = []
-    if isinstance(document, dict) and "hosts" in document and "@graph" not in document:
+    shape = _shape_problem(document, file)
+    if shape is not None:
+        return [], [shape]
+    if "hosts" in document and "@graph" not in document:
         extra = sorted(set(document) - {"hosts", "@context"})
         for key in extra:
-            norm.problem(json_path("$", key), "an inventory has only 'hosts'")
+            hint = did_you_mean(key, ["hosts"])
+            norm.problem(json_path("$", key), "an inventory has only 'hosts'" + (f";{hint}" if hint else ""))
         raw_hosts = document["hosts"]
         if not isinstance(raw_hosts, list):
             norm.problem(json_path("$", "hosts"), "expected an array of hosts")
@@ -154,10 +174,10 @@ def load_inventory(
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise InventoryError([Problem(file, "$", f"cannot read inventory: {error.strerror}")]) from None
-        document, syntax = parse_json(text, file)
-        if syntax is not None:
-            raise InventoryError([syntax])
-        file_hosts, file_problems = _hosts_from_document(document, file)
+        source, syntax = parse_source(text, file)
+        if source is None:
+            raise InventoryError(syntax)
+        file_hosts, file_problems = _hosts_from_document(source.data, file)
         problems.extend(file_problems)
         seen: dict[str, str] = {}
         for host, host_path in file_hosts:
@@ -179,6 +199,7 @@ def load_inventory(
                 continue
             merged[host.id] = host
             origin[host.id] = f"{file} at {host_path}"
+        problems = source.located(problems)
     if problems:
         raise InventoryError(problems)
     if not merged:

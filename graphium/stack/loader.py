@@ -25,9 +25,10 @@ from graphium.stack.checks import check_hosts, cross_checks, host_problems
 from graphium.stack.document import StackDocument
 from graphium.stack.inventory import host_from_node, json_type
 from graphium.stack.models import ContainerSpec, Host, StackSpec
-from graphium.stack.nodes import Field, Node, parse_json, read_graph
+from graphium.stack.nodes import Field, Node, read_graph
 from graphium.stack.normaliser import Loc
 from graphium.stack.parts import STACK_FIELDS, Convert, PartsNormaliser
+from graphium.stack.source import parse_source
 
 __all__ = [
     "StackDocument",
@@ -36,12 +37,14 @@ __all__ = [
     "load_stack",
     "load_stack_data",
     "load_stack_text",
+    "read_stack_document",
     "stack_schema",
 ]
 
 
 def load_stack(source: str | os.PathLike[str], *, check_schema: bool = False) -> StackDocument:
-    """Load and validate a stack file; raises StackError with every problem found.
+    """Load and validate a stack file (JSON-LD, written as JSON or as YAML); raises StackError
+    with every problem found.
 
     ``check_schema`` also runs the editors' JSON Schema over the normalised stack. pydantic
     already enforces everything the schema says, so this only proves the two agree (the tests
@@ -56,12 +59,33 @@ def load_stack(source: str | os.PathLike[str], *, check_schema: bool = False) ->
     return load_stack_text(text, file, check_schema=check_schema)
 
 
+def read_stack_document(source: str | os.PathLike[str]) -> Any:
+    """The raw JSON data of a stack file, JSON or YAML (``apply --server`` posts it as JSON)."""
+    file = os.fspath(source)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as error:
+        raise StackError([Problem(file, "$", f"cannot read stack file: {error.strerror}")]) from None
+    parsed, syntax = parse_source(text, file)
+    if parsed is None:
+        raise StackError(syntax)
+    return parsed.data
+
+
 def load_stack_text(text: str, filename: str = "<stack>", *, check_schema: bool = False) -> StackDocument:
-    """Like :func:`load_stack` for a document already in memory (``filename`` names it in errors)."""
-    document, syntax = parse_json(text, filename)
-    if syntax is not None:
-        raise StackError([syntax])
-    return load_stack_data(document, filename, check_schema=check_schema)
+    """Like :func:`load_stack` for a document already in memory (``filename`` names it in errors,
+    and its suffix picks the format: ``.yaml``/``.yml`` is YAML, anything else JSON).
+
+    Problems carry the line and column of the value they are about."""
+    source, syntax = parse_source(text, filename)
+    if source is None:
+        raise StackError(syntax)
+    try:
+        doc = load_stack_data(source.data, filename, check_schema=check_schema)
+    except StackError as error:
+        raise StackError(source.located(error.problems)) from None
+    doc.warnings = source.located(doc.warnings)
+    return doc
 
 
 def load_stack_data(document: Any, filename: str = "<stack>", *, check_schema: bool = False) -> StackDocument:

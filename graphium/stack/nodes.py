@@ -12,7 +12,6 @@ every spelling yields the same map.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,14 +256,6 @@ def _align(top: list[tuple[str, Any]], expanded: list[dict[str, Any]]) -> list[A
         return None
     remaining = iter(expanded)
     return [next(remaining) if keep else None for keep in kept]
-
-
-def parse_json(text: str, file: str) -> tuple[Any, Problem | None]:
-    """Parse JSON, turning a syntax error into a Problem with line and column."""
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as error:
-        return None, Problem(file, "$", f"invalid JSON: {error.msg}", line=error.lineno, column=error.colno)
 
 
 def node_from_json(raw: Mapping[str, Any], path: str) -> Node:

@@ -6,7 +6,8 @@ model locations, be reported where the user wrote the value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphium.errors import Problem
@@ -20,6 +21,17 @@ def accepted(*names: str, **aliases: str) -> dict[str, str]:
     """A field table for :meth:`Normaliser.fields`: each name accepted as itself, each alias
     (another spelling, such as ``portNumber``) as the name it stands for."""
     return {**{name: name for name in names}, **aliases}
+
+
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """``" did you mean 'image'?"`` for a misspelled key (case-insensitive, then by similarity),
+    or an empty string when no known name is close."""
+    by_lower = {name.lower(): name for name in sorted(known)}
+    match = by_lower.get(key.lower())
+    if match is None:
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
+        match = by_lower[close[0]] if close else None
+    return f" did you mean {match!r}?" if match is not None else ""
 
 
 def path_in(paths: Mapping[Loc, str], loc: Loc) -> str:
@@ -71,9 +83,12 @@ class Normaliser:
             target = accepted.get(name)
             if target is None:
                 if name not in ignored:
-                    expected = ", ".join(sorted(set(accepted) | ignored))
+                    known = set(accepted) | ignored
+                    hint = did_you_mean(field_.key, known) or did_you_mean(name, known)
                     self.problem(
-                        field_.path, f"unknown property {field_.key!r} in {what}; expected one of: {expected}"
+                        field_.path,
+                        f"unknown property {field_.key!r} in {what};{hint} expected one of: "
+                        + ", ".join(sorted(known)),
                     )
                 continue
             if target in out:
