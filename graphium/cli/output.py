@@ -20,6 +20,7 @@ from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, P
 from graphium.plan.payloads import created_container
 from graphium.records.agent import AgentInfo, AgentStatus
 from graphium.records.event import Event
+from graphium.records.live import LiveHost, LiveSummary, humanise_seconds
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
 from graphium.run.runner import RunResult
@@ -299,21 +300,71 @@ def _table(columns: Iterable[str], rows: Iterable[Iterable[str | Text]]) -> Tabl
     return table
 
 
-def render_stacks(stacks: Iterable[StackRecord], console: Console) -> None:
-    columns = ("stack", "status", "phase", "progress", "containers", "hosts", "updated")
-    rows = (
-        (
-            s.name,
-            s.status.value,
-            s.phase,
-            f"{s.progress}%",
-            str(len(s.placements)),
-            ", ".join(s.hosts),
-            s.updated_at,
-        )
-        for s in stacks
-    )
+def render_stacks(
+    stacks: Iterable[StackRecord], console: Console, live: dict[str, LiveSummary] | None = None
+) -> None:
+    """The stacks table, local or ``--server`` alike; with ``live``, each stack's status is what
+    its hosts report (``degraded`` when a container of a running stack is not running)."""
+    columns: tuple[str, ...] = ("stack", "status", "phase", "progress", "containers", "hosts", "updated")
+    if live is not None:
+        columns = (*columns[:2], "live", *columns[2:])
+    rows = []
+    for s in stacks:
+        row: list[str | Text] = [s.name, s.status.value]
+        if live is not None:
+            summary = live.get(s.name)
+            row[1] = _live_status(s.status.value if summary is None else summary.status)
+            row.append("" if summary is None else f"{summary.running}/{summary.expected} running")
+        row += [s.phase, f"{s.progress}%", str(len(s.placements)), ", ".join(s.hosts), s.updated_at]
+        rows.append(row)
     console.print(_table(columns, rows))
+    for summary in (live or {}).values():
+        _render_live_problems(summary, console)
+
+
+def _live_status(status: str) -> Text:
+    style = {"running": "green", "degraded": "red", "error": "red", "unknown": "yellow"}
+    return Text(status, style=style.get(status, ""))
+
+
+def _render_live_problems(summary: LiveSummary, console: Console) -> None:
+    for problem in summary.problems:
+        console.print(Text(f"{summary.stack}: {problem}", style="red"))
+    for host in summary.unreachable:
+        console.print(Text(f"{summary.stack}: not checked on {host}", style="yellow"))
+
+
+def render_ps(hosts: Iterable[LiveHost], console: Console, *, with_stack: bool) -> None:
+    """``ps``: one row per live container, then each host that could not be read."""
+    columns: tuple[str, ...] = (
+        "container",
+        "host",
+        "state",
+        "health",
+        "image",
+        "ports",
+        "uptime",
+        "restarts",
+    )
+    if with_stack:
+        columns = ("stack", *columns)
+    rows = []
+    errors = []
+    for host in hosts:
+        if host.error is not None:
+            errors.append(f"{host.host}: {host.error}")
+        for c in host.containers:
+            state = c.state if c.exit_code is None else f"{c.state} ({c.exit_code})"
+            style = "green" if c.state == "running" and c.health != "unhealthy" else "red"
+            row: list[str | Text] = [c.docker_name, c.host, Text(state, style=style), c.health or ""]
+            row += [c.image, ", ".join(c.ports), humanise_seconds(c.uptime_seconds), str(c.restarts)]
+            rows.append([c.stack, *row] if with_stack else row)
+    if rows:
+        console.print(_table(columns, rows))
+    else:
+        console.print("No containers.")
+    for error in errors:
+        console.print(Text(f"error: {error}", style="red"))
 
 
 def render_tokens(tokens: Iterable[TokenInfo], console: Console) -> None:
@@ -323,11 +374,16 @@ def render_tokens(tokens: Iterable[TokenInfo], console: Console) -> None:
     console.print(_table(columns, rows))
 
 
-def render_stack(stack: StackRecord, tasks: list[Task], console: Console) -> None:
+def render_stack(
+    stack: StackRecord, tasks: list[Task], console: Console, live: LiveSummary | None = None
+) -> None:
+    status = stack.status.value if live is None else live.status
+    counts = "" if live is None else f"  live: {live.running}/{live.expected} running"
     console.print(
-        f"[bold]{stack.name}[/]  status: {stack.status.value}  phase: {stack.phase}  "
-        f"progress: {stack.progress}%"
+        f"[bold]{stack.name}[/]  status: {status}{counts}  phase: {stack.phase}  progress: {stack.progress}%"
     )
+    if live is not None:
+        _render_live_problems(live, console)
     if stack.error:
         console.print(f"[red]error:[/] {stack.error}", markup=True)
     rows = (

@@ -22,9 +22,11 @@ from graphium.cli.common import (
     state_option,
 )
 from graphium.cli.deploy import follow_server, timeout_option
+from graphium.cli.ops import insecure_option, inventory_option, refresh
 from graphium.cli.output import make_console, render_agents, render_stack, render_stacks, render_tasks
 from graphium.errors import GraphiumError, WaitTimeoutError
 from graphium.records.agent import AgentInfo, agents_view
+from graphium.records.live import LiveSummary
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TaskStatus
 from graphium.run.events import event_json
@@ -37,6 +39,9 @@ from graphium.store.json_store import JsonTaskStore
 @server_options
 @click.option("--follow", is_flag=True, help="Keep printing progress until the stack settles.")
 @timeout_option
+@inventory_option
+@click.option("--no-refresh", is_flag=True, help="Show the stored state only; do not ask the hosts.")
+@insecure_option
 @json_option
 def status(
     stack: str | None,
@@ -45,9 +50,13 @@ def status(
     token: str | None,
     follow: bool,
     timeout: float | None,
+    inventory: str | None,
+    no_refresh: bool,
+    insecure: bool,
     as_json: bool,
 ) -> None:
-    """Deployment state of every stack, or of one (with its tasks)."""
+    """Deployment state of every stack, or of one (with its tasks), checked against what the
+    hosts run now (``--no-refresh``: the stored state only)."""
     if server_url:
         _server_status(stack, server_url, token, follow=follow, as_json=as_json, timeout=timeout)
         return
@@ -55,13 +64,14 @@ def status(
     console = make_console()
     if stack is None:
         stacks = store.list_stacks()
+        live = None if no_refresh or not stacks else refresh(stacks, inventory, insecure)
         if as_json:
             for s in stacks:
-                emit("stack", s.public_dump())
+                emit("stack", {**s.public_dump(), **_live_json(live, s.name)})
         elif not stacks:
             click.echo("No stacks.")
         else:
-            render_stacks(stacks, console)
+            render_stacks(stacks, console, live)
         return
     name = stack_name(stack)
     record = store.get_stack(name)
@@ -71,12 +81,17 @@ def status(
         if follow:
             return
         raise GraphiumError(f"no stack named {name} in {state}")
+    live = None if no_refresh else refresh([record], inventory, insecure)
     if as_json:
-        emit("stack", {**record.public_dump(), "tasks": store.stats(stack_id=name)})
+        emit("stack", {**record.public_dump(), "tasks": store.stats(stack_id=name), **_live_json(live, name)})
     else:
-        render_stack(record, store.list_tasks(stack_id=name), console)
+        render_stack(record, store.list_tasks(stack_id=name), console, None if live is None else live[name])
     if record.status is StackStatus.error:
         sys.exit(EXIT_ERROR)
+
+
+def _live_json(live: dict[str, LiveSummary] | None, name: str) -> dict[str, Any]:
+    return {} if live is None or name not in live else {"live": live[name].dump()}
 
 
 def _server_status(

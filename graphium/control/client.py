@@ -7,14 +7,24 @@ against ``ca_cert`` or the system trust store (see :mod:`graphium.control.transp
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphium.control import transport
+from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError, Problem, StackError, WaitTimeoutError
 
 FINAL = ("running", "error")
+#: The log stream's control lines (a log line of a container never starts with ``#!``).
+LOG_TRAILER = "#! containers: "
+LOG_ERROR = "#! error: "
+
+
+def emit_error(message: str) -> None:
+    """A host's failure inside a log stream, to stderr (the lines go to stdout)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 class ServerClient:
@@ -83,6 +93,44 @@ class ServerClient:
     def list_agents(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/agents")
         return result
+
+    def hosts_status(self, stack: str | None = None) -> list[dict[str, Any]]:
+        """What the server's hosts run now (``ps``): one entry per host, or its error."""
+        params = {"stack": stack} if stack else {}
+        result: list[dict[str, Any]] = self._call("GET", "/hosts/status", params=params, timeout=60.0)
+        return result
+
+    def stream_logs(
+        self, stack: str, container: str | None, options: LogOptions, emit: Callable[[str], None]
+    ) -> int:
+        """Relay the server's log stream of ``stack`` line by line to ``emit``; the number of
+        containers read (the stream's last line, ``# containers: N``)."""
+        params: dict[str, Any] = {"follow": options.follow}
+        if container:
+            params["container"] = container
+        if options.tail is not None:
+            params["tail"] = options.tail
+        if options.since is not None:
+            params["since"] = options.since
+        count = 0
+        try:
+            with self._http.stream("GET", f"/stacks/{stack}/logs", params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    detail = response.json().get("detail") if response.content else response.text
+                    raise GraphiumError(
+                        f"server refused GET /stacks/{stack}/logs ({response.status_code}): {detail}"
+                    )
+                for line in response.iter_lines():
+                    if line.startswith(LOG_TRAILER):
+                        count = int(line[len(LOG_TRAILER) :] or 0)
+                    elif line.startswith(LOG_ERROR):
+                        emit_error(line[len(LOG_ERROR) :])
+                    else:
+                        emit(line)
+        except transport.HTTPError as exc:
+            raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
+        return count
 
     def follow(
         self, stack_id: str, *, interval: float = 0.2, deleting: bool = False, timeout: float | None = None

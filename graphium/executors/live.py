@@ -1,0 +1,88 @@
+"""Live reads (``ps``, ``status`` refresh, ``logs``) over the executors' own transports.
+
+Local and SSH hosts are read through the very engine their executor drives (the local socket,
+or the socket forwarded over the host's one SSH connection). Agent hosts sit where only their
+agent reaches: their reads go through the server's request channel (:mod:`graphium.control`),
+so here they get an error saying so. Each host is bounded by ``timeout`` and fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from graphium.docker.engine import DockerEngine
+from graphium.docker.live import LogOptions, follow_logs, list_live
+from graphium.errors import ExecutionError, GraphiumError
+from graphium.executors.base import Executor
+from graphium.executors.local import LocalExecutor
+from graphium.executors.router import HostRouter
+from graphium.executors.ssh import SshExecutor
+from graphium.records.live import LiveContainer, LiveHost
+from graphium.stack.models import Connection, Host
+
+__all__ = ["host_engine", "live_hosts", "matches", "stream_host_logs"]
+
+DEFAULT_TIMEOUT = 15.0
+
+
+async def host_engine(executor: Executor, host: Host) -> DockerEngine:
+    """The engine ``executor`` reaches ``host`` through (local or SSH)."""
+    if isinstance(executor, HostRouter):
+        executor = executor.executor_for(host)
+    if isinstance(executor, LocalExecutor):
+        return executor.engine(host)
+    if isinstance(executor, SshExecutor):
+        return await executor.engine(host)
+    if host.connection is Connection.agent:
+        raise ExecutionError(
+            f"host {host.id} is an agent host: read it through the server (--server URL)", host=host.id
+        )
+    raise ExecutionError(f"no live reader for connection {host.connection.value!r}", host=host.id)
+
+
+async def _one(executor: Executor, host: Host, stack: str | None, timeout: float) -> LiveHost:
+    try:
+        engine = await asyncio.wait_for(host_engine(executor, host), timeout)
+        rows = await asyncio.wait_for(list_live(engine, stack), timeout)
+    except TimeoutError:
+        return LiveHost(host=host.id, error=f"host {host.id} did not answer within {timeout:g}s")
+    except GraphiumError as exc:
+        return LiveHost(host=host.id, error=str(exc))
+    return LiveHost(host=host.id, containers=rows)
+
+
+async def live_hosts(
+    executor: Executor, hosts: list[Host], stack: str | None, *, timeout: float = DEFAULT_TIMEOUT
+) -> list[LiveHost]:
+    """Every host's live containers (of ``stack``, or all graphium's), all hosts at once."""
+    return list(await asyncio.gather(*(_one(executor, h, stack, timeout) for h in hosts)))
+
+
+def matches(container: LiveContainer, wanted: str | None) -> bool:
+    """``logs STACK CONTAINER``: the stack's container name (every replica) or a docker name."""
+    return wanted is None or wanted in (container.name, container.docker_name)
+
+
+async def stream_host_logs(
+    executor: Executor,
+    host: Host,
+    stack: str,
+    container: str | None,
+    options: LogOptions,
+    emit: Callable[[str], None],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """Stream the logs of ``stack``'s containers on ``host`` (those matching ``container``), each
+    line prefixed ``docker-name@host |``; returns how many containers were read."""
+    engine = await asyncio.wait_for(host_engine(executor, host), timeout)
+    rows = [c for c in await asyncio.wait_for(list_live(engine, stack), timeout) if matches(c, container)]
+
+    def prefixed(name: str) -> Callable[[str], None]:
+        return lambda line: emit(f"{name}@{host.id} | {line}")
+
+    await asyncio.gather(
+        *(follow_logs(engine, c.docker_name, options, prefixed(c.docker_name)) for c in rows)
+    )
+    return len(rows)
