@@ -74,19 +74,15 @@ def read_live(hosts: list[Host], stack: str | None, insecure: bool) -> list[Live
 
 
 def refresh(records: list[StackRecord], inventory_path: str | None, insecure: bool) -> dict[str, LiveSummary]:
-    """``status``: each stored stack reconciled with what its hosts report now."""
+    """``status``: each stored stack reconciled with what its hosts report now. Hosts outside
+    the inventory, and agent hosts (only the server reaches them), are listed as unchecked."""
     inventory = load_inventory(inventory_path).by_id()
-    wanted = sorted(
-        {h for r in records for h in r.hosts}
-        | {str(p.get("hostId")) for r in records for p in r.placements.values()}
-    )
-    known = [inventory[h] for h in wanted if h in inventory]
-    found = read_live(known, None, insecure) if known else []
-    found += [
-        LiveHost(host=h, error=f"host {h} is not in the inventory; pass -i FILE")
-        for h in wanted
-        if h not in inventory
-    ]
+    wanted = {h for r in records for h in r.hosts} | {
+        str(p.get("hostId")) for r in records for p in r.placements.values()
+    }
+    known = [inventory[h] for h in sorted(wanted) if h in inventory]
+    direct = [h for h in known if h.connection is not Connection.agent]
+    found = read_live(direct, None, insecure) if direct else []
     return {r.name: reconcile(r, [_only(h, r.name) for h in found]) for r in records}
 
 

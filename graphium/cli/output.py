@@ -331,7 +331,15 @@ def _render_live_problems(summary: LiveSummary, console: Console) -> None:
     for problem in summary.problems:
         console.print(Text(f"{summary.stack}: {problem}", style="red"))
     for host in summary.unreachable:
-        console.print(Text(f"{summary.stack}: not checked on {host}", style="yellow"))
+        console.print(Text(f"{summary.stack}: could not check {host}", style="yellow"))
+    if summary.unchecked:
+        hosts = ", ".join(summary.unchecked)
+        console.print(
+            Text(
+                f"{summary.stack}: not checked on {hosts} (not in the inventory, or agent hosts)",
+                style="dim",
+            )
+        )
 
 
 def render_ps(hosts: Iterable[LiveHost], console: Console, *, with_stack: bool) -> None:

@@ -61,6 +61,7 @@ class LiveSummary(_Live):
     expected: int
     problems: list[str] = []  # "app-1 on vm1: exited (code 1)"
     unreachable: list[str] = []  # "vm2: no live agent for vm2, last seen 45 s ago"
+    unchecked: list[str] = []  # hosts not asked (not in the inventory, or agent hosts without a server)
 
 
 def _problem(container: LiveContainer) -> str | None:
@@ -76,17 +77,23 @@ def reconcile(record: StackRecord, hosts: list[LiveHost]) -> LiveSummary:
     """The stack's placements checked against the containers its hosts report.
 
     A placement is fine when its container runs (and is not unhealthy); an unreachable host's
-    placements are neither fine nor counted as failed: they are listed as unknown."""
+    placements are neither fine nor counted as failed: they make a running stack ``unknown``. A
+    host not in ``hosts`` was not asked: its placements keep the stored status, listed as
+    unchecked."""
     by_host = {h.host: h for h in hosts}
     running = 0
     problems: list[str] = []
     unreachable: dict[str, str] = {}
+    unchecked: set[str] = set()
     for instance, placement in sorted(record.placements.items()):
         host_id = str(placement.get("hostId") or "")
         docker_name = str(placement.get("dockerName") or instance)
         host = by_host.get(host_id)
-        if host is None or host.error is not None:
-            unreachable[host_id] = host.error if host is not None and host.error else "not queried"
+        if host is None:
+            unchecked.add(host_id)
+            continue
+        if host.error is not None:
+            unreachable[host_id] = host.error
             continue
         found = next((c for c in host.containers if c.docker_name == docker_name), None)
         if found is None:
@@ -108,6 +115,7 @@ def reconcile(record: StackRecord, hosts: list[LiveHost]) -> LiveSummary:
         expected=len(record.placements),
         problems=problems,
         unreachable=[f"{h}: {why}" for h, why in sorted(unreachable.items())],
+        unchecked=sorted(unchecked),
     )
 
 

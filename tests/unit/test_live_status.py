@@ -152,3 +152,15 @@ def test_a_stack_not_stored_running_keeps_its_status() -> None:
 )
 def test_uptime_reads_in_two_units(seconds: float | None, text: str) -> None:
     assert humanise_seconds(seconds) == text
+
+
+def test_hosts_not_asked_keep_the_stored_status_and_are_listed() -> None:
+    summary = reconcile(
+        _record(), [LiveHost(host="vm1", containers=[_live("web-app-1", "vm1"), _live("web-db", "vm1")])]
+    )
+    assert (summary.status, summary.running, summary.unchecked, summary.unreachable) == (
+        "running",
+        2,
+        ["vm2"],
+        [],
+    )
