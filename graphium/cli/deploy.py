@@ -32,8 +32,9 @@ from graphium.cli.common import (
 from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
 from graphium.cli.problems import emit_problems, problems_as_json, report_warnings
 from graphium.control.client import ServerClient
-from graphium.errors import GraphiumError, Problem, ValidationError, WaitTimeoutError
-from graphium.plan.model import PLAN_SCHEMA_VERSION, Plan
+from graphium.errors import Problem, ValidationError, WaitTimeoutError
+from graphium.plan.model import Plan
+from graphium.plan.saved import is_saved_plan, seal, unseal
 from graphium.records.event import Event
 from graphium.run.deployer import Deployer
 from graphium.run.events import event_json
@@ -41,6 +42,7 @@ from graphium.run.runner import RunResult
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack, read_stack_document
 from graphium.stack.models import Inventory
+from graphium.stack.secrets import redact_event, redact_text
 from graphium.stack.variables import fill_variables, resolve_variables
 
 no_wait_option = click.option(
@@ -130,27 +132,17 @@ def _save_plan(plan_: Plan, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # plans hold env values
     with os.fdopen(fd, "w") as fh:
-        json.dump(plan_.dump(), fh, indent=1)
+        json.dump(seal(plan_), fh, indent=1)
 
 
 def _read_plan(path: str) -> Plan | None:
-    """The saved plan in ``path``, or None when the file is a stack document."""
+    """The saved plan in ``path`` (sensitive variables filled from the environment), or None when
+    the file is a stack document."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    if isinstance(data, dict) and "fingerprint" in data and "tasks" in data and "@graph" not in data:
-        version = data.get("schemaVersion")
-        if version != PLAN_SCHEMA_VERSION:
-            raise GraphiumError(
-                f"{path}: a saved plan of schema version {version}, but this graphium reads version "
-                f"{PLAN_SCHEMA_VERSION}; plan again"
-            )
-        try:
-            return Plan.model_validate(data)
-        except Exception as exc:
-            raise GraphiumError(f"{path}: not a valid saved plan: {exc}") from None
-    return None
+    return unseal(data, path, os.environ) if is_saved_plan(data) else None
 
 
 def _execute(
@@ -169,12 +161,13 @@ def _execute(
 
     def on_event(event: Event) -> None:
         if opts.as_json:
-            emit_json(event_json(event))
+            emit_json(redact_event(event_json(event), holder.get("secrets", ())))
         elif "view" in holder:
             holder["view"].on_event(event)
 
     async def work(deployer: Deployer) -> tuple[Plan, RunResult]:
         the_plan: Plan = await make_plan(deployer)
+        holder["secrets"] = the_plan.secret_values()
         if opts.as_json:
             emit_json(plan_json(the_plan))
         else:
@@ -196,7 +189,10 @@ def _execute(
                 "stack": the_plan.stack,
                 "ok": result.ok,
                 "waited": wait,
-                "failed": [{"id": t.id, "hostId": t.host_id, "error": t.error} for t in result.failed],
+                "failed": [
+                    {"id": t.id, "hostId": t.host_id, "error": redact_text(t.error or "", holder["secrets"])}
+                    for t in result.failed
+                ],
                 "cancelled": len(result.cancelled),
                 "durationSeconds": round(result.duration, 3),
             },

@@ -25,7 +25,7 @@ from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
-from graphium.stack.secrets import MARKER, redact_container, redact_environment
+from graphium.stack.secrets import MARKER, redact_container, redact_environment, redact_text
 
 if TYPE_CHECKING:
     from graphium.control.server.auth import TokenInfo
@@ -89,12 +89,13 @@ def container_details(spec: ContainerSpec) -> list[tuple[str, str]]:
     return rows
 
 
-def _spec_of(action: Action, tasks: dict[str, Task]) -> ContainerSpec | None:
-    """The container an action creates, its secret values masked wherever they occur."""
+def _spec_of(action: Action, tasks: dict[str, Task], secrets: set[str]) -> ContainerSpec | None:
+    """The container an action creates, its secret values (and the plan's ``secrets``) masked
+    wherever they occur."""
     for task_id in action.task_ids:
         container = created_container(tasks[task_id]) if task_id in tasks else None
         if container is not None:
-            return redact_container(container.spec)
+            return redact_container(container.spec, secrets)
     return None
 
 
@@ -153,6 +154,7 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
     container being created or replaced its attributes.
     """
     tasks = {t.id: t for t in plan.tasks}
+    secrets = plan.secret_values()
     verb = "destroy" if plan.destroy else "apply"
     changes = [a for a in plan.actions if a.kind is not ActionKind.keep]
     if not changes:
@@ -174,7 +176,8 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
         console.print(line)
         for change in action.changes:
             console.print(f"        {change_line(change)}", style=style, markup=False)
-        spec = _spec_of(action, tasks) if action.kind in (ActionKind.create, ActionKind.replace) else None
+        creates = action.kind in (ActionKind.create, ActionKind.replace)
+        spec = _spec_of(action, tasks, secrets) if creates else None
         for key, value in container_details(spec) if spec else []:
             console.print(f"          {key:<10} {value}", style="dim", markup=False)
     for rollout in plan.rollouts:
@@ -227,6 +230,7 @@ class ProgressView:
         self._tasks = {t.id: t for t in plan.tasks}
         self._status: dict[str, str] = {t.id: t.status.value for t in plan.tasks}
         self._errors: dict[str, str] = {}
+        self._secrets = plan.secret_values()
         self._live: Live | None = None
         if console.is_terminal:
             self._live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
@@ -246,18 +250,20 @@ class ProgressView:
             return
         if event.type == "task_waiting":  # a line of its own, above a live table too
             host = event.host_id or ""
-            self._console.print(f"{'waiting':<9} {host:<16} {event.data.get('message', '')}", markup=False)
+            message = redact_text(str(event.data.get("message", "")), self._secrets)
+            self._console.print(f"{'waiting':<9} {host:<16} {message}", markup=False)
             return
         status = str(event.data.get("status", ""))
         self._status[event.task_id] = status
-        if event.data.get("error"):
-            self._errors[event.task_id] = str(event.data["error"])
+        error = redact_text(str(event.data.get("error") or ""), self._secrets)
+        if error:
+            self._errors[event.task_id] = error
         if self._live:
             self._live.update(self._table())
         elif event.type != "task_created":  # the plan above already listed every task
             task = self._tasks[event.task_id]
-            error = f": {event.data['error']}" if event.data.get("error") else ""
-            self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{error}", markup=False)
+            detail = f": {error}" if error else ""
+            self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{detail}", markup=False)
 
     def _table(self) -> Table:
         table = _table(("status", "host", "task"), ())
@@ -285,9 +291,11 @@ def render_result(result: RunResult, plan: Plan, console: Console) -> None:
         f"[red]Stack {plan.stack}: {len(result.failed)} task(s) failed, "
         f"{len(result.cancelled)} not started.[/]"
     )
+    secrets = plan.secret_values()
     for host, failed in sorted(result.failures_by_host().items()):
         for task in failed:
-            console.print(f"  [bold]{host}[/]: {task.description}: {task.error}", markup=True)
+            error = redact_text(task.error or "", secrets)
+            console.print(f"  [bold]{host}[/]: {task.description}: ", Text(error), sep="")
 
 
 def _table(columns: Iterable[str], rows: Iterable[Iterable[str | Text]]) -> Table:

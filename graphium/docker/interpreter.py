@@ -26,7 +26,7 @@ from graphium.errors import ExecutionError, ValidationError
 from graphium.plan import payloads
 from graphium.records.task import Task, TaskType
 from graphium.stack.models import ContainerSpec
-from graphium.stack.secrets import redact_text, secret_values
+from graphium.stack.secrets import SECRET_VALUES_KEY, redact_text, secret_values
 
 __all__ = ["HANDLERS", "execute"]
 
@@ -153,14 +153,17 @@ async def _execute(engine: ContainerEngine, task: Task) -> Result:
 
 
 def _secret_values(task: Task) -> set[str]:
-    """The secret environment values of the task's container, to mask in anything it reports.
+    """The secret values of the task's container (its secret environment values, and the values
+    of sensitive variables its payload lists), to mask in anything it reports.
 
     Read from the raw payload, so that they are masked even when the rest of it is invalid.
     """
+    listed = task.payload.get(SECRET_VALUES_KEY)
+    found = {v for v in listed if isinstance(v, str) and v} if isinstance(listed, list) else set()
     container = task.payload.get("container")
     if not isinstance(container, dict):
-        return set()
+        return found
     try:
-        return secret_values(ContainerSpec.model_validate(container.get("spec", {})))
+        return found | secret_values(ContainerSpec.model_validate(container.get("spec", {})))
     except PydanticValidationError:
-        return set()
+        return found

@@ -22,7 +22,16 @@ from graphium.plan.model import ActionReason, DesiredContainer, FieldChange, Obs
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import MARKER, is_secret_key, redact, secret_values
 
-__all__ = ["Recorded", "Verdict", "bound_ports", "judge", "parse_binding", "replace_verdict"]
+__all__ = [
+    "Recorded",
+    "Verdict",
+    "bound_ports",
+    "held_secrets",
+    "judge",
+    "mask_verdict",
+    "parse_binding",
+    "replace_verdict",
+]
 
 RUNNING_STATES = ("running", "restarting")
 
@@ -109,6 +118,48 @@ class _Secrets:
         shown_old, shown_new = self.mask_env(key, old), self.mask_env(key, new)
         sensitive = shown_old != old or shown_new != new
         return FieldChange(field=f"environment.{key}", old=shown_old, new=shown_new, sensitive=sensitive)
+
+
+def mask_verdict(verdict: Verdict, values: frozenset[str]) -> Verdict:
+    """The verdict with every copy of the given secret values masked (values of sensitive
+    variables, which may sit in any field: ``DATABASE_URL: postgres://app:${DB_PASSWORD}@db``).
+
+    A change they touch that has both sides reads ``(sensitive)`` on both: the old side may
+    hold an earlier value of the variable, which no current value would mask.
+    """
+    changes = [_mask_change(c, values) for c in verdict.changes]
+    reasons = [redact(r, values) for r in verdict.reasons] if values else verdict.reasons
+    return Verdict(verdict.reason, reasons, changes)
+
+
+def _mask_change(change: FieldChange, values: frozenset[str]) -> FieldChange:
+    old, new = change.old, change.new
+    if values:
+        old, new = redact(old, values), redact(new, values)
+    if (old, new) == (change.old, change.new):
+        return change
+    if change.old_known and old is not None and new is not None:
+        old, new = MARKER, MARKER
+    return change.model_copy(update={"old": old, "new": new, "sensitive": True})
+
+
+def held_secrets(desired: DesiredContainer, values: frozenset[str]) -> list[str]:
+    """The secret values that occur in the container's spec (what its payload lists to mask)."""
+    if not values:
+        return []
+    texts = list(_texts(desired.spec.dump()))
+    return sorted(v for v in values if any(v in t for t in texts))
+
+
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
 
 
 def _shown(spec: ContainerSpec) -> dict[str, Any]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from graphium.records.task import Task
 from graphium.stack.models import ContainerSpec, NetworkSpec, PullPolicy, RestartPolicy
+from graphium.stack.secrets import collect_secrets
 
-PLAN_SCHEMA_VERSION = 2  # 2: actions carry a reason code and structured field changes
+# 2: actions carry a reason code and structured field changes; 3: saved plans hold placeholders,
+# ``(sensitive:NAME)``, for the values of sensitive variables, filled again at apply
+PLAN_SCHEMA_VERSION = 3
 
 LABEL_MANAGED = "graphium.managed"
 LABEL_STACK = "graphium.stack"
@@ -247,6 +250,16 @@ class Plan(_Data):
         str, Any
     ] = {}  # the Inventory dump the plan was made with: a saved plan is self-contained
     rollouts: list[Rollout] = []  # rolling updates of containers whose replicas are replaced
+    # sensitive variable -> value from the environment; never serialised (a saved plan holds
+    # placeholders for them, see graphium.plan.saved)
+    secret_variables: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def secret_values(self) -> set[str]:
+        """Every secret value the plan holds, to mask wherever it would be shown: the values of
+        sensitive variables, and the secret environment values of its containers."""
+        found = {v for v in self.secret_variables.values() if v}
+        found |= collect_secrets([t.payload for t in self.tasks])
+        return found | collect_secrets(self.stack_spec)
 
     @property
     def has_changes(self) -> bool:

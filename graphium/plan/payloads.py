@@ -25,9 +25,13 @@ from graphium.stack.models import FailureAction, NetworkSpec, UpdateOrder
 
 
 class DeployPayload(_Data):
-    """deploy: ensure the image (pull policy), create and start; complete once running and healthy."""
+    """deploy: ensure the image (pull policy), create and start; complete once running and healthy.
+
+    ``secret_values`` are the values of sensitive variables the container holds, which whoever
+    runs the task masks in what it reports (errors, events, logs)."""
 
     container: DesiredContainer
+    secret_values: list[str] = []
 
 
 class RolloutStep(_Data):
@@ -52,6 +56,7 @@ class ReplacePayload(_Data):
     container: DesiredContainer
     old_container_id: str
     rollout: RolloutStep | None = None
+    secret_values: list[str] = []  # as DeployPayload's
 
 
 class DeletePayload(_Data):

@@ -19,7 +19,7 @@ change.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from graphium.errors import PlanError, StalePlanError
@@ -27,7 +27,15 @@ from graphium.placement import expand_instances, place_instances
 from graphium.placement.base import HostPort, host_ports
 from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
 from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
-from graphium.plan.drift import Recorded, Verdict, bound_ports, judge, replace_verdict
+from graphium.plan.drift import (
+    Recorded,
+    Verdict,
+    bound_ports,
+    held_secrets,
+    judge,
+    mask_verdict,
+    replace_verdict,
+)
 from graphium.plan.hashing import (
     HASHED_FIELDS,
     SPEC_HASH_VERSION,
@@ -134,8 +142,14 @@ class _Decisions:
     creating: dict[str, list[Node]] = field(default_factory=dict)  # declared name -> creating tasks
     moved: list[tuple[Node, Node]] = field(default_factory=list)  # (delete on old host, deploy on new)
     deletes: list[Node] = field(default_factory=list)
+    secret_values: frozenset[str] = frozenset()  # values of sensitive variables, masked by value
+
+    def held(self, d: DesiredContainer) -> list[str]:
+        """What the payload of ``d``'s task lists for its runner to mask."""
+        return held_secrets(d, self.secret_values)
 
     def act(self, c: ObservedContainer | DesiredContainer, verdict: Verdict, nodes: Iterable[Node]) -> None:
+        verdict = mask_verdict(verdict, self.secret_values)
         action = Action(
             kind=verdict.reason.kind,
             reason=verdict.reason,
@@ -233,7 +247,7 @@ def _in_place(
         node = dec.create(
             d,
             TaskType.replace,
-            ReplacePayload(container=d, old_container_id=primary.id),
+            ReplacePayload(container=d, old_container_id=primary.id, secret_values=dec.held(d)),
             f"replace {d.name} on {d.host} ({', '.join(verdict.reasons)})",
             PULL_ALLOWANCE + health + d.spec.stop_timeout + STOP_MARGIN,
             holds=tuple(bound_ports(primary)),
@@ -261,7 +275,7 @@ def _create_or_move(
     node = dec.create(
         d,
         TaskType.deploy,
-        DeployPayload(container=d),
+        DeployPayload(container=d, secret_values=dec.held(d)),
         f"create {d.name} on {d.host}" + (f" (moved from {old.host})" if old else ""),
         PULL_ALLOWANCE + _health_budget(d.spec.health_check),
     )
@@ -399,11 +413,15 @@ def plan_apply(
     inventory: Inventory,
     observed: Mapping[str, ObservedHost],
     stored: StackRecord | None = None,
+    *,
+    secret_values: Collection[str] = (),
 ) -> Plan:
     """The actions and tasks that turn what ``observed`` shows into what ``stack`` declares.
 
     ``stack`` is fully resolved (``${VAR}`` filled); ``observed`` maps host id to what one
-    observation of that host found; ``stored`` is the stack's deployment record, if any.
+    observation of that host found; ``stored`` is the stack's deployment record, if any;
+    ``secret_values`` are the values of sensitive variables, masked in every change shown and
+    listed in the payloads of the tasks whose containers hold them.
     An unchanged, healthy stack gives only ``keep`` actions and zero tasks.
     """
     refuse_blind(observed)
@@ -412,7 +430,9 @@ def plan_apply(
     unseen = sorted({d.host for d in desired} - set(observed))
     if unseen:
         raise PlanError(f"cannot plan blind: host(s) {', '.join(unseen)} were not observed")
-    dec = _Decisions(stack.name, TaskGraph(stack.name, index.fingerprint))
+    dec = _Decisions(
+        stack.name, TaskGraph(stack.name, index.fingerprint), secret_values=frozenset(secret_values)
+    )
     for d in desired:
         _decide(dec, d, index.by_name.pop(d.name, []), index.before)
     _remove_leftovers(dec, stack, index)

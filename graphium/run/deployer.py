@@ -22,7 +22,7 @@ from graphium.run.events import EventBus, EventType, stack_event, task_event
 from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
 from graphium.stack.loader import StackDocument, check_hosts
 from graphium.stack.models import Connection, Inventory
-from graphium.stack.variables import resolve_variables
+from graphium.stack.variables import resolve
 from graphium.store.base import TaskStore
 
 
@@ -51,10 +51,15 @@ class Deployer:
         """Desired state (``${VAR}`` filled from ``environ``) against what the hosts run now."""
         check_hosts(doc, self.inventory)
         environ = os.environ if environ is None else environ
-        spec = resolve_variables(doc.stack, environ, str(doc.path), path_of=doc.path_of)
+        resolved = resolve(doc.stack, environ, str(doc.path), path_of=doc.path_of)
+        spec = resolved.spec
         observed = await self.executor.observe(self.inventory.hosts, spec.name)
-        result = planner.plan_apply(spec, self.inventory, observed, self.store.get_stack(spec.name))
+        stored = self.store.get_stack(spec.name)
+        result = planner.plan_apply(
+            spec, self.inventory, observed, stored, secret_values=resolved.secret_values()
+        )
         result.inventory = self.inventory.dump()
+        result.secret_variables = dict(resolved.secrets)
         return result
 
     async def plan_destroy(self, stack_name: str) -> Plan:

@@ -5,6 +5,8 @@ A value is secret when its environment key is marked ``sensitive`` or is named l
 (``ContainerSpec.secret_keys``). Redaction works on the key where it can, and then also
 replaces the secret *values* wherever else they occur (a password repeated in a command line,
 a ``KEY=value`` string in a Docker env list), because a secret leaks through any copy of it.
+Task payloads also list the resolved values of sensitive variables under ``secretValues``
+(:func:`graphium.stack.variables.resolve`), so whoever runs or shows a task masks them too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ MARKER = "(sensitive)"
 # Shorter values are only masked where they stand alone: masking every "1" in a text helps nobody.
 _MIN_SUBSTRING_LEN = 4
 _ENV_ITEM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
+SECRET_VALUES_KEY = "secretValues"  # a payload's list of values to mask wherever they appear
 
 
 def is_secret_key(key: str, sensitive: Iterable[str] = ()) -> bool:
@@ -37,9 +40,10 @@ def secret_values(spec: ContainerSpec) -> set[str]:
     return {spec.environment[k] for k in spec.secret_keys() if spec.environment[k]}
 
 
-def redact_container(spec: ContainerSpec) -> ContainerSpec:
-    """A copy of the container whose secret values (and any other copy of them) read as the marker."""
-    values = secret_values(spec)
+def redact_container(spec: ContainerSpec, extra: Iterable[str] = ()) -> ContainerSpec:
+    """A copy of the container whose secret values (its own and ``extra``, wherever they occur)
+    read as the marker."""
+    values = secret_values(spec) | {v for v in extra if v}
     if not values:
         return spec
     data = redact(spec.dump(), values)
@@ -81,9 +85,18 @@ def redact_event(event: Mapping[str, Any], values: Iterable[str] = ()) -> dict[s
     return result
 
 
+def collect_secrets(data: Any) -> set[str]:
+    """Every secret value a JSON-like payload holds: secret environment values, ``KEY=value``
+    strings of secret keys, and the ``secretValues`` it lists."""
+    return {v for v in _collect(data) if v}
+
+
 def _collect(data: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(data, Mapping):
+        listed = data.get(SECRET_VALUES_KEY)
+        if isinstance(listed, list):
+            found.update(v for v in listed if isinstance(v, str))
         env = data.get("environment")
         sensitive = data.get("sensitive")
         marked = {s for s in sensitive if isinstance(s, str)} if isinstance(sensitive, list) else set()

@@ -4,19 +4,25 @@ Substitution happens at plan time, not load time, so that a stack file can be va
 anywhere (CI without secrets) and the values land only in the plan of the machine that has them.
 A missing variable is an error, never an empty string: an empty password or image tag deploys
 something other than what the user meant. All missing variables are reported at once.
+
+Resolving also records the values of sensitive variables (named like a secret, listed in a
+container's ``sensitive``, or feeding a secret environment key): a secret interpolated into an
+innocent key (``DATABASE_URL: postgres://app:${DB_PASSWORD}@db``) is then masked by value
+wherever it appears, as CI systems mask their secrets.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
 
 from graphium.errors import Problem, StackError
 from graphium.stack.jsonld import json_path_of
-from graphium.stack.models import ContainerSpec, StackSpec
+from graphium.stack.models import SECRET_KEY_RE, ContainerSpec, StackSpec
 
 # $${ is an escaped literal "${"; ${NAME} or ${NAME:-default}; anything else after ${ is invalid.
 _TOKEN_RE = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([^}]*)\}?)")
@@ -52,6 +58,24 @@ def substitute(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     return result, problems
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A stack with its variables filled, and what of them must never be shown.
+
+    ``secrets`` maps each sensitive variable taken from the environment to its value (a saved
+    plan replaces these by placeholders and fills them again at apply); ``defaults`` holds the
+    values sensitive variables took from a ``${NAME:-default}`` written in the file.
+    """
+
+    spec: StackSpec
+    secrets: dict[str, str] = field(default_factory=dict)
+    defaults: frozenset[str] = frozenset()
+
+    def secret_values(self) -> set[str]:
+        """Every resolved value of a sensitive variable (non-empty), to mask wherever it appears."""
+        return {v for v in (*self.secrets.values(), *self.defaults) if v}
+
+
 def resolve_variables(
     spec: StackSpec,
     environ: Mapping[str, str],
@@ -59,7 +83,18 @@ def resolve_variables(
     *,
     path_of: PathOf | None = None,
 ) -> StackSpec:
-    """The stack with ``${VAR}`` filled in every string of every container.
+    """The stack with ``${VAR}`` filled in every string of every container (see :func:`resolve`)."""
+    return resolve(spec, environ, filename, path_of=path_of).spec
+
+
+def resolve(
+    spec: StackSpec,
+    environ: Mapping[str, str],
+    filename: str,
+    *,
+    path_of: PathOf | None = None,
+) -> Resolved:
+    """The stack with ``${VAR}`` filled in every string of every container, and its secrets.
 
     ``path_of`` maps a model location (``"containers", 0, "environment", "X"``) to the path in
     the file; pass ``StackDocument.path_of`` to report where the user wrote the reference.
@@ -85,7 +120,47 @@ def resolve_variables(
                 problems.append(Problem(filename, where(*loc), f"after filling variables: {message}"))
     if problems:
         raise StackError(problems)
-    return spec.model_copy(update={"containers": containers}) if changed else spec
+    secrets, defaults = sensitive_variables(spec, environ)
+    filled_spec = spec.model_copy(update={"containers": containers}) if changed else spec
+    return Resolved(filled_spec, secrets, frozenset(defaults))
+
+
+def sensitive_variables(spec: StackSpec, environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """The sensitive variables the stack refers to: ``{name: value}`` of those set in ``environ``,
+    and the values of those that fall back on their default."""
+    secrets: dict[str, str] = {}
+    defaults: set[str] = set()
+    for container in spec.containers:
+        declared = set(container.sensitive)
+        secret_keys = container.secret_keys()
+        for loc, text in _strings(container.dump(), ()):
+            secret_key = len(loc) == 2 and loc[0] == "environment" and loc[1] in secret_keys
+            for name, default in _references(text):
+                if not (secret_key or name in declared or SECRET_KEY_RE.search(name)):
+                    continue
+                value = environ.get(name)
+                if value is not None and not (value == "" and default is not None):
+                    secrets[name] = value
+                elif default:
+                    defaults.add(default)
+    return secrets, defaults
+
+
+def _references(text: str) -> list[tuple[str, str | None]]:
+    """The ``(name, default)`` of every well-formed ``${...}`` reference in ``text``."""
+    if "${" not in text:
+        return []
+    return [(m.group(1), m.group(2)) for m in _TOKEN_RE.finditer(text) if m.group(1)]
+
+
+def _strings(value: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        return [(loc, value)]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _strings(v, (*loc, k))]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _strings(v, (*loc, i))]
+    return []
 
 
 def fill_variables(document: Any, environ: Mapping[str, str], file: str) -> Any:
