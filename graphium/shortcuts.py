@@ -22,13 +22,15 @@ from graphium.stack.models import Inventory
 from graphium.store.base import TaskStore
 from graphium.store.json_store import DEFAULT_STATE
 
+StackSource = str | Path | Mapping[str, Any] | StackDocument  # a file, a document as a dict, or loaded
+
 
 def _open(
-    stack: str | Path | StackDocument | None, inventory: str | Path | Inventory | None, state: str | Path
+    stack: StackSource | None, inventory: str | Path | Inventory | None, state: str | Path
 ) -> tuple[StackDocument | None, Inventory, TaskStore]:
     from graphium.store.json_store import JsonTaskStore
 
-    doc = load_stack(stack) if isinstance(stack, (str, Path)) else stack
+    doc = stack if stack is None or isinstance(stack, StackDocument) else load_stack(stack)
     if not isinstance(inventory, Inventory):
         inventory = load_inventory(inventory, doc.hosts if doc else [])
     return doc, inventory, JsonTaskStore(state)
@@ -52,13 +54,14 @@ async def _with_deployer(
 
 
 def plan(
-    stack: str | Path | StackDocument,
+    stack: StackSource,
     *,
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
     environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Load a stack and compute its plan against the live hosts (changes nothing)."""
+    """Load a stack (a file, or a stack document as a dict) and compute its plan against the live
+    hosts (changes nothing)."""
     doc, inv, store = _open(stack, inventory, state)
     assert doc is not None
     result: Plan = asyncio.run(
@@ -68,7 +71,7 @@ def plan(
 
 
 def apply(
-    stack_or_plan: str | Path | StackDocument | Plan,
+    stack_or_plan: StackSource | Plan,
     *,
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
@@ -77,8 +80,13 @@ def apply(
     on_event: Subscriber | None = None,
 ) -> RunResult:
     """Plan (unless given a plan, which is checked for staleness) and apply; raises nothing on task
-    failure: inspect ``RunResult.ok`` (or call :func:`graphium.run.runner.raise_for_result`)."""
+    failure: inspect ``RunResult.ok`` (or call :func:`graphium.run.runner.raise_for_result`).
+
+    A plan is applied to the hosts of the inventory it was made with, unless ``inventory`` is given.
+    """
     given_plan = stack_or_plan if isinstance(stack_or_plan, Plan) else None
+    if given_plan is not None and inventory is None and given_plan.inventory:
+        inventory = Inventory.model_validate(given_plan.inventory)
     doc, inv, store = _open(None if given_plan else stack_or_plan, inventory, state)  # type: ignore[arg-type]
 
     async def work(deployer: Deployer) -> RunResult:
@@ -92,7 +100,7 @@ def apply(
 
 
 def destroy(
-    stack: str | Path | StackDocument,
+    stack: StackSource,
     *,
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
@@ -111,4 +119,4 @@ def destroy(
     return result
 
 
-__all__ = ["apply", "destroy", "plan"]
+__all__ = ["StackSource", "apply", "destroy", "plan"]

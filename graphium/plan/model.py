@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from graphium.records.task import Task
+from graphium.stack.masking import MaskedRepr, collect_secrets
 from graphium.stack.models import ContainerSpec, NetworkSpec, PullPolicy, RestartPolicy
-from graphium.stack.secrets import collect_secrets
 
 # 2: actions carry a reason code and structured field changes; 3: saved plans hold placeholders,
 # ``(sensitive:NAME)``, for the values of sensitive variables, filled again at apply
@@ -29,7 +29,7 @@ LABEL_SPEC_HASH = "graphium.spec-hash"
 LABEL_SPEC_FIELDS = "graphium.spec-fields"
 
 
-class _Data(BaseModel):
+class _Data(MaskedRepr, BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     def dump(self) -> dict[str, Any]:
@@ -253,6 +253,9 @@ class Plan(_Data):
     # sensitive variable -> value from the environment; never serialised (a saved plan holds
     # placeholders for them, see graphium.plan.saved)
     secret_variables: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def repr_secrets(self) -> set[str]:
+        return self.secret_values()
 
     def secret_values(self) -> set[str]:
         """Every secret value the plan holds, to mask wherever it would be shown: the values of

@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from graphium.stack.masking import MaskedRepr
 
-class Event(BaseModel):
+
+class Event(MaskedRepr, BaseModel):
     """Something that happened, for watchers: task_created, task_updated, stack_running, ..."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

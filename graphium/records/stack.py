@@ -9,10 +9,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from graphium.errors import TransitionError
+from graphium.stack.masking import MaskedRepr
 
 
 class StackStatus(str, Enum):
@@ -40,7 +41,7 @@ def check_stack_transition(stack_id: str, current: StackStatus | None, new: Stac
         raise TransitionError(f"stack {stack_id}: cannot go from {was} to {new.value}")
 
 
-class StackRecord(BaseModel):
+class StackRecord(MaskedRepr, BaseModel):
     """A stack's deployment state, written back from task results."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
@@ -51,7 +52,8 @@ class StackRecord(BaseModel):
     phase: str = ""
     progress: int = 0  # percent of the current run's tasks that ended
     placements: dict[str, dict[str, Any]] = {}  # instance -> {hostId, containerId, dockerName}
-    spec: dict[str, Any] = {}  # the resolved StackSpec dump
+    # the resolved StackSpec dump; left out of repr, since it holds resolved values, secrets included
+    spec: dict[str, Any] = Field(default={}, repr=False)
     hosts: list[str] = []  # hosts the stack has containers or networks on
     error: str | None = None
     run_id: str | None = None  # the current run: its tasks carry the same runId

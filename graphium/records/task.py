@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from graphium.errors import TransitionError
+from graphium.stack.masking import MaskedRepr
 
 
 class TaskType(str, Enum):
@@ -66,7 +67,7 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class Task(BaseModel):
+class Task(MaskedRepr, BaseModel):
     """One task record, serialised with camelCase keys as in the original task API."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

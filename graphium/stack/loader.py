@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ from graphium.stack.parts import STACK_FIELDS, Convert, PartsNormaliser
 from graphium.stack.source import parse_source
 
 __all__ = [
+    "DICT_SOURCE",
     "StackDocument",
     "check_hosts",
     "host_problems",
@@ -42,15 +44,22 @@ __all__ = [
 ]
 
 
-def load_stack(source: str | os.PathLike[str], *, check_schema: bool = False) -> StackDocument:
-    """Load and validate a stack file (JSON-LD, written as JSON or as YAML); raises StackError
-    with every problem found.
+DICT_SOURCE = "<dict>"  # how errors name a stack given as a Python dict
+
+
+def load_stack(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, check_schema: bool = False
+) -> StackDocument:
+    """Load and validate a stack file (JSON-LD, written as JSON or as YAML), or a stack document
+    given as a dict (named ``<dict>`` in errors); raises StackError with every problem found.
 
     ``check_schema`` also runs the editors' JSON Schema over the normalised stack. pydantic
     already enforces everything the schema says, so this only proves the two agree (the tests
     and ``graphium-run validate`` use it); it is off by default because it costs more than
     the whole load on a 1,000-container stack.
     """
+    if isinstance(source, Mapping):
+        return load_stack_data(dict(source), DICT_SOURCE, check_schema=check_schema)
     file = os.fspath(source)
     try:
         text = Path(file).read_text(encoding="utf-8")

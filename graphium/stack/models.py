@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from graphium.stack.masking import SECRET_KEY_RE, MaskedRepr
+
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|us|ns|s|m|h)\s*)+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-SECRET_KEY_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH", re.IGNORECASE)
 
 
 def _amount(value: Any, what: str, expected: str, number: Any, text: Any) -> Any:
@@ -92,8 +92,9 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 Cpus = Annotated[float, BeforeValidator(parse_cpus)]
 
 
-class Model(BaseModel):
-    """Base: camelCase on the wire, snake_case in Python, unknown keys rejected, immutable."""
+class Model(MaskedRepr, BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, unknown keys rejected, immutable; ``repr``
+    masks secrets."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 

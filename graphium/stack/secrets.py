@@ -11,22 +11,33 @@ Task payloads also list the resolved values of sensitive variables under ``secre
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from graphium.stack.models import SECRET_KEY_RE, ContainerSpec
+from graphium.stack.masking import (
+    ENV_ITEM_RE,
+    MARKER,
+    MIN_SUBSTRING_LEN,
+    SECRET_KEY_RE,
+    SECRET_VALUES_KEY,
+    collect_secrets,
+    is_secret_key,
+)
+from graphium.stack.models import ContainerSpec
 
-MARKER = "(sensitive)"
-# Shorter values are only masked where they stand alone: masking every "1" in a text helps nobody.
-_MIN_SUBSTRING_LEN = 4
-_ENV_ITEM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
-SECRET_VALUES_KEY = "secretValues"  # a payload's list of values to mask wherever they appear
-
-
-def is_secret_key(key: str, sensitive: Iterable[str] = ()) -> bool:
-    """Whether an environment key's value must never be shown."""
-    return key in set(sensitive) or bool(SECRET_KEY_RE.search(key))
+__all__ = [
+    "MARKER",
+    "SECRET_VALUES_KEY",
+    "collect_secrets",
+    "is_secret_key",
+    "redact",
+    "redact_container",
+    "redact_environment",
+    "redact_event",
+    "redact_payload",
+    "redact_text",
+    "secret_values",
+]
 
 
 def redact_environment(environment: Mapping[str, str], sensitive: Iterable[str] = ()) -> dict[str, str]:
@@ -55,7 +66,7 @@ def redact_text(text: str, values: Iterable[str]) -> str:
     for value in sorted(set(values), key=len, reverse=True):
         if not value:
             continue
-        if len(value) >= _MIN_SUBSTRING_LEN:
+        if len(value) >= MIN_SUBSTRING_LEN:
             text = text.replace(value, MARKER)
         elif text == value:
             return MARKER
@@ -69,7 +80,7 @@ def redact(data: Any, values: Iterable[str] = ()) -> Any:
     ``sensitive`` list), in ``KEY=value`` strings and in the extra ``values`` given; every
     string in ``data`` is then cleaned of all of them.
     """
-    found = set(values) | _collect(data)
+    found = set(values) | collect_secrets(data)
     return _mask(data, {v for v in found if v})
 
 
@@ -85,51 +96,9 @@ def redact_event(event: Mapping[str, Any], values: Iterable[str] = ()) -> dict[s
     return result
 
 
-def collect_secrets(data: Any) -> set[str]:
-    """Every secret value a JSON-like payload holds: secret environment values, ``KEY=value``
-    strings of secret keys, and the ``secretValues`` it lists."""
-    return {v for v in _collect(data) if v}
-
-
-def _collect(data: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(data, Mapping):
-        listed = data.get(SECRET_VALUES_KEY)
-        if isinstance(listed, list):
-            found.update(v for v in listed if isinstance(v, str))
-        env = data.get("environment")
-        sensitive = data.get("sensitive")
-        marked = {s for s in sensitive if isinstance(s, str)} if isinstance(sensitive, list) else set()
-        if isinstance(env, Mapping):
-            found.update(
-                v
-                for k, v in env.items()
-                if isinstance(k, str) and isinstance(v, str) and is_secret_key(k, marked)
-            )
-        elif isinstance(env, list):
-            found.update(_env_list_secrets(env, marked))
-        for value in data.values():
-            found.update(_collect(value))
-    elif isinstance(data, list):
-        found.update(_env_list_secrets(data, set()))
-        for item in data:
-            found.update(_collect(item))
-    return found
-
-
-def _env_list_secrets(items: list[Any], marked: set[str]) -> set[str]:
-    found = set()
-    for item in items:
-        if isinstance(item, str):
-            match = _ENV_ITEM_RE.match(item)
-            if match and is_secret_key(match[1], marked) and match[2]:
-                found.add(match[2])
-    return found
-
-
 def _mask(data: Any, values: set[str]) -> Any:
     if isinstance(data, str):
-        match = _ENV_ITEM_RE.match(data)
+        match = ENV_ITEM_RE.match(data)
         if match and SECRET_KEY_RE.search(match[1]) and match[2]:
             return f"{match[1]}={MARKER}"
         return redact_text(data, values) if values else data

@@ -22,7 +22,8 @@ import pydantic
 
 from graphium.errors import Problem, StackError
 from graphium.stack.jsonld import json_path_of
-from graphium.stack.models import SECRET_KEY_RE, ContainerSpec, StackSpec
+from graphium.stack.masking import SECRET_KEY_RE
+from graphium.stack.models import ContainerSpec, StackSpec
 
 # $${ is an escaped literal "${"; ${NAME} or ${NAME:-default}; anything else after ${ is invalid.
 _TOKEN_RE = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([^}]*)\}?)")

@@ -12,6 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import graphium
+from graphium.stack.models import Inventory
 from graphium.store.json_store import JsonTaskStore
 from tests.support import graphium_run as run
 from tests.support import remove_stack, stack_containers, stack_doc, unique_name
@@ -73,5 +77,26 @@ def test_plan_saved_plan_apply_and_a_failure_never_show_the_secret(docker_url: s
             record = store.get_stack(name)
         assert record is not None and any("connecting to" in e for e in errors)
         _no_secret(*errors, events, record.error or "")
+    finally:
+        remove_stack(docker_url, name)
+
+
+def test_python_api_takes_a_dict_applies_a_plan_on_its_own_inventory_and_masks_repr(
+    docker_url: str, tmp_path: Path
+) -> None:
+    name = unique_name("sec")
+    inventory = Inventory.model_validate({"hosts": [{"@id": "local", "dockerHost": docker_url}]})
+    state = tmp_path / "state.json"
+    environ = {"DB_PASSWORD": PASSWORD}
+    try:
+        plan = graphium.plan(_stack(name), inventory=inventory, state=state, environ=environ)
+        result = graphium.apply(plan, state=state)  # no inventory: the plan's own (not DOCKER_HOST's)
+        assert result.ok, result.failed
+        [container] = stack_containers(docker_url, name)
+        assert f"DATABASE_URL=postgres://app:{PASSWORD}@db/orders" in container.attrs["Config"]["Env"]
+        _no_secret(repr(plan), str(plan), repr(result), str(result), *map(repr, result.tasks.values()))
+        assert "postgres://app:(sensitive)@db/orders" in repr(plan)
+        with pytest.raises(graphium.StackError, match="<dict>"):
+            graphium.plan({"@graph": [{"@type": "Stack", "name": name}]}, inventory=inventory, state=state)
     finally:
         remove_stack(docker_url, name)

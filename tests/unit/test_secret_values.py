@@ -16,12 +16,14 @@ from rich.console import Console
 
 from graphium.cli.output import plan_json, render_plan
 from graphium.docker.interpreter import _secret_values
-from graphium.errors import GraphiumError, StalePlanError
+from graphium.errors import GraphiumError, StackError, StalePlanError
 from graphium.plan.model import ActionKind, Plan
 from graphium.plan.planner import expand, plan_apply
 from graphium.plan.saved import seal, unseal
-from graphium.stack.loader import load_stack_data
-from graphium.stack.models import Inventory
+from graphium.records.stack import StackRecord, StackStatus
+from graphium.run.runner import RunResult
+from graphium.stack.loader import load_stack, load_stack_data
+from graphium.stack.models import ContainerSpec, Inventory
 from graphium.stack.secrets import redact_payload
 from graphium.stack.variables import resolve
 from tests.unit.test_planner import _stored, observe
@@ -152,3 +154,27 @@ def test_a_short_value_is_sealed_where_it_stands_alone() -> None:
     env = seal(plan)["tasks"][-1]["payload"]["container"]["spec"]["environment"]
     assert env["POSTGRES_PASSWORD"] == "(sensitive:PGPW)"
     assert env["MODE"] == "fast-mode"  # not every short or innocent string
+
+
+def test_repr_and_str_of_public_objects_mask_secrets() -> None:
+    plan = make_plan()
+    [task] = [t for t in plan.tasks if t.payload.get("container")]
+    spec = ContainerSpec(name="db", image="x", environment={"POSTGRES_PASSWORD": "pw1", "MODE": "pw1x"})
+    record = StackRecord(id="orders", name="orders", status=StackStatus.running, spec=plan.stack_spec)
+    result = RunResult(tasks={task.id: task}, duration=1.0, failed=[task])
+    for obj in (plan, task, *plan.actions, spec, record, result, load_stack_data(document(), "<dict>")):
+        for text in (repr(obj), str(obj)):
+            for secret in (PASSWORD, "other-5512", "tok-9981"):
+                assert secret not in text, (type(obj).__name__, text)
+    assert "'POSTGRES_PASSWORD': '(sensitive)'" in repr(spec)  # a short secret, where it stands alone
+    assert "'MODE': 'pw1x'" in repr(spec)  # ... and nowhere else
+    assert "postgres://app:(sensitive)@db/orders" in repr(task)
+
+
+def test_a_stack_given_as_a_dict_is_named_in_errors() -> None:
+    bad = document()
+    bad["@graph"][0]["hasPart"][0]["restartPolicy"] = "sometimes"
+    with pytest.raises(StackError) as info:
+        load_stack(bad)
+    assert "<dict>" in str(info.value) and "restartPolicy" in str(info.value)
+    assert load_stack(document()).stack.name == "orders"
