@@ -194,6 +194,7 @@ def _execute(
                     for t in result.failed
                 ],
                 "cancelled": len(result.cancelled),
+                "notes": result.notes,
                 "durationSeconds": round(result.duration, 3),
             },
         )

@@ -296,6 +296,8 @@ def render_result(result: RunResult, plan: Plan, console: Console) -> None:
         for task in failed:
             error = redact_text(task.error or "", secrets)
             console.print(f"  [bold]{host}[/]: {task.description}: ", Text(error), sep="")
+    for note in result.notes:
+        console.print(f"  {redact_text(note, secrets)}", style="yellow", markup=False)
 
 
 def _table(columns: Iterable[str], rows: Iterable[Iterable[str | Text]]) -> Table:

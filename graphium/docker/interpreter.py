@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from graphium.docker import rolling
 from graphium.docker.protocol import ContainerEngine
 from graphium.errors import ExecutionError, ValidationError
 from graphium.plan import payloads
@@ -64,11 +65,22 @@ async def _deploy(run: _Run, payload: payloads.DeployPayload) -> Result:
 
 
 async def _replace(run: _Run, payload: payloads.ReplacePayload) -> Result:
-    desired = payload.container
+    desired, step = payload.container, payload.rollout
+    if step is not None and step.delay:  # a rolling update's pause between batches
+        await asyncio.sleep(min(step.delay, run.remaining()))
     # the image first: a pull failure must not touch the running container
     pulled = await run.engine.ensure_image(desired.spec.image, desired.pull_policy)
-    replaced = await run.engine.replace(payload.old_container_id, desired, run.remaining())
+    if step is None:
+        replaced = await run.engine.replace(payload.old_container_id, desired, run.remaining())
+    else:
+        replaced = await rolling.replace_step(
+            run.engine, payload.old_container_id, desired, run.remaining(), step
+        )
     return {**replaced, "pulled": pulled["pulled"]}
+
+
+async def _restore(run: _Run, payload: payloads.RestorePayload) -> Result:
+    return await rolling.restore_container(run.engine, payload, run.remaining())
 
 
 async def _delete(run: _Run, payload: payloads.DeletePayload) -> Result:
@@ -120,6 +132,7 @@ HANDLERS: Mapping[TaskType, Handler] = {
     TaskType.restart: _restart,
     TaskType.ensure_network: _ensure_network,
     TaskType.remove_network: _remove_network,
+    TaskType.restore: _restore,
 }
 
 

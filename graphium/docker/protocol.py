@@ -53,6 +53,18 @@ class ContainerEngine(Protocol):
         """Swap the container ``old_id`` for ``desired``, restoring the old one on failure."""
         ...
 
+    async def inspect_or_none(self, name_or_id: str) -> dict[str, Any] | None:
+        """The engine's inspect of a container, or None when there is none of that name or id."""
+        ...
+
+    async def rename(self, container_id: str, new_name: str) -> None:
+        """Give a container another name (a running one keeps running)."""
+        ...
+
+    async def force_remove(self, name_or_id: str) -> bool:
+        """Kill and remove at once; False when it was already gone."""
+        ...
+
     async def stop(self, name_or_id: str, stop_timeout: float = 10.0) -> bool:
         """Stop gracefully; False when the container does not exist."""
         ...

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from graphium.docker.monitor import hold_healthy
 from graphium.errors import EngineError, GraphiumError
 from graphium.plan.model import DesiredContainer
 
@@ -61,7 +62,13 @@ class _Old:
 
 
 async def replace_container(
-    engine: Swappable, old_id: str, desired: DesiredContainer, timeout: float
+    engine: Swappable,
+    old_id: str,
+    desired: DesiredContainer,
+    timeout: float,
+    *,
+    monitor: float = 0.0,
+    keep_old: bool = False,
 ) -> dict[str, Any]:
     """Swap ``old_id`` for a container made from ``desired``, or restore the old one.
 
@@ -69,12 +76,15 @@ async def replace_container(
     needs) and renamed aside so the new one can take its name. If the new one fails to be
     created, to start, or to become healthy within ``timeout`` (or the task is cancelled), it is
     removed and the old one gets its name back and is started again; the error says so.
+    A rolling update adds a ``monitor`` window the new one must stay healthy for, and may
+    ``keep_old`` set aside (stopped) for a rollback of the whole rollout, instead of removing it.
     """
     name = desired.docker_name
     old = await _set_aside(engine, old_id, desired)
     try:
         created = await engine.create_and_start(desired)
         health = await engine.wait_running_and_healthy(created["containerId"], timeout)
+        await hold_healthy(engine, created["containerId"], monitor)
     except BaseException as exc:
         if old is None:
             await asyncio.shield(engine.force_remove(name))
@@ -93,6 +103,8 @@ async def replace_container(
     result = {**created, "health": health, "replaced": None}
     if old is not None:
         result["replaced"] = old.id
+        if keep_old:
+            return {**result, "keptOld": old.id}
         try:
             await engine.force_remove(old.id)
         except EngineError as exc:  # the new container runs: report rather than fail

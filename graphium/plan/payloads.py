@@ -59,6 +59,17 @@ class ReplacePayload(_Data):
     secret_values: list[str] = []  # as DeployPayload's
 
 
+class RestorePayload(_Data):
+    """restore: remove the container a rolling update's replace created and give its name back to
+    the old one it kept aside (``old_container_id``), started and healthy again."""
+
+    name: str  # the instance ("web-2")
+    docker_name: str
+    old_container_id: str
+    new_container_id: str | None = None
+    stop_timeout: float = 10.0
+
+
 class DeletePayload(_Data):
     """delete: stop (with timeout) and remove; a container already gone counts as removed."""
 
@@ -101,7 +112,13 @@ class RemoveNetworkPayload(_Data):
 
 
 TaskPayload = (
-    DeployPayload | ReplacePayload | DeletePayload | StartPayload | NetworkPayload | RemoveNetworkPayload
+    DeployPayload
+    | ReplacePayload
+    | DeletePayload
+    | StartPayload
+    | NetworkPayload
+    | RemoveNetworkPayload
+    | RestorePayload
 )
 
 PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
@@ -113,6 +130,7 @@ PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
     TaskType.restart: StartPayload,
     TaskType.ensure_network: NetworkPayload,
     TaskType.remove_network: RemoveNetworkPayload,
+    TaskType.restore: RestorePayload,
 }
 
 
@@ -164,6 +182,7 @@ __all__ = [
     "NetworkPayload",
     "RemoveNetworkPayload",
     "ReplacePayload",
+    "RestorePayload",
     "RolloutStep",
     "StartPayload",
     "TaskPayload",

@@ -25,6 +25,7 @@ class TaskType(str, Enum):
     start = "start"  # start a stopped container (drift)
     stop = "stop"
     restart = "restart"
+    restore = "restore"  # undo a replace of a rolling update: give the kept old container back
     ensure_network = "ensure-network"  # create the stack's bridge network on a host if missing
     remove_network = "remove-network"  # remove it once the stack has left the host
 
@@ -101,3 +102,14 @@ class Task(MaskedRepr, BaseModel):
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def passes(self) -> bool:
+        """Whether the tasks depending on this one may start: it completed, or it failed as a step
+        of a rolling update whose ``failureAction`` is ``continue`` (:mod:`graphium.run.rollouts`)."""
+        if self.status is TaskStatus.completed:
+            return True
+        if self.status is not TaskStatus.failed or self.task_type is not TaskType.replace:
+            return False
+        step = self.payload.get("rollout")
+        return isinstance(step, dict) and step.get("failureAction") == "continue"

@@ -17,7 +17,7 @@ from graphium.plan import planner
 from graphium.plan.model import ActionKind, Plan
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, utcnow
-from graphium.run import lifecycle
+from graphium.run import lifecycle, rollouts
 from graphium.run.events import EventBus, EventType, stack_event, task_event
 from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
 from graphium.stack.loader import StackDocument, check_hosts
@@ -198,7 +198,7 @@ class Deployer:
 
         renewer = asyncio.create_task(renew())
         try:
-            return await self._runner(plan, record).run(plan.tasks)
+            return await rollouts.run(self._runner(plan, record), self.store, self.events, plan.tasks)
         except asyncio.CancelledError:  # interrupted, or stopped by a server: free the stack at once
             current = self.store.get_stack(plan.stack)
             if current is not None:
@@ -284,7 +284,7 @@ class Deployer:
             if task.terminal and task.id not in ended:
                 ended.add(task.id)
                 current = self.store.get_stack(plan.stack)
-                percent = int(100 * len(ended) / total)
+                percent = min(100, int(100 * len(ended) / total))  # rollbacks add tasks
                 if current is not None and current.progress != percent:
                     self.store.save_stack(current.model_copy(update={"progress": percent}))
 

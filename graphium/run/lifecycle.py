@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from graphium.plan.payloads import DeletePayload, created_container
+from graphium.plan.payloads import DeletePayload, RestorePayload, created_container
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TERMINAL, Task, TaskStatus, TaskType
@@ -30,7 +30,14 @@ from graphium.run.events import EventType, stack_event
 RUNNER_LEASE_SECONDS = 60.0
 # tasks that build a stack up; pending ones must never run once the stack is being deleted
 BUILD_TYPES = frozenset(
-    {TaskType.deploy, TaskType.replace, TaskType.ensure_network, TaskType.start, TaskType.restart}
+    {
+        TaskType.deploy,
+        TaskType.replace,
+        TaskType.ensure_network,
+        TaskType.start,
+        TaskType.restart,
+        TaskType.restore,
+    }
 )
 SETTLING = frozenset({StackStatus.deploying, StackStatus.deleting})
 # desired placements of a plan: instance -> (host id, docker name)
@@ -74,7 +81,8 @@ def blocked(tasks: Sequence[Task], others: Mapping[str, Task] | None = None) -> 
     """Pending tasks that can never start, each with the reason: a dependency failed, was
     cancelled or is unknown, directly or through another blocked task. ``others`` are further
     tasks a dependency may name (the rest of the stack's)."""
-    status = {t.id: t.status for t in (others or {}).values()} | {t.id: t.status for t in tasks}
+    known = {t.id: t for t in (others or {}).values()} | {t.id: t for t in tasks}
+    status = {i: t.status for i, t in known.items()}
     dead = (TaskStatus.failed, TaskStatus.cancelled)
     out: dict[str, str] = {}
     changed = True
@@ -83,7 +91,11 @@ def blocked(tasks: Sequence[Task], others: Mapping[str, Task] | None = None) -> 
         for task in tasks:
             if task.id in out or task.status is not TaskStatus.pending:
                 continue
-            gone = [d for d in task.depends_on if status.get(d, TaskStatus.cancelled) in dead]
+            gone = [
+                d
+                for d in task.depends_on
+                if status.get(d, TaskStatus.cancelled) in dead and not (d in known and known[d].passes)
+            ]
             if gone:
                 out[task.id] = f"not started: dependency {gone[0]} did not complete"
                 status[task.id] = TaskStatus.cancelled
@@ -136,6 +148,13 @@ def placements(
                 "hostId": task.host_id,
                 "containerId": (task.result or {}).get("containerId"),
                 "dockerName": container.docker_name,
+            }
+        elif task.task_type is TaskType.restore:  # a rolled-back rollout: the old container again
+            restored = RestorePayload.model_validate(task.payload)
+            created[restored.name] = {
+                "hostId": task.host_id,
+                "containerId": (task.result or {}).get("containerId"),
+                "dockerName": restored.docker_name,
             }
         elif task.task_type is TaskType.delete:
             try:

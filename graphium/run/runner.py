@@ -18,6 +18,7 @@ from typing import Any
 from graphium.errors import ExecutionError, GraphiumError, TransitionError
 from graphium.executors.base import Executor
 from graphium.records.task import Task, TaskStatus
+from graphium.run import rollouts
 from graphium.run.events import EventBus, EventType, task_event
 from graphium.run.lifecycle import failure_lines
 from graphium.stack.models import Connection, Host
@@ -37,6 +38,7 @@ class RunResult:
     duration: float
     failed: list[Task] = field(default_factory=list)
     cancelled: list[Task] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what failures did to rolling updates
 
     @property
     def ok(self) -> bool:
@@ -87,12 +89,12 @@ class Runner:
 
         def ready(task: Task) -> bool:
             for dep in task.depends_on:
-                if dep in by_id and (dep not in final or final[dep].status is not TaskStatus.completed):
+                if dep in by_id and (dep not in final or not rollouts.passes(final[dep])):
                     return False
             return True
 
         while waiting or in_flight:
-            if not failure:
+            if all(rollouts.passes(t) for t in failure):  # a rollout may continue past a failure
                 runnable = sorted(
                     (by_id[i] for i in waiting if ready(by_id[i])), key=lambda t: (-t.priority, t.id)
                 )
@@ -215,5 +217,5 @@ def raise_for_result(result: RunResult) -> None:
     """Turn a failed run into an ExecutionError whose message lists every failure by host."""
     if result.ok:
         return
-    lines = failure_lines(result.tasks.values()) or ["failed"]
+    lines = (failure_lines(result.tasks.values()) or ["failed"]) + result.notes
     raise ExecutionError("apply failed:\n" + "\n".join(f"  {line}" for line in lines))

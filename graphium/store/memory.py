@@ -173,7 +173,7 @@ class StoreState:
 
     def completed(self, task_id: str) -> bool:
         task = self.tasks.get(task_id)
-        return task is not None and task.status == TaskStatus.completed
+        return task is not None and task.passes  # completed (or a rollout continues past it)
 
 
 def stamped(
