@@ -99,7 +99,7 @@ def _cleanup(graph: TaskGraph, node: Node, after: Sequence[Node], declared: str)
 
 
 def _rollout(graph: TaskGraph, spec: ContainerSpec, nodes: Sequence[Node], out: RolloutTasks) -> None:
-    policy = spec.update
+    policy = spec.update_policy()
     size = policy.parallelism
     batches = [list(nodes[i : i + size]) for i in range(0, len(nodes), size)]
     stop_first, notes = _start_first_notes(nodes) if policy.order == "start-first" else (set(), [])
@@ -152,7 +152,7 @@ def plan_rollouts(graph: TaskGraph, stack: StackSpec) -> RolloutTasks:
     for declared in sorted(by_declared):
         spec = specs.get(declared)
         nodes = sorted(by_declared[declared], key=_replica_order)
-        if spec is None or (len(nodes) == 1 and spec.update == UpdatePolicy()):
+        if spec is None or (len(nodes) == 1 and spec.update_policy() == UpdatePolicy()):
             continue
         _rollout(graph, spec, nodes, out)
     return out

@@ -249,6 +249,9 @@ class UpdatePolicy(Model):
     monitor: Duration = 0.0
 
 
+DEFAULT_UPDATE = UpdatePolicy()
+
+
 class ContainerSpec(Model):
     """One container as the user declared it (before replicas are expanded and ``${VAR}`` filled)."""
 
@@ -272,7 +275,7 @@ class ContainerSpec(Model):
     replicas: int = Field(default=1, ge=0)
     pull_policy: PullPolicy | None = None
     stop_timeout: Duration = 10.0
-    update: UpdatePolicy = UpdatePolicy()
+    update: UpdatePolicy | None = None  # None: the defaults (no per-container copy of them to validate)
 
     @model_validator(mode="after")
     def _args_need_command(self) -> ContainerSpec:
@@ -281,6 +284,10 @@ class ContainerSpec(Model):
                 "'args' extends 'command'; give 'command' too (the image's own CMD is unknown here)"
             )
         return self
+
+    def update_policy(self) -> UpdatePolicy:
+        """The container's update policy, its defaults where it gives none."""
+        return self.update or DEFAULT_UPDATE
 
     def secret_keys(self) -> set[str]:
         """Environment keys whose values must never be shown: marked sensitive, or named like a secret."""
