@@ -68,6 +68,7 @@ class RestorePayload(_Data):
     old_container_id: str
     new_container_id: str | None = None
     stop_timeout: float = 10.0
+    secret_values: list[str] = []  # the replaced container's, masked in what the restore reports
 
 
 class DeletePayload(_Data):

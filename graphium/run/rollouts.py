@@ -27,6 +27,7 @@ from graphium.plan.hashing import digest
 from graphium.plan.payloads import ReplacePayload, RestorePayload, RolloutStep
 from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.run.events import EventBus, EventType, task_event
+from graphium.stack.secrets import secret_values
 from graphium.store.base import TaskStore
 
 if TYPE_CHECKING:
@@ -72,13 +73,15 @@ def _restore_task(task: Task, container: str) -> Task | None:
     kept = (task.result or {}).get("keptOld")
     if task.status is not TaskStatus.completed or not kept:
         return None
-    desired = ReplacePayload.model_validate(task.payload).container
+    replaced = ReplacePayload.model_validate(task.payload)
+    desired = replaced.container
     payload = RestorePayload(
         name=desired.name,
         docker_name=desired.docker_name,
         old_container_id=str(kept),
         new_container_id=(task.result or {}).get("containerId"),
         stop_timeout=desired.spec.stop_timeout,
+        secret_values=replaced.secret_values + sorted(secret_values(desired.spec)),
     )
     return Task(
         id="t-" + digest(f"{task.id}|restore")[:16],
