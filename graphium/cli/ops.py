@@ -7,6 +7,7 @@ Local and SSH hosts are read through the executors' transports; agent hosts thro
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ def insecure_option(func: Callable[..., object]) -> Callable[..., object]:
 
 def _inventory(stack: str | None, path: str | None) -> tuple[str | None, Inventory]:
     """The stack's name (a stack file is read for it and its Host nodes) and the hosts to ask."""
-    if stack is not None and stack.endswith((".json", ".jsonld", ".yaml", ".yml")):
+    if stack is not None and os.path.isfile(stack):
         doc = load_stack(stack)
         return doc.stack.name, load_inventory(path, doc.hosts, stack_file=str(doc.path))
     return stack, load_inventory(path)

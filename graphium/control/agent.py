@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from graphium.control import transport
+from graphium.control.live_requests import RequestPoller
 from graphium.control.reporter import Answer, Backoff, Refused, Reporter, Unreachable, batch_answers
 from graphium.control.self_report import SelfReport
 from graphium.docker.engine import DockerEngine
@@ -130,6 +131,14 @@ class Agent:
         self._self_report = SelfReport(
             self._request, self.engine, agent_id=self.agent_id, slots=slots, backoff_cap=backoff_cap
         )
+        self._live_requests = RequestPoller(
+            self._request,
+            self.engine,
+            host_id=host_id,
+            agent_id=self.agent_id,
+            wait=claim_wait,
+            backoff_cap=backoff_cap,
+        )
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
 
@@ -168,6 +177,7 @@ class Agent:
             helpers = [
                 asyncio.create_task(self._reporter.run()),
                 asyncio.create_task(self._self_report.run()),
+                asyncio.create_task(self._live_requests.run()),  # ps and logs the server relays
             ]
             try:
                 await self._claim_loop()

@@ -13,13 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphium.control import transport
+from graphium.control.live_requests import LOG_ERROR, LOG_TRAILER
 from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError, Problem, StackError, WaitTimeoutError
 
 FINAL = ("running", "error")
-#: The log stream's control lines (a log line of a container never starts with ``#!``).
-LOG_TRAILER = "#! containers: "
-LOG_ERROR = "#! error: "
 
 
 def emit_error(message: str) -> None:

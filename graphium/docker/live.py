@@ -23,7 +23,7 @@ from graphium.errors import EngineError
 from graphium.plan.model import LABEL_MANAGED, LABEL_STACK
 from graphium.records.live import LiveContainer
 
-__all__ = ["LogOptions", "follow_logs", "list_live"]
+__all__ = ["LogOptions", "follow_logs", "list_live", "matches", "stream_stack_logs"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,24 @@ async def follow_logs(
     finally:
         with contextlib.suppress(Exception):
             stream.close()
+
+
+def matches(container: LiveContainer, wanted: str | None) -> bool:
+    """``logs STACK CONTAINER``: the stack's container name (every replica) or a docker name."""
+    return wanted is None or wanted in (container.name, container.docker_name)
+
+
+async def stream_stack_logs(
+    engine: DockerEngine, stack: str, container: str | None, options: LogOptions, emit: Callable[[str], None]
+) -> int:
+    """The logs of ``stack``'s containers on this engine (those matching ``container``), all at
+    once, each line prefixed ``docker-name@host |``; returns how many containers were read."""
+    rows = [c for c in await list_live(engine, stack) if matches(c, container)]
+
+    def prefixed(name: str) -> Callable[[str], None]:
+        return lambda line: emit(f"{name}@{engine.host_id} | {line}")
+
+    await asyncio.gather(
+        *(follow_logs(engine, c.docker_name, options, prefixed(c.docker_name)) for c in rows)
+    )
+    return len(rows)

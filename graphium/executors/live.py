@@ -12,16 +12,16 @@ import asyncio
 from collections.abc import Callable
 
 from graphium.docker.engine import DockerEngine
-from graphium.docker.live import LogOptions, follow_logs, list_live
+from graphium.docker.live import LogOptions, list_live, stream_stack_logs
 from graphium.errors import ExecutionError, GraphiumError
 from graphium.executors.base import Executor
 from graphium.executors.local import LocalExecutor
 from graphium.executors.router import HostRouter
 from graphium.executors.ssh import SshExecutor
-from graphium.records.live import LiveContainer, LiveHost
+from graphium.records.live import LiveHost
 from graphium.stack.models import Connection, Host
 
-__all__ = ["host_engine", "live_hosts", "matches", "stream_host_logs"]
+__all__ = ["host_engine", "live_hosts", "stream_host_logs"]
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -59,11 +59,6 @@ async def live_hosts(
     return list(await asyncio.gather(*(_one(executor, h, stack, timeout) for h in hosts)))
 
 
-def matches(container: LiveContainer, wanted: str | None) -> bool:
-    """``logs STACK CONTAINER``: the stack's container name (every replica) or a docker name."""
-    return wanted is None or wanted in (container.name, container.docker_name)
-
-
 async def stream_host_logs(
     executor: Executor,
     host: Host,
@@ -74,15 +69,6 @@ async def stream_host_logs(
     *,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> int:
-    """Stream the logs of ``stack``'s containers on ``host`` (those matching ``container``), each
-    line prefixed ``docker-name@host |``; returns how many containers were read."""
+    """Stream the logs of ``stack``'s containers on ``host`` (see :func:`stream_stack_logs`)."""
     engine = await asyncio.wait_for(host_engine(executor, host), timeout)
-    rows = [c for c in await asyncio.wait_for(list_live(engine, stack), timeout) if matches(c, container)]
-
-    def prefixed(name: str) -> Callable[[str], None]:
-        return lambda line: emit(f"{name}@{host.id} | {line}")
-
-    await asyncio.gather(
-        *(follow_logs(engine, c.docker_name, options, prefixed(c.docker_name)) for c in rows)
-    )
-    return len(rows)
+    return await stream_stack_logs(engine, stack, container, options, emit)

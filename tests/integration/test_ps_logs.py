@@ -18,7 +18,16 @@ import docker
 import pytest
 
 from lab import LabInfo
-from tests.support import GRAPHIUM_RUN, free_port_on, remove_stack, stack_doc, unique_name, wait_for
+from tests.integration.server_fixture import RUNNER, ServerProcess
+from tests.support import (
+    GRAPHIUM_RUN,
+    free_port_on,
+    remove_stack,
+    stack_doc,
+    stop_processes,
+    unique_name,
+    wait_for,
+)
 from tests.support import graphium_run as run
 from tests.support import write_json as write
 
@@ -143,6 +152,55 @@ def test_ps_status_and_logs_over_a_local_engine(docker_url: str, tmp_path: Path)
         _check_day2(stack, "local", [], env, full=True)
         _follow_then_interrupt(stack, "local", [], env)
     finally:
+        remove_stack(docker_url, stack)
+
+
+@pytest.mark.docker
+def test_ps_and_logs_through_the_server_and_an_agent(docker_url: str, tmp_path: Path) -> None:
+    """The server relays ``ps`` and ``logs`` to h1's agent; h2 has none, and says so at once."""
+    stack = unique_name("opsagent")
+    server = ServerProcess(tmp_path, ["h1", "h2"], tls=False)
+    both = server.inventory.read_text()
+    server.inventory.write_text(json.dumps({"hosts": [{"@id": "h1", "connection": "agent"}]}))
+    server.start()
+    agent_env = {**os.environ, "DOCKER_HOST": docker_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens["h1"]}
+    agent = subprocess.Popen(
+        [*RUNNER, "agent", "--host-id", "h1", "--server", server.url],
+        env=agent_env,
+        stdout=(tmp_path / "agent.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    env = {**os.environ, "GRAPHIUM_TOKEN": server.admin_token}
+    base = ["--server", server.url]
+    try:
+        path = write(tmp_path / "stack.json", _stack(stack, "h1"))
+        applied = run("apply", str(path), *base, env=env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr + server.log_tail()
+        _wait_exited(docker_url, f"{stack}-crasher")
+        server.inventory.write_text(both)  # h2 joins, without an agent (the server reads it per request)
+        ps = run("ps", stack, "--json", *base, env=env)
+        rows = {r.get("name"): r for r in _lines(ps.stdout)}
+        assert rows["talker"]["state"] == "running" and rows["talker"]["host"] == "h1", ps.stdout
+        assert rows["crasher"]["exitCode"] == 3
+        every = run("ps", "--json", *base, env=env)
+        assert every.returncode == 1  # h2 cannot be read
+        (error,) = [r for r in _lines(every.stdout) if r["type"] == "host_error"]
+        assert error["host"] == "h2" and "no live agent for h2" in error["error"], error
+        with server.admin() as api:  # a host without an agent answers at once, not after a timeout
+            started = time.monotonic()
+            assert api.get("/hosts/status").status_code == 200
+            assert time.monotonic() - started < 3
+
+        logs = run("logs", stack, "talker", "--tail", "2", *base, env=env)
+        assert logs.returncode == 0, logs.stderr
+        lines = logs.stdout.splitlines()
+        assert len(lines) == 2 and all(line.startswith(f"{stack}-talker@h1 | tick ") for line in lines)
+        full = run("logs", stack, "talker", *base, env=env).stdout
+        assert full.startswith(f"{stack}-talker@h1 | start (sensitive)\n") and SECRET not in full
+        _follow_then_interrupt(stack, "h1", base, env)
+    finally:
+        stop_processes(agent)
+        server.stop()
         remove_stack(docker_url, stack)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from graphium.control.server.auth import TokenRegistry
 from graphium.control.server.changes import ChangeFeed
 from graphium.control.server.presence import AgentRegistry
+from graphium.control.server.requests import RequestBroker
 from graphium.executors.agent import AgentExecutor
 from graphium.plan.model import Plan
 from graphium.records.event import Event
@@ -36,6 +37,7 @@ class Server:
     executor: AgentExecutor
     agents: AgentRegistry
     runs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    requests: RequestBroker = field(default_factory=RequestBroker)  # live reads relayed to agents
 
     def touch(self, host_id: str, agent_id: str | None = None) -> None:
         """An agent showed it is alive (claim, heartbeat, report)."""
