@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import pytest
 
+from graphium.store.json_store import JsonTaskStore
 from lab import LabInfo
 from tests.integration.server_fixture import RUNNER, ServerProcess
 from tests.support import (
@@ -174,6 +175,8 @@ def test_ps_and_logs_through_the_server_and_an_agent(docker_url: str, tmp_path: 
     base = ["--server", server.url]
     try:
         path = write(tmp_path / "stack.json", _stack(stack, "h1"))
+        store = JsonTaskStore(server.state)
+        wait_for(lambda: store.get_observation("h1"), 30, "h1's agent reports its host", 0.1)
         applied = run("apply", str(path), *base, env=env)
         assert applied.returncode == 0, applied.stdout + applied.stderr + server.log_tail()
         _wait_exited(docker_url, f"{stack}-crasher")
