@@ -13,6 +13,7 @@ from graphium.graph import cycles
 from graphium.stack.document import StackDocument
 from graphium.stack.models import ContainerSpec, Inventory
 from graphium.stack.normaliser import Loc, Normaliser
+from graphium.stack.rules import check_stack_replicas
 
 _VAR_ONLY_RE = re.compile(r"^\$\{[^}]+\}$")
 # Stricter than SECRET_KEY_RE (which errs towards hiding): only warn where a literal is surely a secret.
@@ -84,6 +85,9 @@ def cross_checks(
             f"dependency cycle: {' -> '.join(cycle)}",
         )
     port_conflicts(norm, valid, default_host)
+    too_many = check_stack_replicas([spec.replicas for spec in valid if spec is not None])
+    if too_many is not None:
+        norm.problem(norm.path_of(("containers",)), too_many)
 
 
 def _unique_names(norm: Normaliser, raw: list[dict[str, Any] | None]) -> dict[str, int]:

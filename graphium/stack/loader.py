@@ -178,6 +178,13 @@ class _StackLoader(PartsNormaliser):
             "locatedInHost": self._host_ref,
         }
         data = self._convert(node, STACK_FIELDS, "the stack", (), special)
+        if "hasPart" not in node.fields:
+            # planned as "remove every container" of a deployed stack: emptiness must be said
+            self.problem(
+                node.path,
+                "the stack needs 'hasPart', its containers; an empty stack needs an explicit "
+                '"hasPart": [] (applying it removes every container of the deployed stack)',
+            )
         raw_containers: list[dict[str, Any] | None] = data.pop("containers", [])
         data = {k: v for k, v in data.items() if v is not None}  # None: a problem is already reported
         if "name" not in data:
@@ -211,7 +218,9 @@ class _StackLoader(PartsNormaliser):
                 continue
             out.append(self._container(value, loc))
         if not out:
-            self.warn(field_.path, "the stack has no containers")
+            self.warn(
+                field_.path, "the stack has no containers: applying it removes every container it deployed"
+            )
         return out
 
     def _validate_container(self, data: dict[str, Any], index: int) -> ContainerSpec | None:

@@ -11,9 +11,19 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from graphium.stack import rules
 from graphium.stack.masking import SECRET_KEY_RE, MaskedRepr
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|us|ns|s|m|h)\s*)+$")
@@ -88,6 +98,7 @@ def parse_cpus(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+EnvName = Annotated[str, AfterValidator(rules.check_env_name)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Cpus = Annotated[float, BeforeValidator(parse_cpus)]
 
@@ -120,6 +131,11 @@ class PortMapping(Model):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("host_ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        return rules.check_host_ip(value)
+
 
 class MountType(str, Enum):
     bind = "bind"
@@ -138,7 +154,9 @@ class Mount(Model):
 
     @model_validator(mode="after")
     def _source_fits_type(self) -> Mount:
-        if self.type is MountType.bind and not (self.source and self.source.startswith("/")):
+        if self.type is MountType.bind and not (
+            self.source and (self.source.startswith("/") or rules.has_template(self.source))
+        ):
             raise ValueError("a bind mount needs 'source', an absolute path on the host")
         if self.type is MountType.tmpfs and self.source:
             raise ValueError("a tmpfs mount takes no 'source'")
@@ -146,6 +164,8 @@ class Mount(Model):
             raise ValueError("'driver' applies only to volume mounts")
         if not self.target.startswith("/"):
             raise ValueError("'target' must be an absolute path inside the container")
+        if self.type is MountType.bind and self.source:
+            rules.check_bind_source(self.source, self.read_only)
         return self
 
 
@@ -195,6 +215,13 @@ class HealthCheck(Model):
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=0)
     start_period: Duration = 0.0
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds (the engine would take 0 as its own default)")
+        return value
 
     @field_validator("test", mode="before")
     @classmethod
@@ -256,11 +283,11 @@ class ContainerSpec(Model):
     """One container as the user declared it (before replicas are expanded and ``${VAR}`` filled)."""
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-    image: str = Field(min_length=1)
+    image: Annotated[str, AfterValidator(rules.check_image)]
     description: str | None = None
     command: list[str] | None = None
     args: list[str] | None = None
-    environment: dict[str, str] = {}
+    environment: dict[EnvName, str] = {}
     sensitive: list[str] = []
     ports: list[PortMapping] = []
     mounts: list[Mount] = []
@@ -272,7 +299,7 @@ class ContainerSpec(Model):
     located_in_host: str | None = None
     user: str | None = None
     working_dir: str | None = None
-    replicas: int = Field(default=1, ge=0)
+    replicas: Annotated[int, AfterValidator(rules.check_replicas)] = Field(default=1, ge=0)
     pull_policy: PullPolicy | None = None
     stop_timeout: Duration = 10.0
     update: UpdatePolicy | None = None  # None: the defaults (no per-container copy of them to validate)
@@ -374,11 +401,21 @@ class Host(Model):
     labels: dict[str, str] = {}
     capacity: Capacity = Capacity()
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return rules.check_address(value)
+
     @model_validator(mode="after")
     def _ssh_needs_address(self) -> Host:
         if self.connection is Connection.ssh and not self.address:
             raise ValueError("an ssh host needs 'address'")
         return self
+
+    @field_validator("docker_host")
+    @classmethod
+    def _engine_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return rules.check_docker_host(value, info.data.get("connection") is Connection.ssh)
 
 
 class Inventory(Model):

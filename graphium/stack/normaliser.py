@@ -130,7 +130,7 @@ class Normaliser:
         """Translate a pydantic ValidationError into Problems at the original paths."""
         reported = {p.path for p in self.problems}
         for item in error.errors(include_url=False):
-            loc: Loc = (*base, *item["loc"])
+            loc: Loc = (*base, *(part for part in item["loc"] if part != "[key]"))  # a map key's own error
             message = str(item["msg"]).removeprefix("Value error, ")
             if item["type"] == "missing":
                 message = f"{loc[-1]!r} is required"

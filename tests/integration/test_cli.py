@@ -144,6 +144,34 @@ def test_validate_json_reports_warnings_as_problem_lines(tmp_path: Path) -> None
     assert lines[0]["severity"] == "warning" and "DB_PASSWORD" in str(lines[0]["path"])
 
 
+@pytest.mark.parametrize(
+    ("stack", "inventory", "says"),
+    [
+        (
+            "stacks/bad/all-at-once.jsonld",
+            None,
+            ["hostIP must be an IP address", "whole host", "at most 1000"],
+        ),
+        ("stacks/bad/stack-without-haspart.jsonld", None, ['explicit "hasPart": []']),
+        ("stacks/good/minimal.jsonld", "inventories/bad/array.json", ["expected an object with 'hosts'"]),
+    ],
+    ids=["all-at-once", "no-haspart", "inventory-array"],
+)
+def test_bad_input_exits_1_naming_file_path_and_expectation_touching_nothing(
+    stack: str, inventory: str | None, says: list[str], tmp_path: Path
+) -> None:
+    data = ROOT / "tests" / "data"
+    extra = ["-i", str(data / inventory)] if inventory else []
+    proc = run(
+        "plan", str(data / stack), *extra, "--state", str(tmp_path / "state.json"), "--detailed-exitcode"
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert str(data / (inventory or stack)) in proc.stderr and "$" in proc.stderr
+    for fragment in says:
+        assert fragment in proc.stderr, (fragment, proc.stderr)
+    assert not (tmp_path / "state.json").exists()
+
+
 def test_yaml_stack_validates_like_its_json_twin(tmp_path: Path) -> None:
     proc = run("validate", str(ROOT / "examples" / "simple-nginx.yaml"))
     assert proc.returncode == 0 and "simple-nginx is valid" in proc.stdout, proc.stderr

@@ -30,7 +30,7 @@ UPSTREAM_NAMES = [
     "nginx-multihost-stack.json",
     "simple-nginx.json",
 ]
-BAD = sorted(p for p in (DATA / "bad").glob("*.jsonld"))
+BAD = sorted(p for p in (DATA / "bad").iterdir() if p.suffix in (".jsonld", ".yaml"))
 
 
 @pytest.mark.parametrize("name", UPSTREAM_NAMES)
@@ -198,7 +198,7 @@ def test_text_and_dict_entry_points(tmp_path: Path) -> None:
 
 
 def _expected(bad: Path) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(bad.with_suffix(".expected.json").read_text())
+    data: list[dict[str, Any]] = json.loads((bad.parent / f"{bad.stem}.expected.json").read_text())
     return data
 
 
