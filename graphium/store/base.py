@@ -1,6 +1,7 @@
 """The task-store interface that every backend implements (JSON file today, others later).
 
-Stores hold three kinds of record: stacks (deployment state), tasks and events. Every method is a
+Stores hold four kinds of record: stacks (deployment state), stack versions (what each
+successful apply applied), tasks and events. Every method is a
 complete, durable operation: when it returns, the change survives a crash. ``batch()`` groups
 several operations into one durable write. ``on_commit`` hooks run after each durable write, so
 whoever they tell (live event subscribers, waiting long-polls) never learns of a change that a
@@ -18,6 +19,7 @@ from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
+from graphium.records.version import StackVersion
 
 # called after a durable commit with the events committed in it (possibly none)
 CommitHook = Callable[[list[Event]], None]
@@ -40,6 +42,18 @@ class TaskStore(Protocol):
 
     def delete_stack(self, stack_id: str) -> None:
         """Remove the stack record and its tasks (the finalisation of a completed destroy)."""
+        ...
+
+    # stack versions -----------------------------------------------------------------------
+    def save_version(self, version: StackVersion) -> StackVersion:
+        """Record a stack version: numbered one past the stack's newest (from 1), stamped now
+        unless it carries ``appliedAt``; only the newest ``KEEP_VERSIONS`` of a stack are kept.
+        Versions outlive the stack record (a destroyed stack can be rolled back). Returns it as
+        stored."""
+        ...
+
+    def list_versions(self, stack_id: str) -> list[StackVersion]:
+        """The stack's kept versions, oldest first (empty for an unknown stack)."""
         ...
 
     # tasks --------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ thousand. So every operation (or ``batch()``) appends one fsynced JSON line to
 ``<path>.journal``; the TinyDB file ``<path>`` is rewritten, atomically, only when the journal has
 grown as large as it ("compaction"). Files:
 
-- ``<path>``: a TinyDB database (tables ``meta``, ``stacks``, ``tasks``, ``events``), readable with
-  plain ``TinyDB(path)``; ``meta`` holds the format, the compaction generation and the last event
-  seq. Written only as temp file + fsync + rename + directory fsync.
+- ``<path>``: a TinyDB database (tables ``meta``, ``stacks``, ``versions``, ``tasks``, ``events``,
+  ``observations``, ``agents``), readable with plain ``TinyDB(path)``; ``meta`` holds the format,
+  the compaction generation and the last event seq. Written only as
+  temp file + fsync + rename + directory fsync.
 - ``<path>.journal``: one JSON line per durable operation (:mod:`graphium.store.journal`).
 - ``<path>.lock``: a file lock held for every operation, reads included, so several processes
   share the store safely.
@@ -40,6 +41,7 @@ from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, check_stack_transition
 from graphium.records.task import Task, TaskStatus, check_transition
+from graphium.records.version import StackVersion
 from graphium.store.files import FileIdentity, atomic_write, identity_of
 from graphium.store.journal import JournalledStore
 from graphium.store.memory import (
@@ -160,6 +162,20 @@ class JsonTaskStore(JournalledStore):
                 self._staged.append(["task-", task_id])
             state.stacks.pop(stack_id, None)
             self._staged.append(["stack-", stack_id])
+
+    # stack versions -----------------------------------------------------------------------
+    def save_version(self, version: StackVersion) -> StackVersion:
+        with self._txn():
+            kept = self._state.versions.get(version.stack, [])
+            number = kept[-1].number + 1 if kept else 1
+            stored = clone(version, number=number, applied_at=version.applied_at or iso(now()))
+            self._state.put_version(stored)
+            self._staged.append(["version", stored.dump()])
+            return clone(stored)
+
+    def list_versions(self, stack_id: str) -> list[StackVersion]:
+        with self._txn():
+            return [clone(v) for v in self._state.versions.get(stack_id, [])]
 
     # tasks --------------------------------------------------------------------------------
     def create_tasks(self, tasks: list[Task]) -> None:

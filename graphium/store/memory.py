@@ -19,6 +19,7 @@ from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus
+from graphium.records.version import KEEP_VERSIONS, StackVersion
 
 FORMAT_VERSION = 1  # of the main file's document
 LEASED = frozenset({TaskStatus.assigned, TaskStatus.running})
@@ -38,7 +39,7 @@ def parse_time(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-_Model = TypeVar("_Model", Task, StackRecord, Event)
+_Model = TypeVar("_Model", Task, StackRecord, Event, StackVersion)
 
 
 def clone(model: _Model, **update: Any) -> _Model:
@@ -66,6 +67,7 @@ class StoreState:
         self.events: list[Event] = []
         self.observations: dict[str, dict[str, Any]] = {}  # host -> {host, observed, reportedAt}
         self.agents: dict[str, AgentRecord] = {}  # agent id -> record
+        self.versions: dict[str, list[StackVersion]] = {}  # stack id -> kept versions, oldest first
         self.seq = 0
         self.queue: dict[str, list[QueueKey]] = {}  # host -> pending tasks in claim order
         self.leased: dict[str, set[str]] = {}  # host -> assigned/running tasks with a lease
@@ -89,6 +91,8 @@ class StoreState:
                 self.agents[agent.agent_id] = agent
             elif kind == "agent-":
                 self.agents.pop(value, None)
+            elif kind == "version":
+                self.put_version(StackVersion.model_validate(value))
             elif kind == "events":
                 self.add_events([Event.model_validate(v) for v in value])
             else:
@@ -96,7 +100,7 @@ class StoreState:
 
     def snapshot(self, generation: int) -> dict[str, dict[str, Any]]:
         """The whole state as a TinyDB document (tables meta, stacks, tasks, events, observations,
-        agents)."""
+        agents, versions)."""
         return {
             "meta": {"1": {"format": FORMAT_VERSION, "generation": generation, "seq": self.seq}},
             "stacks": {str(i): s.dump() for i, s in enumerate(self.stacks.values(), start=1)},
@@ -104,6 +108,7 @@ class StoreState:
             "events": {str(e.seq): e.dump() for e in self.events},
             "observations": {str(i): o for i, o in enumerate(self.observations.values(), start=1)},
             "agents": {str(i): a.dump() for i, a in enumerate(self.agents.values(), start=1)},
+            "versions": {f"{v.stack}/{v.number}": v.dump() for kept in self.versions.values() for v in kept},
         }
 
     def restore(self, doc: dict[str, dict[str, Any]]) -> None:
@@ -118,6 +123,9 @@ class StoreState:
             self.stacks[record.id] = record
         for value in doc.get("tasks", {}).values():
             self.put_task(Task.model_validate(value))
+        versions = (StackVersion.model_validate(v) for v in doc.get("versions", {}).values())
+        for version in sorted(versions, key=lambda v: (v.stack, v.number)):
+            self.put_version(version)
         events = sorted(
             (Event.model_validate(v) for v in doc.get("events", {}).values()), key=lambda e: e.seq
         )
@@ -156,6 +164,12 @@ class StoreState:
         except PydanticValidationError as exc:
             raise ValueError(f"observation of {entry['host']}: {brief(exc)}") from exc
         self.observations[entry["host"]] = entry
+
+    def put_version(self, version: StackVersion) -> None:
+        """Keep a version (replayed in number order), dropping the stack's oldest past the limit."""
+        kept = self.versions.setdefault(version.stack, [])
+        kept[:] = [v for v in kept if v.number != version.number] + [version]
+        del kept[:-KEEP_VERSIONS]
 
     def add_events(self, events: list[Event]) -> None:
         self.events.extend(events)

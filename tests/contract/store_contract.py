@@ -18,12 +18,19 @@ from graphium.records.agent import AgentRecord, AgentStatus
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.records.version import KEEP_VERSIONS, StackVersion, definition_digest
 from graphium.store.base import TaskStore
 
 
 def make_task(task_id: str, host: str = "h1", **fields: Any) -> Task:
     fields.setdefault("stack_id", "web")
     return Task(id=task_id, task_type=TaskType.deploy, host_id=host, **fields)
+
+
+def make_version(stack: str = "web", image: str = "nginx:${TAG}", **fields: Any) -> StackVersion:
+    definition = {"name": stack, "containers": [{"name": "web", "image": image}]}
+    fields.setdefault("placements", {"web": "h1"})
+    return StackVersion(stack=stack, definition=definition, digest=definition_digest(definition), **fields)
 
 
 def later(seconds: float) -> str:
@@ -407,6 +414,51 @@ class TaskStoreContract:
         assert [s.id for s in store.list_stacks()] == ["db"]
         with pytest.raises(NotFoundError):
             store.delete_stack("web")
+
+    # stack versions ----------------------------------------------------------------------------
+    def test_versions_are_numbered_per_stack_and_listed_oldest_first(self, store: TaskStore) -> None:
+        assert store.list_versions("web") == []
+        first = store.save_version(make_version(run_id="r1"))
+        second = store.save_version(make_version(image="nginx:2", run_id="r2"))
+        other = store.save_version(make_version("db"))
+        assert (first.number, second.number, other.number) == (1, 2, 1)
+        assert first.applied_at and parse(first.applied_at) <= parse(second.applied_at)
+        listed = store.list_versions("web")
+        assert [v.dump() for v in listed] == [first.dump(), second.dump()]
+        assert listed[0].definition["containers"][0]["image"] == "nginx:${TAG}"  # kept as written
+        assert [v.number for v in store.list_versions("db")] == [1]
+
+    def test_versions_keep_a_given_time_and_ignore_a_given_number(self, store: TaskStore) -> None:
+        stored = store.save_version(make_version(number=7, applied_at="2026-01-02T03:04:05+00:00"))
+        assert stored.number == 1 and stored.applied_at == "2026-01-02T03:04:05+00:00"
+
+    def test_only_the_newest_versions_are_kept(self, store: TaskStore) -> None:
+        for i in range(KEEP_VERSIONS + 3):
+            store.save_version(make_version(image=f"nginx:{i}"))
+        kept = store.list_versions("web")
+        assert [v.number for v in kept] == list(range(4, KEEP_VERSIONS + 4))
+        assert kept[-1].definition["containers"][0]["image"] == f"nginx:{KEEP_VERSIONS + 2}"
+        assert store.save_version(make_version()).number == KEEP_VERSIONS + 4
+
+    def test_versions_returned_are_copies(self, store: TaskStore) -> None:
+        store.save_version(make_version())
+        got = store.list_versions("web")[0]
+        got.placements["web"] = "h9"
+        got.definition["containers"].clear()
+        again = store.list_versions("web")[0]
+        assert again.placements == {"web": "h1"} and again.definition["containers"]
+
+    def test_versions_outlive_the_stack_record(self, store: TaskStore) -> None:
+        store.save_stack(StackRecord(id="web", name="web", status=StackStatus.deploying))
+        store.save_version(make_version())
+        store.delete_stack("web")
+        assert [v.number for v in store.list_versions("web")] == [1]
+
+    def test_a_version_in_a_failed_batch_is_not_kept(self, store: TaskStore) -> None:
+        with pytest.raises(StoreError), store.batch():
+            store.save_version(make_version())
+            store.create_tasks([make_task("t1", depends_on=["ghost"])])
+        assert store.list_versions("web") == []
 
     # events ------------------------------------------------------------------------------------
     def test_events_get_increasing_seq_and_time(self, store: TaskStore) -> None:

@@ -28,7 +28,7 @@ from graphium.records.stack import StackRecord, StackStatus  # noqa: E402
 from graphium.records.task import TaskStatus  # noqa: E402
 from graphium.store.base import TaskStore  # noqa: E402
 from graphium.store.json_store import JsonTaskStore  # noqa: E402
-from tests.contract.store_contract import TaskStoreContract, make_task  # noqa: E402
+from tests.contract.store_contract import TaskStoreContract, make_task, make_version  # noqa: E402
 
 
 class TestJsonStoreContract(TaskStoreContract):
@@ -98,6 +98,20 @@ def test_compaction_folds_the_journal_into_a_tinydb_file(path: Path) -> None:
     with JsonTaskStore(path) as again:
         assert _snapshot(again) == before
         assert again.append_events([Event(type="x")])[0].seq == 2  # seq survives compaction
+
+
+def test_versions_survive_reopening_and_compaction(path: Path) -> None:
+    with JsonTaskStore(path) as store:
+        for i in range(3):
+            store.save_version(make_version(image=f"nginx:{i}"))
+        store.save_version(make_version("db"))
+        before = [v.dump() for s in ("web", "db") for v in store.list_versions(s)]
+    with JsonTaskStore(path) as again:  # replayed from the journal
+        assert [v.dump() for s in ("web", "db") for v in again.list_versions(s)] == before
+        again.compact()
+    with JsonTaskStore(path) as third:  # restored from the main file
+        assert [v.dump() for s in ("web", "db") for v in third.list_versions(s)] == before
+        assert third.save_version(make_version()).number == 4
 
 
 def test_claim_many_is_one_journal_line_and_survives_reopening(path: Path) -> None:
