@@ -7,6 +7,7 @@ Load a stack, plan it against live hosts, apply or destroy it::
     plan = graphium.plan("stack.jsonld", inventory="hosts.json")
     result = graphium.apply("stack.jsonld", inventory="hosts.json")
     assert result.ok
+    graphium.rollback("stack.jsonld")  # back to the version applied before
 
 For async code and custom stores or executors, build a :class:`graphium.Deployer`.
 """
@@ -25,9 +26,10 @@ from graphium.errors import (
 from graphium.executors.router import default_executor
 from graphium.plan.model import Action, ActionKind, Plan
 from graphium.records.task import Task, TaskStatus, TaskType
+from graphium.records.version import StackVersion
 from graphium.run.deployer import Deployer
 from graphium.run.runner import RunResult
-from graphium.shortcuts import apply, destroy, plan
+from graphium.shortcuts import apply, destroy, history, plan, rollback
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import StackDocument, load_stack
 from graphium.stack.models import ContainerSpec, Host, Inventory, StackSpec
@@ -51,6 +53,7 @@ __all__ = [
     "StackDocument",
     "StackError",
     "StackSpec",
+    "StackVersion",
     "StalePlanError",
     "StoreError",
     "Task",
@@ -60,7 +63,9 @@ __all__ = [
     "apply",
     "default_executor",
     "destroy",
+    "history",
     "load_inventory",
     "load_stack",
     "plan",
+    "rollback",
 ]

@@ -1,4 +1,5 @@
-"""Blocking plan, apply and destroy for scripts, with the default store and executors.
+"""Blocking plan, apply, destroy, history and rollback for scripts, with the default store and
+executors.
 
 Each call opens the JSON-file store, builds the local + SSH + agent executors, runs one
 :class:`~graphium.run.deployer.Deployer` operation to the end and closes them again.
@@ -7,12 +8,15 @@ Each call opens the JSON-file store, builds the local + SSH + agent executors, r
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from graphium.executors.router import default_executor
 from graphium.plan.model import Plan
+from graphium.records.version import StackVersion
+from graphium.run import versions
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus, Subscriber
 from graphium.run.runner import DEFAULT_PARALLELISM, RunResult
@@ -119,4 +123,54 @@ def destroy(
     return result
 
 
-__all__ = ["StackSource", "apply", "destroy", "plan"]
+def _stack_name(stack: StackSource) -> str:
+    """A stack's name, from a loaded stack, a document, a stack file, or the name itself."""
+    if isinstance(stack, StackDocument):
+        return stack.stack.name
+    if isinstance(stack, Mapping) or os.path.isfile(stack):
+        return load_stack(stack).stack.name
+    return str(stack)
+
+
+def history(stack: StackSource, *, state: str | Path = DEFAULT_STATE) -> list[StackVersion]:
+    """The recorded versions of a stack (a name, or a stack as :func:`plan` takes it), oldest first."""
+    from graphium.store.json_store import JsonTaskStore
+
+    if not Path(state).exists():
+        return []
+    with JsonTaskStore(state) as store:
+        return store.list_versions(_stack_name(stack))
+
+
+def rollback(
+    stack: StackSource,
+    *,
+    to: int | None = None,
+    inventory: str | Path | Inventory | None = None,
+    state: str | Path = DEFAULT_STATE,
+    environ: Mapping[str, str] | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+    on_event: Subscriber | None = None,
+) -> RunResult:
+    """Apply an earlier version of a stack again: version ``to``, or the one before the running
+    version (see :func:`graphium.records.version.rollback_target`). Its recorded variables are
+    restored, the others (secrets) read from ``environ`` (default: ``os.environ``); without
+    ``inventory``, the hosts are those that version was applied to."""
+    from graphium.store.json_store import JsonTaskStore
+
+    name = _stack_name(stack)
+    store = JsonTaskStore(state)
+    target = versions.choose(store, name, to)
+    if not isinstance(inventory, Inventory):
+        inventory = (
+            load_inventory(inventory) if inventory is not None else Inventory.model_validate(target.inventory)
+        )
+
+    async def work(deployer: Deployer) -> RunResult:
+        return await deployer.apply(await deployer.plan_rollback(target, environ))
+
+    result: RunResult = asyncio.run(_with_deployer(inventory, store, parallelism, on_event, work))
+    return result
+
+
+__all__ = ["StackSource", "apply", "destroy", "history", "plan", "rollback"]

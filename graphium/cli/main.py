@@ -18,6 +18,7 @@ import click
 from graphium.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STALE
 from graphium.cli.control import agent, serve, token
 from graphium.cli.deploy import apply, destroy, plan, validate
+from graphium.cli.history import history, rollback
 from graphium.cli.ops import logs, ps
 from graphium.cli.status import agents, status, tasks
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
@@ -29,7 +30,22 @@ def cli() -> None:
     """Deploy JSON-LD container stacks onto Docker hosts: locally, over SSH, or through agents."""
 
 
-for command in (validate, plan, apply, destroy, status, tasks, agents, serve, agent, token, ps, logs):
+for command in (
+    validate,
+    plan,
+    apply,
+    destroy,
+    history,
+    rollback,
+    status,
+    tasks,
+    agents,
+    serve,
+    agent,
+    token,
+    ps,
+    logs,
+):
     cli.add_command(command)
 
 

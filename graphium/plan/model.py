@@ -264,6 +264,11 @@ class Plan(_Data):
         found |= collect_secrets([t.payload for t in self.tasks])
         return found | collect_secrets(self.stack_spec)
 
+    # the stack as written (``${VAR}`` unresolved), recorded as a stack version once applied well
+    definition: dict[str, Any] = {}
+    rollback_of: int | None = None  # a rollback's plan: the number of the version it applies again
+    variables: dict[str, str] = {}  # values of the definition's non-secret variables, for its version
+
     @property
     def has_changes(self) -> bool:
         return bool(self.tasks)

@@ -415,6 +415,7 @@ def plan_apply(
     stored: StackRecord | None = None,
     *,
     secret_values: Collection[str] = (),
+    pinned: Mapping[str, str] | None = None,
 ) -> Plan:
     """The actions and tasks that turn what ``observed`` shows into what ``stack`` declares.
 
@@ -422,11 +423,13 @@ def plan_apply(
     observation of that host found; ``stored`` is the stack's deployment record, if any;
     ``secret_values`` are the values of sensitive variables, masked in every change shown and
     listed in the payloads of the tasks whose containers hold them.
+    ``pinned`` (instance -> host) is where instances should be, over where they are now.
     An unchanged, healthy stack gives only ``keep`` actions and zero tasks.
     """
     refuse_blind(observed)
     index = current_state(stack.name, observed, stored)
-    desired = expand(stack, inventory, index.current_placements())
+    wanted = {i: h for i, h in (pinned or {}).items() if h in inventory.by_id()}
+    desired = expand(stack, inventory, {**index.current_placements(), **wanted})
     unseen = sorted({d.host for d in desired} - set(observed))
     if unseen:
         raise PlanError(f"cannot plan blind: host(s) {', '.join(unseen)} were not observed")

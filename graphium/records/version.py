@@ -1,9 +1,10 @@
 """Stack versions: what each successful apply of a stack applied, so that it can be applied again.
 
 A version keeps the stack's definition as written (``${VAR}`` references unresolved, so no
-secret a variable carried is ever stored in it), the placement of every instance, and the
-inventory the apply used. A rollback re-resolves the variables from the environment it runs in
-and pins the instances to the hosts they had. Stores keep the last :data:`KEEP_VERSIONS` per stack.
+secret a variable carried is ever stored in it), the values of the variables that cannot carry a
+secret (an image tag), the placement of every instance, and the inventory the apply used. A
+rollback restores those values, reads the other variables from the environment it runs in, and
+pins the instances to the hosts they had. Stores keep the last :data:`KEEP_VERSIONS` per stack.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class StackVersion(BaseModel):
     kind: VersionKind = VersionKind.apply
     rollback_of: int | None = None  # for a rollback: the number of the version it applied again
     definition: dict[str, Any]  # the StackSpec dump with ``${VAR}`` references as written
+    # values of the variables that cannot hold a secret (see graphium.run.versions), restored
+    variables: dict[str, str] = {}
     placements: dict[str, str] = {}  # instance -> host id
     inventory: dict[str, Any] = {}  # the Inventory dump the apply used
     images: dict[str, str] = {}  # declared container -> image reference, as resolved

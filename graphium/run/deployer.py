@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 from graphium.errors import NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
-from graphium.plan import planner
+from graphium.plan import planner, rollback
 from graphium.plan.model import ActionKind, Plan
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, utcnow
-from graphium.run import lifecycle, rollouts
+from graphium.records.version import StackVersion
+from graphium.run import lifecycle, rollouts, versions
 from graphium.run.events import EventBus, EventType, stack_event, task_event
 from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
 from graphium.stack.loader import StackDocument, check_hosts
@@ -60,6 +61,26 @@ class Deployer:
         )
         result.inventory = self.inventory.dump()
         result.secret_variables = dict(resolved.secrets)
+        result.definition = doc.stack.dump()  # as written: recorded as the stack's version once applied
+        result.variables = versions.recordable_variables(doc.stack, environ)
+        return result
+
+    async def plan_rollback(self, version: StackVersion, environ: Mapping[str, str] | None = None) -> Plan:
+        """An earlier version of a stack (see :func:`graphium.run.versions.choose`) against what the
+        hosts run now: its recorded variables restored, the others (secrets) filled from
+        ``environ`` again, its placements pinned."""
+        resolved = versions.definition(version, os.environ if environ is None else environ)
+        spec = resolved.spec
+        observed = await self.executor.observe(self.inventory.hosts, spec.name)
+        stored = self.store.get_stack(spec.name)
+        result = rollback.plan_rollback(
+            spec, self.inventory, observed, stored, version.placements, secret_values=resolved.secret_values()
+        )
+        result.inventory = self.inventory.dump()
+        result.secret_variables = dict(resolved.secrets)
+        result.definition = version.definition
+        result.variables = version.variables
+        result.rollback_of = version.number
         return result
 
     async def plan_destroy(self, stack_name: str) -> Plan:
@@ -141,7 +162,8 @@ class Deployer:
             revision=stored.revision if stored else 0,
         )
         if not plan.tasks and stored is not None and stored.status is StackStatus.running:
-            return RunResult(tasks={}, duration=0.0)  # nothing to do, nothing to write
+            versions.record(self.store, plan, stored.run_id, if_new=True)  # a new definition, same containers
+            return RunResult(tasks={}, duration=0.0)  # nothing to do on the hosts
         record = self._begin(plan, record, EventType.stack_deploying, lease=True)
         result = await self._run_owned(plan, record)
         self._settle(plan, record, result)
@@ -178,6 +200,8 @@ class Deployer:
                 self.store.delete_stack(plan.stack)
             elif decision.record is not None:
                 self.store.save_stack(decision.record)
+                if decision.record.status is StackStatus.running:  # never a failed apply
+                    versions.record(self.store, plan, decision.record.run_id)
             if decision.event is not None:
                 self.events.emit(decision.event)
 

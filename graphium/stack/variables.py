@@ -77,6 +77,11 @@ class Resolved:
         return {v for v in (*self.secrets.values(), *self.defaults) if v}
 
 
+def variable_names(text: str) -> list[str]:
+    """The names of the variables ``text`` refers to, in order (``$${`` escapes aside)."""
+    return [m.group(1) for m in _TOKEN_RE.finditer(text) if m.group(1)]
+
+
 def resolve_variables(
     spec: StackSpec,
     environ: Mapping[str, str],

@@ -25,6 +25,7 @@ PUBLIC = [
     "StackDocument",
     "StackError",
     "StackSpec",
+    "StackVersion",
     "StalePlanError",
     "StoreError",
     "Task",
@@ -34,9 +35,11 @@ PUBLIC = [
     "apply",
     "default_executor",
     "destroy",
+    "history",
     "load_inventory",
     "load_stack",
     "plan",
+    "rollback",
 ]
 
 
