@@ -7,6 +7,7 @@ model locations, be reported where the user wrote the value.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ def did_you_mean(key: str, known: Iterable[str]) -> str:
     by_lower = {name.lower(): name for name in sorted(known)}
     match = by_lower.get(key.lower())
     if match is None:
-        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
         match = by_lower[close[0]] if close else None
     return f" did you mean {match!r}?" if match is not None else ""
 
@@ -143,6 +144,10 @@ class Normaliser:
                 and repr(item["input"]) not in message
             ):
                 message = f"{message} (got {item['input']!r})"
+            if item["type"] in ("enum", "literal_error") and isinstance(item.get("input"), str):
+                choices = re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", "")))
+                hint = did_you_mean(item["input"], choices)
+                message += f";{hint}" if hint else ""
             path = self.path_of(loc)
             if path in reported:
                 continue  # the loader already said what is wrong there, in its own words
