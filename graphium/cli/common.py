@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from graphium.control.client import ServerClient
+from graphium.errors import StackError
 from graphium.executors.router import default_executor
 from graphium.records.event import Event
 from graphium.run.deployer import Deployer
@@ -196,9 +197,12 @@ def load_checked(stack: str, opts: Options, *, resolve: bool = True) -> tuple[St
     """Load and check everything the user gave before any store or host is touched."""
     doc = load_stack(stack)
     inventory = load_inventory(opts.inventory, doc.hosts, stack_file=str(doc.path))
-    check_hosts(doc, inventory)
-    if resolve:
-        resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
+    try:
+        check_hosts(doc, inventory)
+        if resolve:
+            resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
+    except StackError as error:
+        raise StackError(doc.located(error.problems)) from None
     return doc, inventory
 
 

@@ -70,7 +70,7 @@ def validate(stack: str, **kwargs: Any) -> None:
     try:
         resolve_variables(doc.stack, os.environ, stack, path_of=doc.path_of)
     except ValidationError as exc:
-        missing_problems = exc.problems
+        missing_problems = doc.located(exc.problems)
     missing = [str(p) for p in missing_problems]
     if opts.as_json:
         emit_problems(missing_problems, "warning")

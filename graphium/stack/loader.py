@@ -94,6 +94,7 @@ def load_stack_text(text: str, filename: str = "<stack>", *, check_schema: bool 
     except StackError as error:
         raise StackError(source.located(error.problems)) from None
     doc.warnings = source.located(doc.warnings)
+    doc.source = source
     return doc
 
 

@@ -145,3 +145,19 @@ def test_an_empty_stack_needs_haspart_and_gets_a_warning(
     )
     code, out, err = _run(capsys, "validate", str(path))
     assert code == 0 and "warning:" in err and "no containers" in err and "valid" in out
+
+
+def test_problems_found_after_loading_carry_positions_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = _stack(tmp_path, [{"name": "a", "image": "x", "locatedInHost": "ghost"}])
+    code, out, _ = _run(capsys, "plan", stack, "--json", "--state", str(tmp_path / "state.json"))
+    [unknown] = _problems(out)
+    assert code == 1 and "unknown host 'ghost'" in unknown["message"] and unknown["line"] == 11
+    stack = _stack(
+        tmp_path, [{"name": "a", "image": "x", "environment": {"A": "${GRAPHIUM_TEST_SURELY_UNSET}"}}]
+    )
+    code, out, _ = _run(capsys, "plan", stack, "--json", "--state", str(tmp_path / "state.json"))
+    [unset] = _problems(out)
+    assert code == 1 and "GRAPHIUM_TEST_SURELY_UNSET" in unset["message"] and unset["line"] == 12
+    assert not (tmp_path / "state.json").exists()

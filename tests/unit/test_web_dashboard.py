@@ -156,3 +156,19 @@ def test_container_rows_carry_nothing_of_the_payloads_environment() -> None:
     rows = containers(record, plan.tasks)
     assert [(r.name, r.host, r.image, r.status) for r in rows] == [("db", "h1", "postgres:16", "pending")]
     assert "hunter2-secret" not in repr(rows)
+
+
+def test_a_pasted_yaml_stack_is_read_as_yaml_and_its_problems_shown(
+    tmp_path: Path, app_parts: tuple[Path, str, str]
+) -> None:
+    tokens, admin, _ = app_parts
+    with _client(tmp_path, tokens, "http") as client:
+        _sign_in(client, admin)
+        page = client.get("/web/deploy")
+        nonce = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert nonce is not None
+        pasted = '"@context": https://schema.org\n"@graph":\n  - "@type": Stack\n    name: y\n    hasPart:\n'
+        pasted += "      - {name: a, image: busybox, replicas: 5000}\n"
+        response = client.post("/web/deploy", data={"csrf": nonce[1], "stack": pasted})
+        assert response.status_code == 400, response.text
+        assert "at most 1000 replicas" in response.text and "invalid JSON" not in response.text

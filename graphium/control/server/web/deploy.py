@@ -113,8 +113,10 @@ async def _stack_text(data: FormData) -> tuple[str, str]:
         raw = await upload.read(MAX_STACK_BYTES + 1)
         if raw:
             return raw.decode("utf-8", errors="replace"), upload.filename
-    pasted = data.get("stack")
-    return (pasted if isinstance(pasted, str) else ""), "stack.jsonld"
+    pasted = data.get("stack") if isinstance(data.get("stack"), str) else ""
+    text = str(pasted)
+    # pasted text has no file name to tell its format: JSON starts with '{' (or '['), YAML not
+    return text, "stack.jsonld" if text.lstrip()[:1] in ("{", "[", "") else "stack.yaml"
 
 
 def _environ(data: FormData, variables: list[Variable]) -> dict[str, str]:
