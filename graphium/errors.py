@@ -61,6 +61,11 @@ class StalePlanError(PlanError):
     """The live or stored state changed since the saved plan was computed."""
 
 
+class ConflictError(PlanError):
+    """Something on a host that graphium does not own stands in the plan's way (a container of
+    the same name, a published host port, a missing external volume)."""
+
+
 class StoreError(GraphiumError):
     """The task store refused an operation (unknown record, forbidden transition, corrupt file)."""
 

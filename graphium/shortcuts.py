@@ -110,14 +110,16 @@ def destroy(
     state: str | Path = DEFAULT_STATE,
     parallelism: int = DEFAULT_PARALLELISM,
     on_event: Subscriber | None = None,
+    volumes: bool = False,
 ) -> RunResult:
-    """Remove every container of the stack from every host, then the stack's records."""
+    """Remove every container of the stack from every host, then the stack's records; the
+    stack's own named volumes are kept unless ``volumes`` (the plan's notes name them)."""
     doc, inv, store = _open(stack, inventory, state)
     assert doc is not None
     name = doc.stack.name
 
     async def work(deployer: Deployer) -> RunResult:
-        return await deployer.apply(await deployer.plan_destroy(name))
+        return await deployer.apply(await deployer.plan_destroy(name, volumes=volumes))
 
     result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
     return result

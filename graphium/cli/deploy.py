@@ -93,6 +93,7 @@ def validate(stack: str, **kwargs: Any) -> None:
 @click.argument("stack", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the plan to apply it later.")
 @click.option("--destroy", "for_destroy", is_flag=True, help="Plan the removal of the stack.")
+@click.option("--volumes", is_flag=True, help="With --destroy: remove the stack's own volumes too.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--show-unchanged", is_flag=True, help="List unchanged containers too.")
 @common_options
@@ -100,18 +101,23 @@ def plan(
     stack: str,
     out: str | None,
     for_destroy: bool,
+    volumes: bool,
     detailed_exitcode: bool,
     show_unchanged: bool,
     **kwargs: Any,
 ) -> None:
     """Show what apply would change, and why. Changes nothing."""
     opts = Options.pop_from(kwargs)
+    if volumes and not for_destroy:
+        raise click.UsageError("--volumes goes with --destroy: an apply never removes volumes")
     with problems_as_json(opts.as_json):
         doc, inventory = load_checked(stack, opts)
     report_warnings(doc, opts.as_json)
 
     async def work(deployer: Deployer) -> Plan:
-        return await (deployer.plan_destroy(doc.stack.name) if for_destroy else deployer.plan(doc))
+        if for_destroy:
+            return await deployer.plan_destroy(doc.stack.name, volumes=volumes)
+        return await deployer.plan(doc)
 
     result: Plan = asyncio.run(run_deployer(opts, inventory, None, work))
     if out:
@@ -257,6 +263,8 @@ def _hand_over(
         emit("accepted", accepted)
     else:
         click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
+        for note in accepted.get("notes") or []:
+            click.echo(f"Note: {note}")
     if no_wait or not accepted["tasks"]:
         return
     if not follow_server(client, accepted["id"], as_json, deleting=deleting, timeout=timeout):
@@ -325,26 +333,35 @@ async def _const(value: Plan) -> Plan:
 
 @click.command()
 @click.argument("stack", type=click.Path(exists=True, dir_okay=False))
+@click.option("--volumes", is_flag=True, help="Remove the stack's own named volumes too (their data).")
 @server_options
 @no_wait_option
 @timeout_option
 @common_options
 def destroy(
-    stack: str, server_url: str | None, token: str | None, no_wait: bool, timeout: float | None, **kwargs: Any
+    stack: str,
+    volumes: bool,
+    server_url: str | None,
+    token: str | None,
+    no_wait: bool,
+    timeout: float | None,
+    **kwargs: Any,
 ) -> None:
-    """Remove every container of the stack from every host, then its records."""
+    """Remove every container of the stack from every host, then its records.
+
+    The stack's named volumes are kept (the output names them) unless --volumes."""
     opts = Options.pop_from(kwargs)
     if server_url:
         name = load_stack(stack).stack.name
         with server_client(server_url, token) as client:
-            accepted = client.delete_stack(name)
+            accepted = client.delete_stack(name, volumes=volumes)
             _hand_over(client, accepted, opts.as_json, no_wait=no_wait, deleting=True, timeout=timeout)
         return
     doc, inventory = load_checked(stack, opts, resolve=False)
     _, result = _execute(
         opts,
         inventory,
-        lambda d: d.plan_destroy(doc.stack.name),
+        lambda d: d.plan_destroy(doc.stack.name, volumes=volumes),
         verify_fresh=False,
         wait=not no_wait,
         timeout=timeout,

@@ -22,7 +22,7 @@ from graphium.records.agent import AgentInfo, AgentStatus
 from graphium.records.event import Event
 from graphium.records.live import LiveHost, LiveSummary, humanise_seconds
 from graphium.records.stack import StackRecord
-from graphium.records.task import Task, TaskStatus
+from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
 from graphium.stack.secrets import MARKER, redact_container, redact_environment, redact_text
@@ -37,6 +37,8 @@ _SYMBOL = {
     ActionKind.drift: ("~", "magenta"),
     ActionKind.keep: (" ", "dim"),
 }
+_CREATES = frozenset({TaskType.ensure_network, TaskType.ensure_volume})
+_SUPPORT = _CREATES | {TaskType.remove_network, TaskType.remove_volume}
 _STATUS_STYLE = {
     TaskStatus.pending: "dim",
     TaskStatus.assigned: "cyan",
@@ -157,11 +159,12 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
     secrets = plan.secret_values()
     verb = "destroy" if plan.destroy else "apply"
     changes = [a for a in plan.actions if a.kind is not ActionKind.keep]
-    if not changes:
+    if not changes and not plan.tasks:
         console.print(
             f"[green]No changes.[/] Stack [bold]{plan.stack}[/] matches its definition "
             f"({len(plan.actions)} container(s) up to date)."
         )
+        _render_notes(plan, console)
         return
     console.print(f"graphium will perform the following actions to {verb} stack [bold]{plan.stack}[/]:\n")
     for action in sorted(plan.actions, key=lambda a: (a.host, a.name)):
@@ -184,12 +187,28 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
         console.print(f"\n  {rollout_line(rollout)}", style="yellow", markup=False)
         for note in rollout.notes:
             console.print(f"        note: {note}", style="yellow", markup=False)
+    _render_support(plan, console)
     counts = plan.counts()
     console.print(
         f"\n[bold]Plan:[/] {counts['create']} to create, {counts['replace']} to replace, "
         f"{counts['remove']} to remove, {counts['drift']} drifted, {counts['keep']} unchanged "
         f"({len(plan.tasks)} tasks)."
     )
+    _render_notes(plan, console)
+
+
+def _render_support(plan: Plan, console: Console) -> None:
+    """The tasks of no container's action: networks and volumes created or removed."""
+    listed = {task_id for a in plan.actions for task_id in a.task_ids}
+    for task in plan.tasks:
+        if task.id not in listed and task.task_type in _SUPPORT:
+            symbol, style = _SYMBOL[ActionKind.create if task.task_type in _CREATES else ActionKind.remove]
+            console.print(f"  {symbol:>3} {task.description}", style=style, markup=False)
+
+
+def _render_notes(plan: Plan, console: Console) -> None:
+    for note in plan.notes:
+        console.print(f"Note: {note}", style="yellow", markup=False)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -219,6 +238,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         ],
         "rollouts": [r.dump() for r in plan.rollouts],
         "fingerprint": plan.fingerprint,
+        "notes": plan.notes,
     }
 
 

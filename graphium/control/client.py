@@ -71,8 +71,9 @@ class ServerClient:
         result: dict[str, Any] = self._call("POST", "/stacks", json=document)
         return result
 
-    def delete_stack(self, stack_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("DELETE", f"/stacks/{stack_id}")
+    def delete_stack(self, stack_id: str, *, volumes: bool = False) -> dict[str, Any]:
+        params = {"volumes": "true"} if volumes else None
+        result: dict[str, Any] = self._call("DELETE", f"/stacks/{stack_id}", params=params)
         return result
 
     def get_stack(self, stack_id: str) -> dict[str, Any] | None:

@@ -28,9 +28,10 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from graphium.docker.observed import clip, crash_report, last_health, observed_container
+from graphium.docker.observed import clip, crash_report, last_health, observed_container, split_containers
 from graphium.docker.replace import replace_container, short_id
 from graphium.docker.requests import NetworkCreate, container_create, network_create
+from graphium.docker.volumes import VolumeOps
 from graphium.errors import EngineError, GraphiumError, HostUnreachableError
 from graphium.plan.model import (
     LABEL_CONTAINER,
@@ -56,8 +57,8 @@ class _Conflict(EngineError):
     """The engine refused because of a conflict (HTTP 409): name in use, removal in progress…"""
 
 
-class DockerEngine:
-    """Async facade over one Docker engine, in the vocabulary of graphium's plans."""
+class DockerEngine(VolumeOps):
+    """Async facade over one Docker engine, in the vocabulary of graphium's plans (+ VolumeOps)."""
 
     def __init__(
         self,
@@ -167,23 +168,22 @@ class DockerEngine:
         return str((await self._call("reading the engine version", lambda c: c.version())).get("Version"))
 
     async def observe(self, stack: str | None = None) -> ObservedHost:
-        """graphium-managed containers (all states) and networks: one list call each, then the
-        containers' inspects concurrently. Raises on an unreachable engine (the executor turns that
-        into ``ObservedHost(error=…)``)."""
-        wanted = [f"{LABEL_MANAGED}=true"] + ([f"{LABEL_STACK}={stack}"] if stack else [])
-        filters = {"label": wanted}
-        summaries, networks = await asyncio.gather(
-            self._call("listing containers", lambda c: c.containers(all=True, filters=filters)),
+        """graphium's containers (all states, inspected concurrently), networks, volumes and the other
+        containers, one list call each. Raises when unreachable (executors make it ``error``)."""
+        filters = {"label": [f"{LABEL_MANAGED}=true"] + ([f"{LABEL_STACK}={stack}"] if stack else [])}
+        summaries, networks, volumes = await asyncio.gather(
+            self._call("listing containers", lambda c: c.containers(all=True)),
             self._call("listing networks", lambda c: c.networks(filters=filters)),
+            self.list_volumes(),
         )
+        mine, others = split_containers(summaries, stack)
         # a container removed between the list and its inspect is simply not there
-        inspected = await asyncio.gather(*(self.inspect_or_none(s["Id"]) for s in summaries))
+        inspected = await asyncio.gather(*(self.inspect_or_none(i) for i in mine))
         containers = [observed_container(info, self.host_id) for info in inspected if info is not None]
         containers.sort(key=lambda oc: (oc.stack, oc.name, oc.docker_name))
+        names = sorted(n["Name"] for n in networks)
         return ObservedHost(
-            host=self.host_id,
-            containers=containers,
-            networks=sorted(n["Name"] for n in networks),
+            host=self.host_id, containers=containers, networks=names, others=others, volumes=volumes
         )
 
     async def inspect(self, name_or_id: str) -> dict[str, Any]:

@@ -121,6 +121,14 @@ async def _remove_network(run: _Run, payload: payloads.RemoveNetworkPayload) -> 
     return await run.engine.remove_network(payload.name)
 
 
+async def _ensure_volume(run: _Run, payload: payloads.VolumePayload) -> Result:
+    return await run.engine.ensure_volume(payload)
+
+
+async def _remove_volume(run: _Run, payload: payloads.VolumePayload) -> Result:
+    return await run.engine.remove_volume(payload.name)
+
+
 # Each handler takes the payload model PAYLOADS names for its type (a unit test holds them to it).
 Handler = Callable[[_Run, Any], Awaitable[Result]]
 HANDLERS: Mapping[TaskType, Handler] = {
@@ -133,6 +141,8 @@ HANDLERS: Mapping[TaskType, Handler] = {
     TaskType.ensure_network: _ensure_network,
     TaskType.remove_network: _remove_network,
     TaskType.restore: _restore,
+    TaskType.ensure_volume: _ensure_volume,
+    TaskType.remove_volume: _remove_volume,
 }
 
 

@@ -12,15 +12,25 @@ from typing import Any
 
 from graphium.plan.model import (
     LABEL_CONTAINER,
+    LABEL_MANAGED,
     LABEL_SPEC_FIELDS,
     LABEL_SPEC_HASH,
     LABEL_STACK,
     LiveConfig,
     ObservedContainer,
+    OtherContainer,
 )
 from graphium.stack.models import RestartPolicy
 
-__all__ = ["clip", "crash_report", "last_health", "live_config", "observed_container"]
+__all__ = [
+    "clip",
+    "crash_report",
+    "last_health",
+    "live_config",
+    "observed_container",
+    "other_container",
+    "split_containers",
+]
 
 OUTPUT_LIMIT = 800  # characters of health output / logs quoted in an error
 
@@ -51,6 +61,44 @@ def observed_container(info: dict[str, Any], host_id: str) -> ObservedContainer:
         spec_hash=labels.get(LABEL_SPEC_HASH),
         field_hashes={str(k): str(v) for k, v in field_hashes.items()},
         live=live_config(info),
+    )
+
+
+def split_containers(
+    summaries: list[dict[str, Any]], stack: str | None
+) -> tuple[list[str], list[OtherContainer]]:
+    """From ``GET /containers/json?all=1``: the ids of graphium's containers (of ``stack``, or all)
+    to inspect, and every other container as what it could conflict with."""
+    mine: list[str] = []
+    others: list[OtherContainer] = []
+    for summary in summaries:
+        labels = summary.get("Labels") or {}
+        managed = labels.get(LABEL_MANAGED) == "true"
+        if managed and (stack is None or labels.get(LABEL_STACK) == stack):
+            mine.append(str(summary["Id"]))
+        else:
+            others.append(other_container(summary))
+    others.sort(key=lambda o: o.docker_name)
+    return mine, others
+
+
+def other_container(summary: dict[str, Any]) -> OtherContainer:
+    """A container's list entry: its name, owner and published ports (``80/tcp->0.0.0.0:8080``)."""
+    labels = summary.get("Labels") or {}
+    names = summary.get("Names") or [""]
+    ports = sorted(
+        {
+            f"{p.get('PrivatePort')}/{p.get('Type') or 'tcp'}->{p.get('IP') or ''}:{p['PublicPort']}"
+            for p in summary.get("Ports") or []
+            if p.get("PublicPort")
+        }
+    )
+    return OtherContainer(
+        id=str(summary["Id"]),
+        docker_name=str(names[0]).lstrip("/"),
+        stack=labels.get(LABEL_STACK) if labels.get(LABEL_MANAGED) == "true" else None,
+        state=str(summary.get("State") or ""),
+        port_bindings=ports,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from graphium.plan.model import DesiredContainer, ObservedHost
-from graphium.plan.payloads import NetworkPayload
+from graphium.plan.payloads import NetworkPayload, VolumePayload
 from graphium.stack.models import PullPolicy
 
 __all__ = ["ContainerEngine"]
@@ -30,7 +30,8 @@ class ContainerEngine(Protocol):
         ...
 
     async def observe(self, stack: str | None = None) -> ObservedHost:
-        """graphium-managed containers (of ``stack``, or all) and networks, found by their labels.
+        """graphium-managed containers (of ``stack``, or all) and networks, found by their labels,
+        with every other container and every volume (what conflicts and volumes are planned from).
 
         Raises when the engine cannot be reached (executors turn that into ``ObservedHost.error``).
         """
@@ -83,6 +84,14 @@ class ContainerEngine(Protocol):
 
     async def remove_network(self, name: str) -> dict[str, Any]:
         """Remove a network; one already absent counts as removed."""
+        ...
+
+    async def ensure_volume(self, payload: VolumePayload) -> dict[str, Any]:
+        """Create the stack's own volume (labelled as the stack's) unless one of that name exists."""
+        ...
+
+    async def remove_volume(self, name: str) -> dict[str, Any]:
+        """Remove a volume; one already absent counts as removed, one still in use fails."""
         ...
 
     async def close(self) -> None:

@@ -76,7 +76,7 @@ def container_create(desired: DesiredContainer) -> ContainerCreate:
         "Cmd": command,
         "Image": spec.image,
         "WorkingDir": spec.working_dir,
-        "HostConfig": _host_config(spec, network),
+        "HostConfig": _host_config(spec, network, desired.stack),
         "NetworkingConfig": {
             "EndpointsConfig": {network: {"Aliases": sorted({desired.name, desired.declared_name})}}
         },
@@ -89,7 +89,7 @@ def container_create(desired: DesiredContainer) -> ContainerCreate:
     )
 
 
-def _host_config(spec: ContainerSpec, network: str) -> dict[str, Any]:
+def _host_config(spec: ContainerSpec, network: str, stack: str) -> dict[str, Any]:
     limits, reservations = spec.resources.limits, spec.resources.reservations
     host: dict[str, Any] = {}
     if limits.memory:
@@ -112,15 +112,16 @@ def _host_config(spec: ContainerSpec, network: str) -> dict[str, Any]:
     if limits.cpus:
         host["NanoCpus"] = round(limits.cpus * _NS)
     if spec.mounts:
-        host["Mounts"] = [_mount(m) for m in spec.mounts]
+        host["Mounts"] = [_mount(m, stack) for m in spec.mounts]
     return host
 
 
-def _mount(mount: Mount) -> dict[str, Any]:
-    """A ``Mounts`` entry; a tmpfs has no source (sent as null, as docker-py's ``Mount`` does)."""
+def _mount(mount: Mount, stack: str) -> dict[str, Any]:
+    """A ``Mounts`` entry; a tmpfs has no source (sent as null, as docker-py's ``Mount`` does); a
+    named volume is the stack's own ``<stack>-<source>`` unless external."""
     out: dict[str, Any] = {
         "Target": mount.target,
-        "Source": None if mount.type is MountType.tmpfs else mount.source,
+        "Source": None if mount.type is MountType.tmpfs else mount.volume_name(stack) or mount.source,
         "Type": mount.type.value,
         "ReadOnly": mount.read_only,
     }

@@ -100,9 +100,7 @@ class AgentExecutor:
                 )
                 continue
             if stack is not None:
-                observed = observed.model_copy(
-                    update={"containers": [c for c in observed.containers if c.stack == stack]}
-                )
+                observed = observed.of_stack(stack)
             out[host.id] = observed
         return out
 

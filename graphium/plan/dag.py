@@ -23,11 +23,13 @@ __all__ = ["CREATING", "Node", "TaskGraph", "free_ports_first", "order_deletes"]
 CREATING = frozenset({TaskType.deploy, TaskType.replace, TaskType.start})
 _TYPE_ORDER = {
     TaskType.ensure_network: 0,
+    TaskType.ensure_volume: 0,
     TaskType.delete: 1,
     TaskType.deploy: 2,
     TaskType.replace: 2,
     TaskType.start: 2,
     TaskType.remove_network: 3,
+    TaskType.remove_volume: 3,
 }
 
 

@@ -68,6 +68,14 @@ def hashed_value(spec_dump: Mapping[str, Any], name: str, network_name: str) -> 
     return network_name if name == "network" else spec_dump.get(name)
 
 
+def _owned(mount: dict[str, Any]) -> dict[str, Any]:
+    """A mount as hashed: a named volume the stack owns (``<stack>-<source>``) is marked, so that
+    containers deployed when named volumes were shared by every stack are replaced onto theirs."""
+    if mount.get("type", "volume") == "volume" and mount.get("source") and not mount.get("external"):
+        return {**mount, "owned": True}
+    return mount
+
+
 def spec_hashes(spec: ContainerSpec, network_name: str) -> tuple[str, dict[str, str]]:
     """``("v1:<20 hex>", {field: <12 hex>})`` over the canonical JSON of the fields that matter.
 
@@ -81,6 +89,8 @@ def spec_hashes(spec: ContainerSpec, network_name: str) -> tuple[str, dict[str, 
         if value is None:
             digests[name] = _NULL_DIGEST  # most fields are unset: skip the encoder
             continue
+        if name == "mounts":
+            value = [_owned(m) for m in value]
         if name in _UNORDERED:
             value = sorted(value, key=canonical)
         digests[name] = hashlib.sha256(canonical(value)).hexdigest()
@@ -111,4 +121,7 @@ def fingerprint(stack_name: str, observed: Mapping[str, ObservedHost], stored: S
         "networks": sorted([h, sorted(o.networks)] for h, o in observed.items()),
         "revision": stored.revision if stored else None,
     }
+    volumes = sorted([h, v.name] for h, o in observed.items() for v in o.volumes if v.stack == stack_name)
+    if volumes:  # only then, so fingerprints of stacks without volumes stay what they were
+        state["volumes"] = volumes
     return "sha256:" + hashlib.sha256(canonical(state)).hexdigest()[:32]

@@ -25,6 +25,7 @@ LABEL_STACK = "graphium.stack"
 LABEL_CONTAINER = "graphium.container"
 LABEL_HOST = "graphium.host"
 LABEL_SPEC_HASH = "graphium.spec-hash"
+LABEL_VOLUME = "graphium.volume"  # a stack-owned volume's name in its stack file
 # per-field hashes, so a replace can name the fields that changed without storing any value
 LABEL_SPEC_FIELDS = "graphium.spec-fields"
 
@@ -114,13 +115,64 @@ class ObservedContainer(_Data):
     live: LiveConfig
 
 
+class OtherContainer(_Data):
+    """A container on the host that is not the observed stack's: what it could conflict with.
+
+    ``stack`` is its ``graphium.stack`` label (None when graphium does not manage it);
+    ``port_bindings`` are the host ports it publishes now, in :class:`LiveConfig`'s form.
+    """
+
+    id: str
+    docker_name: str
+    stack: str | None = None
+    state: str = ""
+    port_bindings: list[str] = []
+
+
+class ObservedVolume(_Data):
+    """A volume on the host; ``stack`` is its ``graphium.stack`` label, None when not graphium's."""
+
+    name: str
+    stack: str | None = None
+    driver: str = "local"
+
+
 class ObservedHost(_Data):
-    """One host's graphium-managed containers and networks, or why they could not be read."""
+    """One host's graphium-managed containers and networks, or why they could not be read.
+
+    ``others`` (every other container, managed or not) and ``volumes`` (every volume) are what a
+    plan checks for conflicts and for the volumes it owns or expects.
+    """
 
     host: str
     containers: list[ObservedContainer] = []
     networks: list[str] = []  # names of graphium-managed networks present
+    others: list[OtherContainer] = []
+    volumes: list[ObservedVolume] = []
     error: str | None = None
+
+    def volume_names(self) -> set[str]:
+        return {v.name for v in self.volumes}
+
+    def of_stack(self, stack: str) -> ObservedHost:
+        """This observation as one of ``stack`` sees it: other stacks' containers among the others."""
+        theirs = [
+            OtherContainer(
+                id=c.id,
+                docker_name=c.docker_name,
+                stack=c.stack,
+                state=c.live.state,
+                port_bindings=c.live.port_bindings if c.live.state == "running" else [],
+            )
+            for c in self.containers
+            if c.stack != stack
+        ]
+        return self.model_copy(
+            update={
+                "containers": [c for c in self.containers if c.stack == stack],
+                "others": sorted([*self.others, *theirs], key=lambda o: o.docker_name),
+            }
+        )
 
 
 class ActionKind(str, Enum):
@@ -250,6 +302,7 @@ class Plan(_Data):
         str, Any
     ] = {}  # the Inventory dump the plan was made with: a saved plan is self-contained
     rollouts: list[Rollout] = []  # rolling updates of containers whose replicas are replaced
+    notes: list[str] = []  # what a person should know that no task does (volumes a destroy keeps)
     # sensitive variable -> value from the environment; never serialised (a saved plan holds
     # placeholders for them, see graphium.plan.saved)
     secret_variables: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)

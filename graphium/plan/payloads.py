@@ -3,7 +3,8 @@
 The planner writes them, ``POST /api/v1/tasks`` accepts them, executors and agents read them. A
 task record keeps its payload as plain JSON (stores stay generic and fast); :data:`PAYLOADS` maps
 each task type to its payload model, and :func:`parse_payload` turns a record's payload into that
-model or into problems with JSON paths. Stop shares delete's payload; restart shares start's.
+model or into problems with JSON paths. Stop shares delete's payload; restart shares start's;
+remove-volume shares ensure-volume's.
 
 A network is always named in a payload (the planner names it, applying the stack's default), so an
 executor never has to work out a default name of its own.
@@ -112,6 +113,16 @@ class RemoveNetworkPayload(_Data):
     name: str
 
 
+class VolumePayload(_Data):
+    """ensure-volume: create the stack-owned volume ``name`` (``<stack>-<volume>``) if absent,
+    labelled as the stack's; remove-volume: remove it, absent counting as removed."""
+
+    stack: str
+    volume: str  # the volume's name in the stack file
+    name: str  # its Docker name
+    driver: str | None = None
+
+
 TaskPayload = (
     DeployPayload
     | ReplacePayload
@@ -120,6 +131,7 @@ TaskPayload = (
     | NetworkPayload
     | RemoveNetworkPayload
     | RestorePayload
+    | VolumePayload
 )
 
 PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
@@ -132,6 +144,8 @@ PAYLOADS: Mapping[TaskType, type[TaskPayload]] = {
     TaskType.ensure_network: NetworkPayload,
     TaskType.remove_network: RemoveNetworkPayload,
     TaskType.restore: RestorePayload,
+    TaskType.ensure_volume: VolumePayload,
+    TaskType.remove_volume: VolumePayload,
 }
 
 
@@ -187,6 +201,7 @@ __all__ = [
     "RolloutStep",
     "StartPayload",
     "TaskPayload",
+    "VolumePayload",
     "created_container",
     "parse_payload",
     "payload_problems",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from graphium.errors import PlanError, StalePlanError
 from graphium.placement import expand_instances, place_instances
 from graphium.placement.base import HostPort, host_ports
+from graphium.plan.conflicts import refuse_conflicts
 from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
 from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
 from graphium.plan.drift import (
@@ -61,6 +62,7 @@ from graphium.plan.payloads import (
     StartPayload,
 )
 from graphium.plan.rollout import plan_rollouts
+from graphium.plan.volumes import plan_destroy_volumes, plan_volumes
 from graphium.records.stack import StackRecord
 from graphium.records.task import TaskType
 from graphium.stack.models import HealthCheck, Inventory, NetworkSpec, StackSpec, network_name
@@ -433,6 +435,7 @@ def plan_apply(
     unseen = sorted({d.host for d in desired} - set(observed))
     if unseen:
         raise PlanError(f"cannot plan blind: host(s) {', '.join(unseen)} were not observed")
+    refuse_conflicts(stack.name, desired, observed)
     dec = _Decisions(
         stack.name, TaskGraph(stack.name, index.fingerprint), secret_values=frozenset(secret_values)
     )
@@ -443,6 +446,7 @@ def plan_apply(
     rolling = plan_rollouts(dec.graph, stack)
     rolling.attach(dec.actions)
     _networks(dec, _network(stack), desired, index, observed)
+    notes = plan_volumes(dec.graph, stack.name, desired, observed)
     tasks = dec.graph.tasks()
     return Plan(
         stack=stack.name,
@@ -454,6 +458,7 @@ def plan_apply(
         stack_spec=stack.dump(),
         inventory=inventory.dump(),
         rollouts=rolling.rollouts,
+        notes=notes,
     )
 
 
@@ -462,9 +467,12 @@ def plan_destroy(
     observed: Mapping[str, ObservedHost],
     stored: StackRecord | None = None,
     inventory: Inventory | None = None,
+    *,
+    volumes: bool = False,
 ) -> Plan:
     """Delete every container of the stack on every observed host, dependents first, then the
-    stack's network on each host. Dependency order comes from the stored spec when there is one."""
+    stack's network on each host, and with ``volumes`` its own volumes (else the notes list them,
+    kept). Dependency order comes from the stored spec when there is one."""
     refuse_blind(observed)
     spec = stored.spec if stored else {}
     index = current_state(stack_name, observed, stored)
@@ -479,6 +487,7 @@ def plan_destroy(
     name = network_name(stack_name, given if isinstance(given, str) else None)
     remove_from = {h for h, o in observed.items() if name in o.networks}
     _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), (), remove_from)
+    notes = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes)
     tasks = dec.graph.tasks()
     return Plan(
         stack=stack_name,
@@ -490,4 +499,5 @@ def plan_destroy(
         fingerprint=index.fingerprint,
         stack_spec=spec,
         inventory=inventory.dump() if inventory else {},
+        notes=notes,
     )

@@ -28,6 +28,8 @@ class TaskType(str, Enum):
     restore = "restore"  # undo a replace of a rolling update: give the kept old container back
     ensure_network = "ensure-network"  # create the stack's bridge network on a host if missing
     remove_network = "remove-network"  # remove it once the stack has left the host
+    ensure_volume = "ensure-volume"  # create a stack-owned named volume on a host if missing
+    remove_volume = "remove-volume"  # remove it (only ``destroy --volumes`` plans this)
 
 
 class TaskStatus(str, Enum):

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from graphium.errors import NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
 from graphium.plan import planner, rollback
+from graphium.plan.conflicts import refuse_conflicts
 from graphium.plan.model import ActionKind, Plan
+from graphium.plan.payloads import created_container
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, utcnow
 from graphium.records.version import StackVersion
@@ -83,9 +85,11 @@ class Deployer:
         result.rollback_of = version.number
         return result
 
-    async def plan_destroy(self, stack_name: str) -> Plan:
+    async def plan_destroy(self, stack_name: str, *, volumes: bool = False) -> Plan:
+        """Remove the stack's containers and networks; its volumes too with ``volumes``."""
         observed = await self.executor.observe(self.inventory.hosts, stack_name)
-        result = planner.plan_destroy(stack_name, observed, self.store.get_stack(stack_name))
+        stored = self.store.get_stack(stack_name)
+        result = planner.plan_destroy(stack_name, observed, stored, volumes=volumes)
         result.inventory = self.inventory.dump()
         return result
 
@@ -97,6 +101,8 @@ class Deployer:
             raise StalePlanError(f"the plan uses hosts no longer in the inventory: {', '.join(missing)}")
         observed = await self.executor.observe(hosts, plan.stack)
         planner.check_fresh(plan, observed, self.store.get_stack(plan.stack))
+        creating = [c for c in map(created_container, plan.tasks) if c is not None]
+        refuse_conflicts(plan.stack, creating, observed)  # appeared since: refused before any change
 
     # applying -----------------------------------------------------------------------------
     async def apply(self, plan: Plan, *, verify_fresh: bool = False, wait: bool = True) -> RunResult:

@@ -34,6 +34,7 @@ BUILD_TYPES = frozenset(
         TaskType.deploy,
         TaskType.replace,
         TaskType.ensure_network,
+        TaskType.ensure_volume,
         TaskType.start,
         TaskType.restart,
         TaskType.restore,

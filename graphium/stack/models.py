@@ -151,6 +151,7 @@ class Mount(Model):
     target: str
     read_only: bool = False
     driver: str | None = None
+    external: bool = False  # a named volume made outside graphium: used as named, never removed
 
     @model_validator(mode="after")
     def _source_fits_type(self) -> Mount:
@@ -162,11 +163,20 @@ class Mount(Model):
             raise ValueError("a tmpfs mount takes no 'source'")
         if self.driver and self.type is not MountType.volume:
             raise ValueError("'driver' applies only to volume mounts")
+        if self.external and not (self.type is MountType.volume and self.source):
+            raise ValueError("'external' applies only to named volume mounts (type volume with 'source')")
         if not self.target.startswith("/"):
             raise ValueError("'target' must be an absolute path inside the container")
         if self.type is MountType.bind and self.source:
             rules.check_bind_source(self.source, self.read_only)
         return self
+
+    def volume_name(self, stack: str) -> str | None:
+        """The Docker name of the named volume mounted: ``<stack>-<source>``, the stack's own, or
+        ``source`` as written when external; None for a bind, a tmpfs or an anonymous volume."""
+        if self.type is not MountType.volume or not self.source:
+            return None
+        return self.source if self.external else f"{stack}-{self.source}"
 
 
 RestartName = Literal["no", "always", "unless-stopped", "on-failure"]
@@ -373,6 +383,22 @@ class StackSpec(Model):
 
     def network_name(self) -> str:
         return network_name(self.name, self.network.name if self.network else None)
+
+    @model_validator(mode="after")
+    def _volumes_agree(self) -> StackSpec:
+        """Every mount of one named volume says the same about it (external, driver)."""
+        seen: dict[str, tuple[bool, str | None]] = {}
+        for container in self.containers:
+            for mount in container.mounts:
+                if mount.volume_name(self.name) is None or mount.source is None:
+                    continue
+                said = (mount.external, mount.driver)
+                if seen.setdefault(mount.source, said) != said:
+                    raise ValueError(
+                        f"volume {mount.source!r} is mounted with different 'external' or 'driver' "
+                        f"settings (container {container.name}); give every mount of it the same"
+                    )
+        return self
 
 
 class Connection(str, Enum):

@@ -35,7 +35,9 @@ _CONTAINER_FIELDS = accepted(
 _PORT_FIELDS = accepted(
     "containerPort", "hostPort", "protocol", "hostIP", portNumber="containerPort", hostIp="hostIP"
 )
-_MOUNT_FIELDS = accepted("type", "source", "target", "readOnly", "driver", name="source", mountPath="target")
+_MOUNT_FIELDS = accepted(
+    "type", "source", "target", "readOnly", "driver", "external", name="source", mountPath="target"
+)
 _ENV_ITEM_FIELDS = accepted("name", "value", "sensitive")
 _RESTART_FIELDS = accepted("name", "maximumRetryCount")
 _RESOURCES_FIELDS = accepted("limits", "reservations", "cpus", "memory", cpu="cpus")

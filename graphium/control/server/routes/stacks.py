@@ -30,6 +30,7 @@ class StackAccepted(BaseModel):
     id: str
     status: StackStatus
     tasks: int
+    notes: list[str] = []  # what the plan kept (a destroy's volumes)
 
 
 @router.post(
@@ -102,8 +103,9 @@ def waiting_hosts(srv: Server, tasks: list[Task]) -> list[dict[str, str]]:
 
 
 @router.delete("/stacks/{stack_id}", status_code=202, response_model=StackAccepted)
-async def delete_stack(stack_id: str, _: Admin, srv: Srv) -> Any:
-    """Enqueue deletion tasks; the stack's records go once every container is gone."""
+async def delete_stack(stack_id: str, _: Admin, srv: Srv, volumes: bool = False) -> Any:
+    """Enqueue deletion tasks; the stack's records go once every container is gone. The stack's
+    own volumes are kept (``notes`` names them) unless ``?volumes=true``."""
     record = srv.store.get_stack(stack_id)
     if record is None:
         raise NotFoundError(f"stack {stack_id} not found")
@@ -118,9 +120,14 @@ async def delete_stack(stack_id: str, _: Admin, srv: Srv) -> Any:
         ]
     )
     deployer = Deployer(srv.store, srv.executor, inventory, events=EventBus(srv.store))
-    plan = await deployer.plan_destroy(stack_id)
+    plan = await deployer.plan_destroy(stack_id, volumes=volumes)
     await srv.start(deployer, plan)
-    return {"id": stack_id, "status": StackStatus.deleting.value, "tasks": len(plan.tasks)}
+    return {
+        "id": stack_id,
+        "status": StackStatus.deleting.value,
+        "tasks": len(plan.tasks),
+        "notes": plan.notes,
+    }
 
 
 __all__ = ["StackAccepted", "router", "waiting_hosts"]
