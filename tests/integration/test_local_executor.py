@@ -82,7 +82,7 @@ class TestLocalEngineDetails(ExecutorFixtures):
             args=["-v"],
             mounts=[
                 {"type": "bind", "source": str(tmp_path), "target": "/host", "readOnly": True},
-                {"type": "volume", "source": f"{stack}-data", "target": "/data"},
+                {"type": "volume", "source": "data", "target": "/data"},  # the stack's own: {stack}-data
                 {"type": "tmpfs", "target": "/scratch"},
             ],
             user="1000:1000",
