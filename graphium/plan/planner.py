@@ -446,8 +446,7 @@ def plan_apply(
     rolling = plan_rollouts(dec.graph, stack)
     rolling.attach(dec.actions)
     _networks(dec, _network(stack), desired, index, observed)
-    notes = plan_volumes(dec.graph, stack.name, desired, observed)
-    tasks = dec.graph.tasks()
+    notes, tasks = plan_volumes(dec.graph, stack.name, desired, observed), dec.graph.tasks()  # in order
     return Plan(
         stack=stack.name,
         actions=_actions(dec),
@@ -470,9 +469,8 @@ def plan_destroy(
     *,
     volumes: bool = False,
 ) -> Plan:
-    """Delete every container of the stack on every observed host, dependents first, then the
-    stack's network on each host, and with ``volumes`` its own volumes (else the notes list them,
-    kept). Dependency order comes from the stored spec when there is one."""
+    """Delete every container of the stack on every host, dependents first (as the stored spec says),
+    then its network on each host, and its own volumes with ``volumes`` (else notes name them)."""
     refuse_blind(observed)
     spec = stored.spec if stored else {}
     index = current_state(stack_name, observed, stored)
@@ -487,8 +485,7 @@ def plan_destroy(
     name = network_name(stack_name, given if isinstance(given, str) else None)
     remove_from = {h for h, o in observed.items() if name in o.networks}
     _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), (), remove_from)
-    notes = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes)
-    tasks = dec.graph.tasks()
+    notes, tasks = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes), dec.graph.tasks()
     return Plan(
         stack=stack_name,
         destroy=True,
