@@ -34,7 +34,7 @@ from graphium.control.server.listen import plan_listen
 from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.presence import AgentRegistry
-from graphium.control.server.routes import agents, events, ops, stacks, tasks
+from graphium.control.server.routes import agents, events, ops, stacks, tasks, versions
 from graphium.control.server.state import Server
 from graphium.errors import (
     GraphiumError,
@@ -118,7 +118,7 @@ def create_app(
     add_docs(app)
     app.state.server = srv
     install_error_handlers(app)
-    for router in (tasks.router, agents.router, stacks.router, events.router, ops.router):
+    for router in (tasks.router, agents.router, stacks.router, versions.router, events.router, ops.router):
         app.include_router(router)
     app.include_router(web.router())
     app.mount(web.STATIC_URL, web.static_files(), name="web-static")

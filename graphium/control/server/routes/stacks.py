@@ -50,6 +50,9 @@ async def post_stack(document: Annotated[dict[str, Any], Body()], _: Admin, srv:
         raise HTTPException(409, f"stack {name} is being deleted")
     deployer = Deployer(srv.store, srv.executor, srv.inventory(doc), events=EventBus(srv.store))
     plan = await deployer.plan(doc, environ={})
+    # the client filled the document's variables, secrets included: it cannot be recorded as a
+    # version (which keeps ``${VAR}`` as written), so this apply records none
+    plan.definition, plan.variables = {}, {}
     started = await srv.start(deployer, plan)
     return JSONResponse(
         status_code=202 if started else 200,
