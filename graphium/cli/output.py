@@ -266,6 +266,8 @@ class ProgressView:
             self._live.__exit__(None, None, None)
 
     def on_event(self, event: Event) -> None:
+        if event.type == "task_created" and event.task_id and event.task_id not in self._tasks:
+            self._adopt(event)  # a task the run added (a rollout's rollback)
         if event.task_id is None or event.task_id not in self._tasks:
             return
         if event.type == "task_waiting":  # a line of its own, above a live table too
@@ -284,6 +286,21 @@ class ProgressView:
             task = self._tasks[event.task_id]
             detail = f": {error}" if error else ""
             self._console.print(f"{status:<9} {task.host_id:<16} {task.description}{detail}", markup=False)
+
+    def _adopt(self, event: Event) -> None:
+        if event.stack_id is None or event.task_id is None:
+            return
+        task = Task(
+            id=event.task_id,
+            task_type=TaskType(str(event.data.get("taskType"))),
+            host_id=event.host_id or "",
+            stack_id=event.stack_id,
+            description=str(event.data.get("description", "")),
+        )
+        self._tasks[task.id] = task
+        self._status[task.id] = task.status.value
+        if self._live is None:
+            self._console.print(f"{'added':<9} {task.host_id:<16} {task.description}", markup=False)
 
     def _table(self) -> Table:
         table = _table(("status", "host", "task"), ())

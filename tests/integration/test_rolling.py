@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import http.client
 import itertools
-import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,13 @@ import docker
 import pytest
 
 import lab as lab_pkg
+from graphium.executors.local import LocalExecutor
+from graphium.records.stack import StackStatus
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.stack.loader import load_stack_data
+from graphium.stack.models import Connection, Host, Inventory
+from graphium.store.json_store import JsonTaskStore
 from tests.support import (
     free_port_on,
     graphium_run,
@@ -30,9 +37,8 @@ from tests.support import (
     write_json,
 )
 
-pytestmark = pytest.mark.lab
-
 SERVE_MSG = ["sh", "-c", 'echo "$MSG" > /www/index.html && exec httpd -f -p 80 -h /www']
+MONITOR = {"monitor": "0.5s"}
 FAST_HEALTH = {"http": {"port": 80}, "interval": "0.3s", "timeout": "1s", "retries": 2}
 
 
@@ -87,12 +93,27 @@ class Poller:
         return out
 
 
-@pytest.fixture
-def stack_name(lab: lab_pkg.LabInfo) -> Iterator[str]:
-    name = unique_name("roll")
-    yield name
-    for host in lab.hosts:
-        remove_stack(host.docker_url, name)
+@dataclass(frozen=True)
+class Deployed:
+    """A stack of 3 replicas on the lab's 3 hosts, deployed once for this module's lab tests."""
+
+    name: str
+    port: int
+    workdir: Path  # its stack file and state file
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: lab_pkg.LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    stack = Deployed(
+        unique_name("roll"), free_port_on(*(h.address for h in lab.hosts)), tmp_path_factory.mktemp("roll")
+    )
+    try:
+        first = _apply(lab, stack.workdir, _doc(stack.name, stack.port, "v1", update=MONITOR))
+        assert first.returncode == 0, first.stdout + first.stderr
+        yield stack
+    finally:
+        for host in lab.hosts:
+            remove_stack(host.docker_url, stack.name)
 
 
 def _doc(name: str, port: int, msg: str, image: str = "graphium-test/web:1", **web: Any) -> dict[str, Any]:
@@ -131,24 +152,18 @@ def _replicas(lab: lab_pkg.LabInfo, stack: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _ports_free(lab: lab_pkg.LabInfo) -> int:
-    return free_port_on(*(h.address for h in lab.hosts))
-
-
+@pytest.mark.lab
 def test_three_replicas_on_three_hosts_update_without_a_failed_request(
-    lab: lab_pkg.LabInfo, stack_name: str, tmp_path: Path
+    lab: lab_pkg.LabInfo, deployed: Deployed
 ) -> None:
-    port = _ports_free(lab)
-    addresses = [h.address for h in lab.hosts]
-    first = _apply(lab, tmp_path, _doc(stack_name, port, "v1", update={"monitor": "0.5s"}))
-    assert first.returncode == 0, first.stdout + first.stderr
-    before = _replicas(lab, stack_name)
+    port, addresses = deployed.port, [h.address for h in lab.hosts]
+    before = _replicas(lab, deployed.name)
     assert sorted({r["host"].id for r in before.values()}) == sorted(h.id for h in lab.hosts)
 
-    changed = _doc(stack_name, port, "v2", image="graphium-test/web:2", update={"monitor": "0.5s"})
+    changed = _doc(deployed.name, port, "v2", image="graphium-test/web:2", update=MONITOR)
     with Poller(addresses, port) as poller:
         time.sleep(0.3)
-        second = _apply(lab, tmp_path, changed)
+        second = _apply(lab, deployed.workdir, changed)
         time.sleep(0.3)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "rolling update of web: 3 batch(es) of up to 1" in second.stdout
@@ -162,7 +177,7 @@ def test_three_replicas_on_three_hosts_update_without_a_failed_request(
     assert windows, "a stop-first replace leaves its own host without an answer for a moment"
     for (_, end), (start, _) in itertools.pairwise(windows):
         assert end < start, f"two hosts were down at once: {windows}"
-    after = _replicas(lab, stack_name)
+    after = _replicas(lab, deployed.name)
     assert sorted(after) == sorted(before)  # nothing left aside: the rollout cleaned up
     started = sorted((r["started"], r["instance"]) for r in after.values())
     assert [name for _, name in started] == ["web-1", "web-2", "web-3"]
@@ -189,28 +204,25 @@ def _untag(lab: lab_pkg.LabInfo, target: str) -> None:
             client.close()
 
 
-def test_a_failing_new_version_is_rolled_back_everywhere(
-    lab: lab_pkg.LabInfo, stack_name: str, tmp_path: Path
-) -> None:
-    port = _ports_free(lab)
-    addresses = [h.address for h in lab.hosts]
-    first = _apply(lab, tmp_path, _doc(stack_name, port, "v1"))
-    assert first.returncode == 0, first.stdout + first.stderr
-    before = _replicas(lab, stack_name)
+@pytest.mark.lab
+def test_a_failing_new_version_is_rolled_back_everywhere(lab: lab_pkg.LabInfo, deployed: Deployed) -> None:
+    port, addresses = deployed.port, [h.address for h in lab.hosts]
+    before = _replicas(lab, deployed.name)
+    served = [_get(a, port) for a in addresses]
     by_instance = {r["instance"]: r for r in before.values()}
 
     # the new image is good on web-1's host only: there its health check passes (the page it
     # serves names web:2); on the other hosts the same tag is web:1, whose health never passes
-    image = f"graphium-test/{stack_name}:2"
+    image = f"graphium-test/{deployed.name}:2"
     for host in lab.hosts:
         good = host.id == by_instance["web-1"]["host"].id
         _tag_on(host, "graphium-test/web:2" if good else "graphium-test/web:1", image)
     health = {"test": "grep -q web:2 /www/index.html", "interval": "0.3s", "timeout": "1s", "retries": 2}
-    bad = _doc(stack_name, port, "v2", image=image, healthCheck=health)
+    bad = _doc(deployed.name, port, "v3", image=image, healthCheck=health, update=MONITOR)
     del bad["@graph"][0]["hasPart"][0]["command"]  # the image's own page: its name
     try:
         with Poller(addresses, port) as poller:
-            result = _apply(lab, tmp_path, bad)
+            result = _apply(lab, deployed.workdir, bad)
     finally:
         _untag(lab, image)
 
@@ -219,12 +231,70 @@ def test_a_failing_new_version_is_rolled_back_everywhere(
     assert "rolling update of web failed at batch 2 of 3" in out, out
     assert "rolled back: every replica runs its previous container again" in out, out
     assert poller.failed_rounds == 0, f"{poller.failed_rounds} of {poller.rounds} requests failed"
-    after = _replicas(lab, stack_name)
+    after = _replicas(lab, deployed.name)
     assert {n: (r["id"], r["status"]) for n, r in after.items()} == {
         n: (r["id"], "running") for n, r in before.items()
     }, "every replica runs its previous container again, and nothing is left aside"
-    assert all(_get(a, port) == "v1" for a in addresses)
-    state = json.loads(
-        graphium_run("status", stack_name, "--json", "--state", str(tmp_path / "state.json")).stdout
-    )
-    assert state["status"] == "error", state
+    assert [_get(a, port) for a in addresses] == served
+    with JsonTaskStore(deployed.workdir / "state.json") as store:
+        record = store.get_stack(deployed.name)
+    assert record is not None and record.status is StackStatus.error
+    assert {n: p["containerId"] for n, p in record.placements.items()} == {
+        r["instance"]: r["id"] for r in before.values()
+    }, "the record names the containers that run again"
+
+
+@pytest.fixture
+def local_stack(docker_url: str) -> Iterator[str]:
+    name = unique_name("roll")
+    yield name
+    remove_stack(docker_url, name)
+
+
+@pytest.mark.docker
+async def test_start_first_starts_the_new_container_before_the_old_one_stops(
+    docker_url: str, local_stack: str, tmp_path: Path
+) -> None:
+    host = Host.model_validate({"@id": "local", "connection": Connection.local, "dockerHost": docker_url})
+    store = JsonTaskStore(tmp_path / "state.json")
+    executor = LocalExecutor()
+    deployer = Deployer(store, executor, Inventory(hosts=[host]), events=EventBus(store))
+    update = {"order": "start-first", "monitor": "0.3s"}
+    try:
+        for msg in ("v1", "v2"):
+            doc = _doc(local_stack, 0, msg, update=update, replicas=2, ports=[{"containerPort": 80}])
+            plan = await deployer.plan(load_stack_data(doc, "stack.json"), {})
+            since = time.time()
+            result = await deployer.apply(plan)
+            assert result.ok, [t.error for t in result.failed]
+            if msg == "v1":
+                before = {
+                    c.labels["graphium.container"]: c.id for c in stack_containers(docker_url, local_stack)
+                }
+    finally:
+        await executor.close()
+    assert [r.order for r in plan.rollouts] == ["start-first"] and plan.rollouts[0].notes == []
+    after = {c.labels["graphium.container"]: c.id for c in stack_containers(docker_url, local_stack)}
+    assert set(after) == {"web-1", "web-2"} and not set(after.values()) & set(before.values())
+
+    client = docker.DockerClient(base_url=docker_url, version="auto")
+    try:
+        events = client.events(
+            since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+            filters={"type": "container", "label": f"graphium.stack={local_stack}"},
+        )  # fmt: skip
+        seen = [
+            (e["timeNano"], e["status"], e["id"])
+            for e in events
+            if e.get("status") in ("start", "die") and e["timeNano"] >= since * 1e9
+        ]
+    finally:
+        client.close()
+    order = [(status, cid) for _, status, cid in sorted(seen)]
+    # each new container started while the old one still ran; the second batch after the first
+    assert order == [
+        ("start", after["web-1"]),
+        ("die", before["web-1"]),
+        ("start", after["web-2"]),
+        ("die", before["web-2"]),
+    ]
