@@ -96,6 +96,7 @@ def validate(stack: str, **kwargs: Any) -> None:
 @click.option("--volumes", is_flag=True, help="With --destroy: remove the stack's own volumes too.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--show-unchanged", is_flag=True, help="List unchanged containers too.")
+@server_options
 @common_options
 def plan(
     stack: str,
@@ -104,12 +105,21 @@ def plan(
     volumes: bool,
     detailed_exitcode: bool,
     show_unchanged: bool,
+    server_url: str | None,
+    token: str | None,
     **kwargs: Any,
 ) -> None:
     """Show what apply would change, and why. Changes nothing."""
     opts = Options.pop_from(kwargs)
     if volumes and not for_destroy:
         raise click.UsageError("--volumes goes with --destroy: an apply never removes volumes")
+    if server_url:
+        if out:
+            raise click.UsageError(
+                "-o saves a plan to apply locally; with --server the server makes its own plan"
+            )
+        _server_plan(stack, server_url, token, opts, for_destroy, detailed_exitcode, show_unchanged)
+        return
     with problems_as_json(opts.as_json):
         doc, inventory = load_checked(stack, opts)
     report_warnings(doc, opts.as_json)
@@ -130,6 +140,31 @@ def plan(
             click.echo(
                 f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan."
             )
+    if detailed_exitcode and result.has_changes:
+        sys.exit(EXIT_CHANGES)
+
+
+def _server_plan(
+    stack: str,
+    server_url: str,
+    token: str | None,
+    opts: Options,
+    for_destroy: bool,
+    detailed_exitcode: bool,
+    show_unchanged: bool,
+) -> None:
+    """``plan --server``: the plan as the server sees it (its inventory, its agents' reports),
+    shown exactly as a local plan is."""
+    with problems_as_json(opts.as_json):
+        doc = load_stack(stack)  # every problem reported here, before the server sees anything
+    report_warnings(doc, opts.as_json)
+    document = fill_variables(read_stack_document(stack), os.environ, stack)
+    with server_client(server_url, token) as client:
+        result = Plan.model_validate(client.preview(document, destroy=for_destroy)["plan"])
+    if opts.as_json:
+        emit_json(plan_json(result))
+    else:
+        render_plan(result, make_console(), show_unchanged=show_unchanged)
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 

@@ -84,10 +84,10 @@ def refresh(records: list[StackRecord], inventory_path: str | None, insecure: bo
     known = [inventory[h] for h in sorted(wanted) if h in inventory]
     direct = [h for h in known if h.connection is not Connection.agent]
     found = read_live(direct, None, insecure) if direct else []
-    return {r.name: reconcile(r, [_only(h, r.name) for h in found]) for r in records}
+    return {r.name: reconcile(r, [only_stack(h, r.name) for h in found]) for r in records}
 
 
-def _only(host: LiveHost, stack: str) -> LiveHost:
+def only_stack(host: LiveHost, stack: str) -> LiveHost:
     return host.model_copy(update={"containers": [c for c in host.containers if c.stack == stack]})
 
 

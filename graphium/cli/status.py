@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -22,13 +21,14 @@ from graphium.cli.common import (
     state_option,
 )
 from graphium.cli.deploy import follow_server, timeout_option
-from graphium.cli.ops import insecure_option, inventory_option, refresh
+from graphium.cli.ops import insecure_option, inventory_option, only_stack, refresh
 from graphium.cli.output import make_console, render_agents, render_stack, render_stacks, render_tasks
+from graphium.control.client import ServerClient
 from graphium.errors import GraphiumError, WaitTimeoutError
 from graphium.records.agent import AgentInfo, agents_view
-from graphium.records.live import LiveSummary
+from graphium.records.live import LiveHost, LiveSummary, reconcile
 from graphium.records.stack import StackRecord, StackStatus
-from graphium.records.task import TaskStatus
+from graphium.records.task import Task, TaskStatus
 from graphium.run.events import event_json
 from graphium.store.json_store import JsonTaskStore
 
@@ -58,7 +58,9 @@ def status(
     """Deployment state of every stack, or of one (with its tasks), checked against what the
     hosts run now (``--no-refresh``: the stored state only)."""
     if server_url:
-        _server_status(stack, server_url, token, follow=follow, as_json=as_json, timeout=timeout)
+        _server_status(
+            stack, server_url, token, follow=follow, as_json=as_json, timeout=timeout, no_refresh=no_refresh
+        )
         return
     store = JsonTaskStore(state)
     console = make_console()
@@ -102,14 +104,23 @@ def _server_status(
     follow: bool,
     as_json: bool,
     timeout: float | None,
+    no_refresh: bool,
 ) -> None:
+    """``status --server``: the same tables (and the same live check) as local status, from the
+    server's records and its agents' live reports."""
+    console = make_console()
     with server_client(server_url, token) as client:
         if stack is None:
-            for entry in client.list_stacks():
-                if as_json:
-                    emit("stack", entry)
-                else:
-                    click.echo(f"{entry['name']:<24} {entry['status']:<10} {entry.get('progress', 0)}%")
+            entries = client.list_stacks()
+            records = [StackRecord.model_validate(e) for e in entries]
+            live = None if no_refresh or not records else _server_live(client, records, None)
+            if as_json:
+                for entry, record in zip(entries, records, strict=True):
+                    emit("stack", {**entry, **_live_json(live, record.name)})
+            elif not records:
+                click.echo("No stacks.")
+            else:
+                render_stacks(records, console, live)
             return
         name = stack_name(stack)
         found = client.get_stack(name)
@@ -120,10 +131,22 @@ def _server_status(
             return
         if found is None:
             raise GraphiumError(f"no stack named {name} on {server_url}")
+        record = StackRecord.model_validate(found)
+        live = None if no_refresh else _server_live(client, [record], name)
         if as_json:
-            emit("stack", found)
+            emit("stack", {**found, **_live_json(live, name)})
         else:
-            click.echo(json.dumps(found, indent=2))
+            tasks = [Task.model_validate({**t, "stackId": name}) for t in found.get("tasks", [])]
+            render_stack(record, tasks, console, None if live is None else live[name])
+        if record.status is StackStatus.error:
+            sys.exit(EXIT_ERROR)
+
+
+def _server_live(
+    client: ServerClient, records: list[StackRecord], stack: str | None
+) -> dict[str, LiveSummary]:
+    hosts = [LiveHost.model_validate(h) for h in client.hosts_status(stack)]
+    return {r.name: reconcile(r, [only_stack(h, r.name) for h in hosts]) for r in records}
 
 
 def _follow_store(

@@ -93,6 +93,13 @@ class ServerClient:
         result: list[dict[str, Any]] = self._call("GET", "/agents")
         return result
 
+    def preview(self, document: Any, *, destroy: bool = False) -> dict[str, Any]:
+        """The plan the server would run for ``document`` now (``plan --server``), secrets masked."""
+        result: dict[str, Any] = self._call(
+            "POST", "/plans", json=document, params={"destroy": destroy}, timeout=60.0
+        )
+        return result
+
     def hosts_status(self, stack: str | None = None) -> list[dict[str, Any]]:
         """What the server's hosts run now (``ps``): one entry per host, or its error."""
         params = {"stack": stack} if stack else {}

@@ -163,7 +163,7 @@ def test_ps_and_logs_through_the_server_and_an_agent(docker_url: str, tmp_path: 
     server = ServerProcess(tmp_path, ["h1", "h2"], tls=False)
     both = server.inventory.read_text()
     server.inventory.write_text(json.dumps({"hosts": [{"@id": "h1", "connection": "agent"}]}))
-    server.start()
+    server.start(60)
     agent_env = {**os.environ, "DOCKER_HOST": docker_url, "GRAPHIUM_AGENT_TOKEN": server.agent_tokens["h1"]}
     agent = subprocess.Popen(
         [*RUNNER, "agent", "--host-id", "h1", "--server", server.url],
@@ -180,6 +180,11 @@ def test_ps_and_logs_through_the_server_and_an_agent(docker_url: str, tmp_path: 
         applied = run("apply", str(path), *base, env=env)
         assert applied.returncode == 0, applied.stdout + applied.stderr + server.log_tail()
         _wait_exited(docker_url, f"{stack}-crasher")
+        # the plan as the server sees it (before h2 joins: a server plans only seeing every host)
+        preview = run("plan", str(path), "--json", *base, env=env)
+        assert preview.returncode == 0, preview.stderr
+        planned = [line for line in _lines(preview.stdout) if line["type"] == "plan"]
+        assert planned and planned[0]["stack"] == stack and SECRET not in preview.stdout
         server.inventory.write_text(both)  # h2 joins, without an agent (the server reads it per request)
         ps = run("ps", stack, "--json", *base, env=env)
         rows = {r.get("name"): r for r in _lines(ps.stdout)}
@@ -193,6 +198,13 @@ def test_ps_and_logs_through_the_server_and_an_agent(docker_url: str, tmp_path: 
             started = time.monotonic()
             assert api.get("/hosts/status").status_code == 200
             assert time.monotonic() - started < 3
+
+        status = _lines(run("status", stack, "--json", *base, env=env).stdout)[0]
+        assert status["status"] == "running" and status["live"]["status"] == "degraded", status
+        table = run("status", *base, env=env).stdout
+        header = table.splitlines()[0].split()
+        assert header == ["stack", "status", "live", "phase", "progress", "containers", "hosts", "updated"]
+        assert "degraded" in table and "1/2 running" in table and "exited (code 3)" in table, table
 
         logs = run("logs", stack, "talker", "--tail", "2", *base, env=env)
         assert logs.returncode == 0, logs.stderr

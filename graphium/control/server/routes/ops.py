@@ -1,4 +1,5 @@
-"""Day-2 reads relayed to agents: the request channel, the hosts' live containers, stack logs.
+"""Day-2 reads through the server: plan previews, and reads relayed to agents (the request
+channel, the hosts' live containers, stack logs).
 
 People ask the server (admin token); the server asks each host's agent through the request
 channel (:mod:`graphium.control.server.requests`) and answers for all hosts at once. A host
@@ -21,6 +22,10 @@ from graphium.control.server.deps import API, Admin, Caller, Srv, own_host
 from graphium.control.server.requests import PICKUP_TIMEOUT
 from graphium.control.server.state import Server
 from graphium.records.live import LiveHost
+from graphium.run.deployer import Deployer
+from graphium.run.events import EventBus
+from graphium.stack.loader import load_stack_data
+from graphium.stack.secrets import redact
 
 router = APIRouter(prefix=API, tags=["operations"])
 
@@ -28,6 +33,18 @@ MAX_POLL_WAIT = 30.0
 PS_TIMEOUT = 10.0
 #: A followed stream's agent sends at least a keep-alive this often; silence longer means it died.
 ANSWER_TIMEOUT = 20.0
+
+
+@router.post("/plans")
+async def preview_plan(
+    document: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv, destroy: bool = False
+) -> dict[str, Any]:
+    """The plan the server would run for this stack document now, from its agents' reports
+    (``plan --server``); changes nothing. Secret values are masked."""
+    doc = load_stack_data(document, "stack")
+    deployer = Deployer(srv.store, srv.executor, srv.inventory(doc), events=EventBus(srv.store))
+    plan = await (deployer.plan_destroy(doc.stack.name) if destroy else deployer.plan(doc, environ={}))
+    return {"plan": redact(plan.dump(), plan.secret_values())}
 
 
 @router.get("/agents/{host_id}/requests")

@@ -93,6 +93,7 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
                 "runId": t.run_id,
                 "description": t.description,
                 "error": t.error,
+                "dateCreated": t.date_created,
             }
             for t in tasks
         ],
