@@ -465,11 +465,15 @@ def test_stack_deploy_and_delete_through_a_fake_agent(server: ServerProcess) -> 
                     "id": "c0ffee", "dockerName": "srv-test-web", "host": "h1", "stack": "srv-test",
                     "name": "web", "live": {"state": "running"},
                 }],
+                "volumes": [{"name": "srv-test-data", "stack": "srv-test"}],
             }  # fmt: skip
             assert agent.put("/agents/h1/observed", json=observed).status_code == 204
             deleting = admin.delete("/stacks/srv-test")
             assert deleting.status_code == 202, deleting.text
             assert deleting.json()["status"] == "deleting" and deleting.json()["tasks"] == 2
+            assert deleting.json()["notes"] == [
+                "kept volume srv-test-data on h1 (its data stays; `destroy --volumes` removes it)"
+            ]
             assert len(_act_as_agent(server, "h1")) == 2
             wait_for(lambda: admin.get("/stacks/srv-test").status_code == 404, what="stack records removed")
             assert admin.get("/tasks", params={"stackId": "srv-test"}).json() == []
@@ -511,6 +515,21 @@ def test_monitor_finalises_a_deletion_after_restart(server: ServerProcess) -> No
         assert admin.get("/stacks/srv-test").json()["status"] == "deleting"
         assert len(_act_as_agent(server, "h1")) == 1
         wait_for(lambda: admin.get("/stacks/srv-test").status_code == 404, what="the monitor to finalise")
+
+
+def test_delete_with_volumes_removes_the_stacks_own(server: ServerProcess) -> None:
+    report_empty(server)
+    with server.admin() as admin, server.agent("h1") as agent:
+        assert admin.post("/stacks", json=STACK).status_code == 202  # its tasks never run
+        volumes = [{"name": "srv-test-data", "stack": "srv-test"}, {"name": "other-data", "stack": "other"}]
+        assert agent.put("/agents/h1/observed", json={"host": "h1", "volumes": volumes}).status_code == 204
+        deleting = admin.delete("/stacks/srv-test", params={"volumes": "true"})
+        assert deleting.status_code == 202 and deleting.json()["notes"] == [], deleting.text
+        tasks = admin.get("/tasks", params={"stackId": "srv-test"}).json()
+        removing = [t for t in tasks if t["taskType"] == "remove-volume"]
+        assert [t["payload"]["name"] for t in removing] == ["srv-test-data"]
+        assert len(_act_as_agent(server, "h1")) == 1
+        wait_for(lambda: admin.get("/stacks/srv-test").status_code == 404, what="stack records removed")
 
 
 def test_monitor_reports_a_failed_deletion(server: ServerProcess) -> None:
