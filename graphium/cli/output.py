@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from graphium.cli.details import container_details
 from graphium.plan.model import Action, ActionKind, ActionReason, FieldChange, Plan, Rollout
 from graphium.plan.payloads import created_container
 from graphium.records.agent import AgentInfo, AgentStatus
@@ -25,7 +26,7 @@ from graphium.records.stack import StackRecord
 from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.run.runner import RunResult
 from graphium.stack.models import ContainerSpec
-from graphium.stack.secrets import MARKER, redact_container, redact_environment, redact_text
+from graphium.stack.secrets import MARKER, redact_container, redact_text
 
 if TYPE_CHECKING:
     from graphium.control.server.auth import TokenInfo
@@ -57,40 +58,6 @@ def make_console(*, stderr: bool = False) -> Console:
     return console
 
 
-def _env_text(spec: ContainerSpec) -> str:
-    shown = redact_environment(spec.environment, spec.sensitive)
-    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
-
-
-def _ports_text(spec: ContainerSpec) -> str:
-    parts = []
-    for p in spec.ports:
-        host = f"{p.host_ip}:" if p.host_ip else ""
-        published = f"{host}{p.host_port}->" if p.host_port else ""
-        parts.append(f"{published}{p.container_port}/{p.protocol.value}")
-    return ", ".join(parts)
-
-
-def container_details(spec: ContainerSpec) -> list[tuple[str, str]]:
-    """The attributes worth showing for a container being created or replaced."""
-    rows = [("image", spec.image)]
-    if spec.command:
-        rows.append(("command", " ".join(spec.command + (spec.args or []))))
-    if spec.ports:
-        rows.append(("ports", _ports_text(spec)))
-    if spec.environment:
-        rows.append(("env", _env_text(spec)))
-    if spec.mounts:
-        rows.append(("mounts", ", ".join(f"{m.source or m.type.value}:{m.target}" for m in spec.mounts)))
-    if spec.restart_policy.name != "no":
-        rows.append(("restart", spec.restart_policy.name))
-    if spec.health_check:
-        rows.append(("health", " ".join(spec.health_check.docker_test())))
-    if spec.depends_on:
-        rows.append(("dependsOn", ", ".join(spec.depends_on)))
-    return rows
-
-
 def _spec_of(action: Action, tasks: dict[str, Task], secrets: set[str]) -> ContainerSpec | None:
     """The container an action creates, its secret values (and the plan's ``secrets``) masked
     wherever they occur."""
@@ -110,6 +77,8 @@ def change_line(change: FieldChange) -> str:
     """``~ field  old -> new`` in Terraform's habit: ``+`` for a field set, ``-`` for one unset."""
     if not change.old_known:
         symbol, text = "~", f"(only its hash was recorded) -> {_value_text(change.new)}"
+    elif change.sensitive and change.old == change.new == MARKER:
+        symbol, text = "~", "(sensitive, changed)"
     elif change.old is None:
         symbol, text = "+", _value_text(change.new)
     elif change.new is None:
@@ -177,7 +146,8 @@ def render_plan(plan: Plan, console: Console, *, show_unchanged: bool = False) -
         headline, headline_style = _headline(action)
         line.append(headline, style=headline_style)
         console.print(line)
-        for change in action.changes:
+        # a create's changes are every field it sets: the details below show them, once
+        for change in action.changes if action.reason is not ActionReason.new_instance else ():
             console.print(f"        {change_line(change)}", style=style, markup=False)
         creates = action.kind in (ActionKind.create, ActionKind.replace)
         spec = _spec_of(action, tasks, secrets) if creates else None

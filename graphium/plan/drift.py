@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from graphium.placement.base import WILDCARD_IPS, HostPort
+from graphium.plan.changes import leaf_changes
 from graphium.plan.hashing import HASHED_FIELDS, SPEC_HASH_VERSION, hashed_value, spec_hashes
 from graphium.plan.model import ActionReason, DesiredContainer, FieldChange, ObservedContainer
 from graphium.stack.models import ContainerSpec
@@ -204,7 +205,7 @@ def _field_changes(
         return [FieldChange(field=name, new=shown, old_known=False, sensitive=shown != new)]
     old = hashed_value(_shown(recorded.spec), name, recorded.network_name)
     if name != "environment":
-        return [secrets.change(name, old, new)]
+        return leaf_changes(secrets.change(name, old, new))
     old_env, new_env = old or {}, new or {}
     return [
         secrets.env_change(key, old_env.get(key), new_env.get(key))

@@ -47,7 +47,7 @@ def test_plan_json_carries_reason_codes_and_masked_changes() -> None:
 def test_replace_shows_the_fields_that_force_it_and_never_a_secret() -> None:
     text = rendered(run(CASES / "change-secret-is-masked"))
     assert "-/+ db on vm1 (shop-db)  forces replacement: command, environment.POSTGRES_PASSWORD" in text
-    assert "~ environment.POSTGRES_PASSWORD (sensitive) -> (sensitive)" in text
+    assert "~ environment.POSTGRES_PASSWORD (sensitive, changed)" in text
     assert "command    postgres -c password=(sensitive)" in text  # the details mask copies too
     assert not any(secret in text for secret in SECRETS)
 
