@@ -154,10 +154,6 @@ class _Decisions:
             self.created_fields[d.declared_name] = create_changes(d)
         return list(self.created_fields[d.declared_name])
 
-    def held(self, d: DesiredContainer) -> list[str]:
-        """What the payload of ``d``'s task lists for its runner to mask."""
-        return held_secrets(d, self.secret_values)
-
     def act(self, c: ObservedContainer | DesiredContainer, verdict: Verdict, nodes: Iterable[Node]) -> None:
         verdict = mask_verdict(verdict, self.secret_values)
         action = Action(
@@ -257,7 +253,9 @@ def _in_place(
         node = dec.create(
             d,
             TaskType.replace,
-            ReplacePayload(container=d, old_container_id=primary.id, secret_values=dec.held(d)),
+            ReplacePayload(
+                container=d, old_container_id=primary.id, secret_values=held_secrets(d, dec.secret_values)
+            ),
             f"replace {d.name} on {d.host} ({', '.join(verdict.reasons)})",
             PULL_ALLOWANCE + health + d.spec.stop_timeout + STOP_MARGIN,
             holds=tuple(bound_ports(primary)),
@@ -285,7 +283,7 @@ def _create_or_move(
     node = dec.create(
         d,
         TaskType.deploy,
-        DeployPayload(container=d, secret_values=dec.held(d)),
+        DeployPayload(container=d, secret_values=held_secrets(d, dec.secret_values)),
         f"create {d.name} on {d.host}" + (f" (moved from {old.host})" if old else ""),
         PULL_ALLOWANCE + _health_budget(d.spec.health_check),
     )
