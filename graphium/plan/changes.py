@@ -15,7 +15,7 @@ from graphium.plan.model import DesiredContainer, FieldChange
 from graphium.stack.masking import MARKER
 from graphium.stack.secrets import redact, secret_values
 
-__all__ = ["create_changes", "leaf_changes"]
+__all__ = ["CreatedFields", "create_changes", "leaf_changes"]
 
 _NOT_SHOWN = ("name", "sensitive")  # the action names the container; `sensitive` is how it is masked
 
@@ -42,6 +42,15 @@ def create_changes(desired: DesiredContainer) -> list[FieldChange]:
             changes.append(FieldChange(field=field, new=masked, sensitive=masked != new))
     changes.append(FieldChange(field="network", new=desired.network_name))
     return changes
+
+
+class CreatedFields(dict[str, list[FieldChange]]):
+    """The create changes of each declared container, computed once (its replicas share them)."""
+
+    def of(self, desired: DesiredContainer) -> list[FieldChange]:
+        if desired.declared_name not in self:
+            self[desired.declared_name] = create_changes(desired)
+        return list(self[desired.declared_name])
 
 
 def leaf_changes(change: FieldChange) -> list[FieldChange]:

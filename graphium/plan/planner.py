@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from graphium.errors import PlanError, StalePlanError
 from graphium.placement import expand_instances, place_instances
 from graphium.placement.base import HostPort, host_ports
-from graphium.plan.changes import create_changes
+from graphium.plan.changes import CreatedFields
 from graphium.plan.conflicts import refuse_conflicts
 from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
 from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
@@ -146,13 +146,7 @@ class _Decisions:
     moved: list[tuple[Node, Node]] = field(default_factory=list)  # (delete on old host, deploy on new)
     deletes: list[Node] = field(default_factory=list)
     secret_values: frozenset[str] = frozenset()  # values of sensitive variables, masked by value
-    created_fields: dict[str, list[FieldChange]] = field(default_factory=dict)
-
-    def create_changes(self, d: DesiredContainer) -> list[FieldChange]:
-        """Every field ``d`` sets, computed once per declared container (replicas share them)."""
-        if d.declared_name not in self.created_fields:
-            self.created_fields[d.declared_name] = create_changes(d)
-        return list(self.created_fields[d.declared_name])
+    created: CreatedFields = field(default_factory=CreatedFields)
 
     def act(self, c: ObservedContainer | DesiredContainer, verdict: Verdict, nodes: Iterable[Node]) -> None:
         verdict = mask_verdict(verdict, self.secret_values)
@@ -268,7 +262,7 @@ def _create_or_move(
     dec: _Decisions, d: DesiredContainer, old: ObservedContainer | None, recorded: Recorded | None
 ) -> Node:
     """Deploy the instance on its host; when it ran on another host, remove it there afterwards."""
-    verdict = Verdict(ActionReason.new_instance, changes=dec.create_changes(d))
+    verdict = Verdict(ActionReason.new_instance, changes=dec.created.of(d))
     if old is not None:
         verdict = Verdict(
             ActionReason.host_changed,
