@@ -165,10 +165,11 @@ class Mount(Model):
             raise ValueError("'driver' applies only to volume mounts")
         if self.external and not (self.type is MountType.volume and self.source):
             raise ValueError("'external' applies only to named volume mounts (type volume with 'source')")
-        if not self.target.startswith("/"):
-            raise ValueError("'target' must be an absolute path inside the container")
+        rules.check_mount_target(self.target)
         if self.type is MountType.bind and self.source:
             rules.check_bind_source(self.source, self.read_only)
+        if self.type is MountType.volume and self.source:
+            rules.check_volume_name(self.source)
         return self
 
     def volume_name(self, stack: str) -> str | None:
@@ -307,12 +308,18 @@ class ContainerSpec(Model):
     health_check: HealthCheck | None = None
     depends_on: list[str] = []
     located_in_host: str | None = None
-    user: str | None = None
-    working_dir: str | None = None
+    user: Annotated[str | None, AfterValidator(rules.check_user)] = None
+    working_dir: Annotated[str | None, AfterValidator(rules.check_working_dir)] = None
     replicas: Annotated[int, AfterValidator(rules.check_replicas)] = Field(default=1, ge=0)
     pull_policy: PullPolicy | None = None
     stop_timeout: Duration = 10.0
     update: UpdatePolicy | None = None  # None: the defaults (no per-container copy of them to validate)
+
+    @field_validator("mounts")
+    @classmethod
+    def _distinct_targets(cls, mounts: list[Mount]) -> list[Mount]:
+        rules.check_distinct_targets([m.target for m in mounts])
+        return mounts
 
     @model_validator(mode="after")
     def _args_need_command(self) -> ContainerSpec:
@@ -362,6 +369,11 @@ class NetworkSpec(Model):
     gateway: str | None = None
     ip_range: str | None = None
     labels: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _addressing(self) -> NetworkSpec:
+        rules.check_network(self.subnet, self.gateway, self.ip_range)
+        return self
 
 
 def network_name(stack: str, name: str | None = None) -> str:

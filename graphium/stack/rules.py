@@ -188,3 +188,75 @@ def check_docker_host(value: str | None, over_ssh: bool) -> str | None:
         else "unix:///path/to/docker.sock, tcp://HOST:PORT, https://HOST:PORT or ssh://USER@HOST"
     )
     raise ValueError(f"dockerHost must be an engine URL, {expected}; got {value!r}")
+
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+
+
+def check_volume_name(name: str) -> None:
+    """A named volume: letters, digits, ``_``, ``.``, ``-``, starting with a letter or digit."""
+    if not has_template(name) and not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid volume name {name!r}: expected letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit (a host path needs 'type': 'bind' and an absolute 'source')"
+        )
+
+
+def check_mount_target(target: str) -> None:
+    """Where a mount appears in the container: an absolute path, not the container's root."""
+    if has_template(target):
+        return
+    if not target.startswith("/"):
+        raise ValueError("'target' must be an absolute path inside the container")
+    if posixpath.normpath(target) == "/":
+        raise ValueError("'target' cannot be the container's root '/'; mount on a directory inside it")
+
+
+def check_distinct_targets(targets: list[str]) -> None:
+    """Two mounts on one path of a container: the engine refuses the container at apply time."""
+    seen: set[str] = set()
+    for target in targets:
+        path = posixpath.normpath(target)
+        if path in seen:
+            raise ValueError(f"two mounts share the target {path!r}; each mount needs its own path")
+        seen.add(path)
+
+
+def check_user(value: str | None) -> str | None:
+    """The container's user: ``name``, ``uid``, ``name:group`` or ``uid:gid``."""
+    if value is None or has_template(value) or _USER_RE.match(value):
+        return value
+    raise ValueError(f"user must be a name or uid, optionally with ':group' or ':gid', got {value!r}")
+
+
+def check_working_dir(value: str | None) -> str | None:
+    """The container's working directory: an absolute path (the engine refuses a relative one)."""
+    if value is None or has_template(value) or value.startswith("/"):
+        return value
+    raise ValueError(f"workingDir must be an absolute path inside the container, got {value!r}")
+
+
+def check_network(subnet: str | None, gateway: str | None, ip_range: str | None) -> None:
+    """A network's addressing: a CIDR subnet, a gateway address in it, an IP range inside it."""
+    net = _network(subnet, "subnet", "a CIDR network such as 10.20.0.0/24") if subnet else None
+    gate = None
+    if gateway:
+        try:
+            gate = ipaddress.ip_address(gateway)
+        except ValueError:
+            raise ValueError(f"gateway must be an IP address such as 10.20.0.1, got {gateway!r}") from None
+    pool = _network(ip_range, "ipRange", "a CIDR range such as 10.20.0.128/25") if ip_range else None
+    if (gate or pool) and net is None:
+        raise ValueError("'gateway' and 'ipRange' need 'subnet', the network they belong to")
+    if net is not None and gate is not None and gate not in net:
+        raise ValueError(f"gateway {gateway} is not in subnet {net}")
+    if net is not None and pool is not None and (pool.version != net.version or not pool.subnet_of(net)):  # type: ignore[arg-type]
+        raise ValueError(f"ipRange {pool} is not inside subnet {net}")
+
+
+def _network(value: str, what: str, expected: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{what} must be {expected}, got {value!r}") from None

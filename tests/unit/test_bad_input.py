@@ -186,3 +186,14 @@ def test_a_template_filled_with_a_bad_value_is_refused_at_plan_time() -> None:
     assert "whitespace" in text and "IP address" in text and "whole host" in text
     ok = resolve_variables(doc.stack, {"TAG": "1.2", "IP": "127.0.0.1", "DIR": "/srv"}, "t.json")
     assert ok.containers[0].image == "app:1.2"
+
+
+def test_what_the_newer_rules_still_accept() -> None:
+    rules.check_network("10.20.0.0/24", "10.20.0.1", "10.20.0.128/25")
+    rules.check_network("fd00::/64", "fd00::1", None)
+    for user in ("app", "1000", "1000:1000", "www-data:www-data", "${APP_USER}"):
+        assert rules.check_user(user) == user
+    assert rules.check_working_dir("/srv/app") and rules.check_working_dir("${WORKDIR}")
+    rules.check_volume_name("pg_data-1.0")
+    rules.check_mount_target("/data/")
+    rules.check_distinct_targets(["/a", "/b", "/a/b"])
