@@ -17,7 +17,7 @@ import click
 
 from graphium.cli.common import EXIT_ERROR, emit, json_option, server_client, server_options, state_option
 from graphium.cli.output import make_console, render_ps
-from graphium.docker.listing import parse_since
+from graphium.docker.listing import mask_log_line, parse_since
 from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError
 from graphium.executors.live import live_hosts, stream_host_logs
@@ -28,7 +28,9 @@ from graphium.records.live import LiveHost, LiveSummary, reconcile
 from graphium.records.stack import StackRecord
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack
+from graphium.stack.masking import collect_secrets
 from graphium.stack.models import Connection, Host, Inventory
+from graphium.store.json_store import JsonTaskStore
 
 _T = TypeVar("_T")
 
@@ -91,6 +93,17 @@ def only_stack(host: LiveHost, stack: str) -> LiveHost:
     return host.model_copy(update={"containers": [c for c in host.containers if c.stack == stack]})
 
 
+def stored_secrets(state: str, stack: str) -> set[str]:
+    """The secret values the store knows the stack by (its tasks list them, by key and by value),
+    so that log lines are masked by value too; none when there is no state file."""
+    if not os.path.exists(state):
+        return set()
+    store = JsonTaskStore(state)
+    record = store.get_stack(stack)
+    found = collect_secrets([t.payload for t in store.list_tasks(stack_id=stack)])
+    return found | (collect_secrets(record.spec) if record is not None else set())
+
+
 def _print_hosts(found: list[LiveHost], *, as_json: bool, with_stack: bool) -> None:
     if as_json:
         for host in found:
@@ -138,6 +151,7 @@ def ps(
 @click.option("--tail", type=click.IntRange(0), default=None, help="Only the last N lines of each container.")
 @click.option("--since", default=None, help="Only lines since: a duration (10m, 2h) or an RFC 3339 time.")
 @inventory_option
+@state_option
 @server_options
 @insecure_option
 def logs(
@@ -147,6 +161,7 @@ def logs(
     tail: int | None,
     since: str | None,
     inventory: str | None,
+    state: str,
     server_url: str | None,
     token: str | None,
     insecure: bool,
@@ -154,15 +169,20 @@ def logs(
     """A stack's container logs, each line prefixed ``container@host |``, secrets masked."""
     name, hosts = _inventory(stack, inventory)
     assert name is not None
+    secrets = stored_secrets(state, name)
+
+    def echo(line: str) -> None:  # key-named secrets are masked at the source; these by value
+        click.echo(mask_log_line(line, secrets))
+
     options = LogOptions(
         follow=follow, tail=tail, since=parse_since(since, datetime.now(UTC)) if since else None
     )
     try:
         if server_url:
             with server_client(server_url, token) as client:
-                count = client.stream_logs(name, container, options, click.echo)
+                count = client.stream_logs(name, container, options, echo)
         else:
-            count = asyncio.run(_local_logs(hosts.hosts, name, container, options, insecure))
+            count = asyncio.run(_local_logs(hosts.hosts, name, container, options, insecure, echo))
     except KeyboardInterrupt:
         return
     if count == 0:
@@ -171,13 +191,18 @@ def logs(
 
 
 async def _local_logs(
-    hosts: list[Host], stack: str, container: str | None, options: LogOptions, insecure: bool
+    hosts: list[Host],
+    stack: str,
+    container: str | None,
+    options: LogOptions,
+    insecure: bool,
+    echo: Callable[[str], None],
 ) -> int:
     direct = [h for h in hosts if h.connection is not Connection.agent]
 
     async def one(router: HostRouter, host: Host) -> int:
         try:
-            return await stream_host_logs(router, host, stack, container, options, click.echo)
+            return await stream_host_logs(router, host, stack, container, options, echo)
         except (GraphiumError, TimeoutError) as exc:
             click.echo(f"error: {host.id}: {exc or 'did not answer in time'}", err=True)
             return 0

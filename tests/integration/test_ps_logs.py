@@ -33,16 +33,26 @@ from tests.support import graphium_run as run
 from tests.support import write_json as write
 
 SECRET = "s3cr3t-ops-value"
-TALK = ["sh", "-c", "echo start $API_TOKEN; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"]
+DB_PASSWORD = "pw-by-value-9876"
+TALK = [
+    "sh",
+    "-c",
+    "echo start $API_TOKEN; echo url $DATABASE_URL; "
+    "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done",
+]
 
 
-def _stack(name: str, host: str | None = None, port: int | None = None) -> dict[str, Any]:
+def _stack(
+    name: str, host: str | None = None, port: int | None = None, *, url: bool = False
+) -> dict[str, Any]:
     talker: dict[str, Any] = {
         "name": "talker",
         "image": "graphium-test/web:1",
         "environment": {"API_TOKEN": SECRET},
         "command": TALK,
     }
+    if url:  # a secret inside a value whose key is not secret-looking: masked by value
+        talker["environment"]["DATABASE_URL"] = "postgres://app:${OPS_DB_PASSWORD}@db/orders"
     if port is not None:
         talker["ports"] = [{"containerPort": 80, "hostPort": port}]
     crasher = {
@@ -90,6 +100,9 @@ def _check_day2(
         stored = run("status", stack, "--json", "--no-refresh", *base, env=env)
         assert "live" not in _lines(stored.stdout)[0]
         assert run("logs", stack, "talker", "--since", "2099-01-01T00:00:00Z", *base, env=env).stdout == ""
+        second = run("logs", stack, "talker", *base, env=env).stdout.splitlines()[1]
+        assert second == f"{stack}-talker@{host} | url postgres://app:(sensitive)@db/orders", second
+        assert DB_PASSWORD not in run("logs", stack, *base, env=env).stdout
         missing = run("logs", stack, "ghost", *base, env=env)
         assert missing.returncode == 1 and "no container ghost" in missing.stderr
 
@@ -145,7 +158,8 @@ def _follow_then_interrupt(stack: str, host: str, base: list[str], env: dict[str
 def test_ps_status_and_logs_over_a_local_engine(docker_url: str, tmp_path: Path) -> None:
     stack = unique_name("ops")
     env = {**os.environ, "DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(tmp_path / "state.json")}
-    path = write(tmp_path / "stack.json", _stack(stack))
+    env["OPS_DB_PASSWORD"] = DB_PASSWORD
+    path = write(tmp_path / "stack.json", _stack(stack, url=True))
     try:
         applied = run("apply", str(path), env=env)
         assert applied.returncode == 0, applied.stderr

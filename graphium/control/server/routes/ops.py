@@ -21,10 +21,12 @@ from graphium.control.live_requests import LOG_ERROR, LOG_TRAILER
 from graphium.control.server.deps import API, Admin, Caller, Srv, own_host
 from graphium.control.server.requests import PICKUP_TIMEOUT
 from graphium.control.server.state import Server
+from graphium.docker.listing import mask_log_line
 from graphium.records.live import LiveHost
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
+from graphium.stack.masking import collect_secrets
 from graphium.stack.secrets import redact
 
 router = APIRouter(prefix=API, tags=["operations"])
@@ -147,6 +149,9 @@ async def stack_logs(
     last line ``#! containers: N`` how many containers were read. ``follow`` streams until the
     client leaves."""
     hosts = _hosts(srv, stack_id)
+    record = srv.store.get_stack(stack_id)
+    secrets = collect_secrets([t.payload for t in srv.store.list_tasks(stack_id=stack_id)])
+    secrets |= collect_secrets(record.spec) if record is not None else set()
     params = {"stack": stack_id, "container": container, "follow": follow, "tail": tail, "since": since}
 
     async def lines() -> AsyncIterator[str]:
@@ -158,8 +163,8 @@ async def stack_logs(
                 item = await out.get()
                 if isinstance(item, int):
                     done, total = done + 1, total + item
-                else:
-                    yield item + "\n"
+                else:  # the agent masked key-named secrets; the server knows values too
+                    yield mask_log_line(item, secrets) + "\n"
             yield f"{LOG_TRAILER}{total}\n"
         finally:
             for relay in relays:
