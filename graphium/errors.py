@@ -105,3 +105,20 @@ class HostUnreachableError(ExecutionError):
 
 class HostKeyError(HostUnreachableError):
     """A host's SSH key is unknown or does not match known_hosts."""
+
+
+class LockedError(PlanError):
+    """Another live process (or operator) holds the stack: its runner lease or a host lock."""
+
+
+class ApplyCancelled(GraphiumError):
+    """The operator did not approve the plan at the confirmation prompt; nothing was touched."""
+
+
+class InterruptedRunError(GraphiumError):
+    """A run stopped early on SIGINT/SIGTERM: tasks in flight ended, the rest never started.
+
+    Exit 130, as shells report a process ended by Ctrl-C; the next apply picks up what is left.
+    """
+
+    exit_code = 130

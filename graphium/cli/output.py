@@ -98,6 +98,8 @@ def _headline(action: Action) -> tuple[str, str]:
     if action.kind is ActionKind.replace:
         shown = fields if action.reason in _BY_FIELDS else action.reasons
         return f"  forces replacement: {', '.join(shown)}", _SYMBOL[action.kind][1]
+    if action.reason is ActionReason.interrupted_replace:  # graphium's own doing, not drift
+        return "  left by an interrupted replace: repaired by this apply", _SYMBOL[action.kind][1]
     if action.kind is ActionKind.drift:
         return f"  changed outside graphium: {', '.join(fields)}", _SYMBOL[action.kind][1]
     return (f"  ({', '.join(action.reasons)})" if action.reasons else ""), "dim"

@@ -78,6 +78,8 @@ async def replace_container(
     removed and the old one gets its name back and is started again; the error says so.
     A rolling update adds a ``monitor`` window the new one must stay healthy for, and may
     ``keep_old`` set aside (stopped) for a rollback of the whole rollout, instead of removing it.
+    Every undo step is shielded from cancellation, so an interrupt or a timeout at any await
+    leaves the service with a running container: the old one or the new one.
     """
     name = desired.docker_name
     old = await _set_aside(engine, old_id, desired)
@@ -123,17 +125,17 @@ async def _set_aside(engine: Swappable, old_id: str, desired: DesiredContainer) 
         name=str(info.get("Name", desired.docker_name)).lstrip("/"),
         was_running=bool((info.get("State") or {}).get("Running")),
     )
-    if old.was_running:
-        stop_timeout = (info.get("Config") or {}).get("StopTimeout")
-        if stop_timeout is None:
-            stop_timeout = math.ceil(desired.spec.stop_timeout)
-        if not await engine.stop(old.id, float(stop_timeout)):
-            return None  # removed meanwhile
     try:
-        await engine.rename(old.id, f"{desired.docker_name}-replaced-{short_id(old.id)}")
-    except BaseException:
         if old.was_running:
-            await asyncio.shield(_restart_quietly(engine, old.id))
+            stop_timeout = (info.get("Config") or {}).get("StopTimeout")
+            if stop_timeout is None:
+                stop_timeout = math.ceil(desired.spec.stop_timeout)
+            if not await engine.stop(old.id, float(stop_timeout)):
+                return None  # removed meanwhile
+        await engine.rename(old.id, f"{desired.docker_name}-replaced-{short_id(old.id)}")
+    except BaseException:  # cancelled mid-stop too: the engine may finish the stop in its thread
+        if old.was_running:
+            await asyncio.shield(_restore_quietly(engine, old))
         raise
     return old
 
@@ -151,6 +153,10 @@ async def _roll_back(engine: Swappable, name: str, old: _Old) -> str | None:
     return None
 
 
-async def _restart_quietly(engine: Swappable, container_id: str) -> None:
+async def _restore_quietly(engine: Swappable, old: _Old) -> None:
+    """Give the old container its name back (if the rename got through) and start it again."""
     with contextlib.suppress(GraphiumError):
-        await engine.start(container_id)
+        info = await engine.inspect_or_none(old.id)
+        if info is not None and str(info.get("Name", "")).lstrip("/") != old.name:
+            await engine.rename(old.id, old.name)
+        await engine.start(old.id)

@@ -202,7 +202,9 @@ class ActionReason(str, Enum):
     # drift (spec hash matches, the live container does not)
     not_running = "not-running"  # only its state differs (exited, created, paused...); changes: state
     changed_out_of_band = "changed-out-of-band"  # inspect differs from the spec; changes: live -> desired
-    renamed = "renamed"  # found under another Docker name (set aside by an interrupted replace)
+    renamed = "renamed"  # found under another Docker name
+    # graphium's own leftover of an interrupted replace: set aside, or created and never started
+    interrupted_replace = "interrupted-replace"
     # remove
     removed_from_stack = "removed-from-stack"  # its container is no longer declared in the stack
     # declared still, but no longer one of its instances: fewer replicas, or 1 <-> N renamed web/web-1
@@ -227,6 +229,7 @@ _REASON_KIND = {
     ActionReason.not_running: ActionKind.drift,
     ActionReason.changed_out_of_band: ActionKind.drift,
     ActionReason.renamed: ActionKind.drift,
+    ActionReason.interrupted_replace: ActionKind.drift,
     ActionReason.removed_from_stack: ActionKind.remove,
     ActionReason.replicas_changed: ActionKind.remove,
     ActionReason.duplicate: ActionKind.remove,

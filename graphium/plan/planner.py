@@ -212,8 +212,9 @@ def _decide(
     # stable: the container with the right spec and the right name first
     here.sort(key=lambda c: (c.spec_hash != d.spec_hash, c.docker_name != d.docker_name))
     recorded = before.recorded.get(d.declared_name)
+    leftover = [c for c in here if _set_aside_by_replace(c, d)]
     if here:
-        node = _in_place(dec, d, here[0], recorded)
+        node = _in_place(dec, d, here[0], recorded, interrupted=bool(leftover))
         extra = here[1:] + [c for c in found if c.host != d.host]
     else:
         node = _create_or_move(dec, d, found[0] if found else None, recorded)
@@ -221,7 +222,7 @@ def _decide(
     if node is not None:
         dec.creating.setdefault(d.declared_name, []).append(node)
     for dup in extra:
-        if dup.host == d.host and dup.docker_name.startswith(f"{d.docker_name}-replaced-"):
+        if dup in leftover:
             verdict = Verdict(ActionReason.replace_leftover, [f"left by an interrupted replace of {d.name}"])
         else:
             verdict = Verdict(ActionReason.duplicate, [f"duplicate of {d.name} on {d.host}"])
@@ -229,14 +230,37 @@ def _decide(
         dec.act(dup, verdict, [gone])
 
 
+_LEFT_BY_REPLACE = frozenset(
+    {ActionReason.not_running, ActionReason.changed_out_of_band, ActionReason.renamed}
+)
+
+
+def _set_aside_by_replace(container: ObservedContainer, d: DesiredContainer) -> bool:
+    return container.host == d.host and container.docker_name.startswith(f"{d.docker_name}-replaced-")
+
+
 def _in_place(
-    dec: _Decisions, d: DesiredContainer, primary: ObservedContainer, recorded: Recorded | None
+    dec: _Decisions,
+    d: DesiredContainer,
+    primary: ObservedContainer,
+    recorded: Recorded | None,
+    *,
+    interrupted: bool,
 ) -> Node | None:
-    """Keep, start or replace the container found on the instance's host; the creating node, if any."""
+    """Keep, start or replace the container found on the instance's host; the creating node, if any.
+
+    ``interrupted``: a replace of this instance stopped halfway (a ``-replaced-`` container is
+    there), so a primary not running or set aside is graphium's leftover, not out-of-band drift.
+    """
     verdict = judge(d, primary, recorded)
     health = _health_budget(d.spec.health_check)
     state = primary.live.state
     node: Node | None = None
+    if interrupted and verdict.reason in _LEFT_BY_REPLACE:  # made again: what inspect shows is moot
+        text = f"left {state} by an interrupted replace of {d.name}"
+        if primary.docker_name != d.docker_name:
+            text += f" (as {primary.docker_name})"
+        verdict = Verdict(ActionReason.interrupted_replace, [text], verdict.changes)
     if verdict.reason is ActionReason.not_running and state in ("exited", "created"):
         payload = StartPayload(
             container_id=primary.id, docker_name=d.docker_name, health_check=d.spec.health_check is not None

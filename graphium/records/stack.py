@@ -30,7 +30,8 @@ _STACK_ALLOWED: dict[StackStatus | None, frozenset[StackStatus]] = {
     ),
     StackStatus.running: frozenset({StackStatus.running, StackStatus.deploying, StackStatus.deleting}),
     StackStatus.error: frozenset({StackStatus.error, StackStatus.deploying, StackStatus.deleting}),
-    StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting}),
+    # a destroy whose process died leaves ``deleting``: a later apply may deploy the stack again
+    StackStatus.deleting: frozenset({StackStatus.error, StackStatus.deleting, StackStatus.deploying}),
 }
 
 
@@ -61,6 +62,8 @@ class StackRecord(MaskedRepr, BaseModel):
     # a process running this stack's tasks holds this lease; a server's task monitor leaves the
     # stack to it until the lease expires (the process died) and settles it otherwise
     runner_lease_until: str | None = None
+    # who holds that lease (graphium.executors.owner): a dead holder on this machine is taken over
+    runner_owner: str | None = None
     created_at: str = ""
     updated_at: str = ""
 

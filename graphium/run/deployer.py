@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from graphium.errors import NotFoundError, PlanError, StalePlanError
+from graphium.errors import InterruptedRunError, LockedError, NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
+from graphium.executors.owner import Owner, current_owner, provably_dead
 from graphium.plan import planner, rollback
 from graphium.plan.conflicts import refuse_conflicts
 from graphium.plan.model import ActionKind, Plan
@@ -48,6 +49,54 @@ class Deployer:
         self.events = events or EventBus(store)
         self.parallelism = parallelism
         self.per_host = per_host
+        self.owner = current_owner()
+        self._draining = False
+        self._runners: list[Runner] = []
+
+    # holding the stack ----------------------------------------------------------------------
+    def drain(self) -> None:
+        """The first interrupt: a run in progress starts nothing new (its tasks in flight finish or
+        roll back), and a run not yet begun never begins."""
+        self._draining = True
+        for runner in self._runners:
+            runner.drain()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def holder(self, record: StackRecord, now: datetime | None = None) -> str | None:
+        """Who else holds the stack's runner lease (for people), or None when it is free: expired,
+        ours, or held by a process of this machine that is provably dead."""
+        if not lifecycle.lease_live(record, now or datetime.now(UTC)):
+            return None
+        if record.runner_owner == str(self.owner) or provably_dead(record.runner_owner):
+            return None
+        owner = Owner.parse(record.runner_owner)
+        return owner.describe() if owner else "another process"
+
+    def check_unlocked(self, stack_name: str) -> None:
+        """Refuse (LockedError) a stack another live process is running: before planning, so that
+        nobody confirms a plan that cannot be applied."""
+        current = self.store.get_stack(stack_name)
+        who = self.holder(current) if current is not None else None
+        if current is not None and who is not None:
+            raise LockedError(
+                f"stack {stack_name} is being applied by {who}; wait for it to finish (its lease "
+                f"expires at {current.runner_lease_until}). If that process is gone, run "
+                f"`graphium-run unlock {stack_name}`"
+            )
+
+    def unlock(self, stack_name: str) -> StackRecord | None:
+        """Release the stack's runner lease by hand (its holder died on another machine); the
+        record as it was, or None when there is no such stack."""
+        with self.store.batch():
+            current = self.store.get_stack(stack_name)
+            if current is not None and current.runner_lease_until is not None:
+                self.store.save_stack(
+                    current.model_copy(update={"runner_lease_until": None, "runner_owner": None})
+                )
+        return current
 
     # planning -----------------------------------------------------------------------------
     async def plan(self, doc: StackDocument, environ: Mapping[str, str] | None = None) -> Plan:
@@ -113,6 +162,8 @@ class Deployer:
         """
         if verify_fresh:
             await self.check_fresh(plan)
+        if self._draining:
+            raise InterruptedRunError(f"stack {plan.stack}: interrupted before anything was changed")
         stored = self.store.get_stack(plan.stack)
         if not wait:
             return self._enqueue_only(plan, stored)
@@ -202,12 +253,15 @@ class Deployer:
             decision = lifecycle.settle(
                 base, list(result.tasks.values()), desired=None if plan.destroy else desired
             )
+            record_ = decision.record
+            if record_ is not None and result.interrupted and not decision.delete:
+                record_ = record_.model_copy(update={"phase": "interrupted"})
             if decision.delete:
                 self.store.delete_stack(plan.stack)
-            elif decision.record is not None:
-                self.store.save_stack(decision.record)
-                if decision.record.status is StackStatus.running:  # never a failed apply
-                    versions.record(self.store, plan, decision.record.run_id)
+            elif record_ is not None:
+                self.store.save_stack(record_)
+                if record_.status is StackStatus.running:  # never a failed apply
+                    versions.record(self.store, plan, record_.run_id)
             if decision.event is not None:
                 self.events.emit(decision.event)
 
@@ -232,7 +286,8 @@ class Deployer:
         except asyncio.CancelledError:  # interrupted, or stopped by a server: free the stack at once
             current = self.store.get_stack(plan.stack)
             if current is not None:
-                self.store.save_stack(current.model_copy(update={"runner_lease_until": None}))
+                free = {"runner_lease_until": None, "runner_owner": None}
+                self.store.save_stack(current.model_copy(update=free))
             raise
         finally:
             done.set()
@@ -245,19 +300,14 @@ class Deployer:
         run_id = lifecycle.new_run_id()
         with self.store.batch():
             now = datetime.now(UTC)
-            current = self.store.get_stack(plan.stack)
-            if current is not None and lifecycle.lease_live(current, now):
-                raise PlanError(
-                    f"stack {plan.stack} is being applied by another process; wait for it to finish "
-                    f"(if that process died, its lease expires at {current.runner_lease_until}), then "
-                    "plan again"
-                )
+            self.check_unlocked(plan.stack)
             self._supersede(plan)
             saved = self.store.save_stack(
                 record.model_copy(
                     update={
                         "run_id": run_id,
                         "runner_lease_until": lifecycle.lease_end(now) if lease else None,
+                        "runner_owner": str(self.owner) if lease else None,
                     }
                 )
             )
@@ -318,7 +368,7 @@ class Deployer:
                 if current is not None and current.progress != percent:
                     self.store.save_stack(current.model_copy(update={"progress": percent}))
 
-        return Runner(
+        runner = Runner(
             self.store,
             self.executor,
             hosts,
@@ -327,6 +377,10 @@ class Deployer:
             per_host=self.per_host,
             on_task_end=progress,
         )
+        if self._draining:
+            runner.drain()
+        self._runners.append(runner)
+        return runner
 
 
 __all__ = ["Deployer"]

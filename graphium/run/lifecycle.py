@@ -224,7 +224,7 @@ def settle(record: StackRecord, tasks: Sequence[Task], *, desired: Desired | Non
         }
     kind = EventType.stack_running if ok else EventType.stack_failed
     return Decision(
-        record=record.model_copy(update={**update, "runner_lease_until": None}),
+        record=record.model_copy(update={**update, "runner_lease_until": None, "runner_owner": None}),
         event=stack_event(kind, record.id, run_id=run, error=error),
     )
 

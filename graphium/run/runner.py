@@ -4,7 +4,8 @@ A task starts once every task it depends on has completed (deploy tasks complete
 container runs and, if it declares a health check, is healthy), so ``dependsOn`` is honoured
 across hosts. On the first failure no new task starts; tasks in flight finish; tasks never started
 are cancelled with the reason. Every task ends in a terminal status in the store, so a later run
-sees exactly what happened and converges.
+sees exactly what happened and converges. :meth:`Runner.drain` (the first Ctrl-C) stops the run the
+same way: nothing new starts, what is in flight finishes or rolls back.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class RunResult:
     failed: list[Task] = field(default_factory=list)
     cancelled: list[Task] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what failures did to rolling updates
+    interrupted: bool = False  # drained (SIGINT/SIGTERM): the cancelled tasks are what is left
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.cancelled
+        return not self.failed and not self.cancelled and not self.interrupted
 
     def failures_by_host(self) -> dict[str, list[Task]]:
         out: dict[str, list[Task]] = {}
@@ -75,6 +77,16 @@ class Runner:
         self._per_host: dict[str, asyncio.Semaphore] = {}
         self._per_host_limit = per_host
         self._on_task_end = on_task_end
+        self._draining = False
+
+    def drain(self) -> None:
+        """Start no further task: those in flight finish (or roll back), the rest are cancelled as
+        left by an interrupt. Safe to call from a signal handler on the loop, at any time."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     async def run(self, tasks: list[Task]) -> RunResult:
         started = time.monotonic()
@@ -94,7 +106,8 @@ class Runner:
             return True
 
         while waiting or in_flight:
-            if all(rollouts.passes(t) for t in failure):  # a rollout may continue past a failure
+            # a rollout may continue past a failure; a drain starts nothing new
+            if not self._draining and all(rollouts.passes(t) for t in failure):
                 runnable = sorted(
                     (by_id[i] for i in waiting if ready(by_id[i])), key=lambda t: (-t.priority, t.id)
                 )
@@ -102,7 +115,7 @@ class Runner:
                     waiting.discard(task.id)
                     in_flight[asyncio.create_task(self._run_one(task))] = task.id
             if not in_flight:
-                break  # nothing runs and nothing can start: a failure blocks the rest
+                break  # nothing runs and nothing can start: a failure or a drain blocks the rest
             done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for fut in done:
                 in_flight.pop(fut)
@@ -111,13 +124,15 @@ class Runner:
                 if ended.status is not TaskStatus.completed:
                     failure.append(ended)
 
-        cancelled = self._cancel_unstarted([by_id[i] for i in sorted(waiting)], failure, by_id)
+        unstarted = [by_id[i] for i in sorted(waiting)]
+        cancelled = self._cancel_unstarted(unstarted, failure, by_id, interrupted=self._draining)
         final.update({t.id: t for t in cancelled})
         return RunResult(
             tasks=final,
             duration=time.monotonic() - started,
             failed=[t for t in failure if t.status is TaskStatus.failed],
             cancelled=cancelled,
+            interrupted=self._draining,
         )
 
     async def _run_one(self, task: Task) -> Task:
@@ -172,16 +187,19 @@ class Runner:
                 self._on_task_end(ended)
         return ended
 
-    def _cancel_unstarted(self, tasks: list[Task], failure: list[Task], by_id: dict[str, Task]) -> list[Task]:
-        """Cancel what a failure kept from starting, each naming the failed task it waited for
-        (its own dependency where it has one, else the failure that stopped the run)."""
+    def _cancel_unstarted(
+        self, tasks: list[Task], failure: list[Task], by_id: dict[str, Task], *, interrupted: bool
+    ) -> list[Task]:
+        """Cancel what a failure (or an interrupt) kept from starting, each naming the failed task
+        it waited for (its own dependency where it has one, else the failure that stopped the run)."""
         out = []
         with self._store.batch():
             for task in tasks:
+                reason = _not_started(task, failure, by_id)
+                if interrupted and not failure:
+                    reason = "not started: the run was interrupted; apply again to finish"
                 try:
-                    ended = self._store.transition(
-                        task.id, TaskStatus.cancelled, error=_not_started(task, failure, by_id)
-                    )
+                    ended = self._store.transition(task.id, TaskStatus.cancelled, error=reason)
                 except TransitionError:
                     continue  # an agent took it at this very moment; it reports its own outcome
                 self._events.emit(task_event(EventType.task_updated, ended))

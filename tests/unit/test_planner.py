@@ -481,6 +481,7 @@ def test_a_container_set_aside_by_an_interrupted_replace_is_cleaned_up() -> None
     plan = plan_apply(stack, HOSTS, observed, None)
     [action] = [a for a in plan.actions if a.name == first.name]
     assert action.kind is ActionKind.drift and any("replaced-0123" in r for r in action.reasons)
+    assert action.reason is ActionReason.interrupted_replace  # graphium's own, not out-of-band drift
     [task] = [t for t in plan.tasks if t.id in action.task_ids]
     assert task.task_type is TaskType.replace and task.payload["oldContainerId"] == "id-aside"
     # both: the right one is kept, the set-aside one removed

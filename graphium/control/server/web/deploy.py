@@ -81,6 +81,7 @@ REASON_TEXT = {
     ActionReason.not_running: "it exists but is not running",
     ActionReason.changed_out_of_band: "it was changed outside graphium",
     ActionReason.renamed: "it was found under another name",
+    ActionReason.interrupted_replace: "a replace was interrupted; this apply repairs it",
     ActionReason.removed_from_stack: "it is no longer in the stack",
     ActionReason.replicas_changed: "the stack declares fewer replicas",
     ActionReason.duplicate: "a second copy runs on another host",
