@@ -31,8 +31,17 @@ from graphium.cli.common import (
 )
 from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
 from graphium.cli.problems import emit_problems, problems_as_json, report_warnings
+from graphium.cli.safety import (
+    auto_approve_option,
+    confirm,
+    drain,
+    hint_if_left_deleting,
+    interactive,
+    interrupted_message,
+    interrupts,
+)
 from graphium.control.client import ServerClient
-from graphium.errors import Problem, ValidationError, WaitTimeoutError
+from graphium.errors import InterruptedRunError, Problem, ValidationError, WaitTimeoutError
 from graphium.plan.model import Plan
 from graphium.plan.saved import is_saved_plan, seal, unseal
 from graphium.records.event import Event
@@ -191,14 +200,20 @@ def _execute(
     inventory: Inventory,
     make_plan: Callable[[Deployer], Any],
     *,
+    stack: str,
     verify_fresh: bool,
     wait: bool = True,
     timeout: float | None = None,
+    auto_approve: bool = False,
+    verb: str = "apply",
 ) -> tuple[Plan, RunResult]:
-    """Plan, show the plan, apply it with live progress, and say how it went; ``timeout`` bounds
-    the wait for the tasks (WaitTimeoutError: they stay queued for the agents)."""
+    """Hold the stack, plan, show the plan, ask (on a terminal, unless ``auto_approve``), apply it
+    with live progress, and say how it went. ``timeout`` bounds the wait for the tasks
+    (WaitTimeoutError: they stay queued for the agents); an interrupt drains the run
+    (InterruptedRunError, exit 130, once it is drained)."""
     console = make_console()
     holder: dict[str, Any] = {}
+    ask = not auto_approve and interactive()
 
     def on_event(event: Event) -> None:
         if opts.as_json:
@@ -207,22 +222,42 @@ def _execute(
             holder["view"].on_event(event)
 
     async def work(deployer: Deployer) -> tuple[Plan, RunResult]:
+        deployer.check_unlocked(stack)  # before the plan: nobody approves what cannot be applied
+        hint_if_left_deleting(deployer, stack, verb)
         the_plan: Plan = await make_plan(deployer)
         holder["secrets"] = the_plan.secret_values()
         if opts.as_json:
             emit_json(plan_json(the_plan))
         else:
             render_plan(the_plan, console)
-        if opts.as_json or not wait or not the_plan.has_changes:
-            applying = deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
-            return the_plan, await _bounded(applying, the_plan, timeout)
-        console.print()
-        with ProgressView(console, the_plan) as view:
-            holder["view"] = view
-            result = await _bounded(deployer.apply(the_plan, verify_fresh=verify_fresh), the_plan, timeout)
+        if ask and the_plan.has_changes:
+            confirm(verb, the_plan.stack, as_json=opts.as_json)
+        with interrupts(lambda name: drain(deployer, name)):
+            if opts.as_json or not wait or not the_plan.has_changes:
+                applying = deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
+                return the_plan, await _bounded(applying, the_plan, timeout)
+            console.print()
+            with ProgressView(console, the_plan) as view:
+                holder["view"] = view
+                applying = deployer.apply(the_plan, verify_fresh=verify_fresh)
+                result = await _bounded(applying, the_plan, timeout)
         return the_plan, result
 
-    the_plan, result = asyncio.run(run_deployer(opts, inventory, on_event, work))
+    try:
+        the_plan, result = asyncio.run(run_deployer(opts, inventory, on_event, work))
+    except asyncio.CancelledError:
+        raise InterruptedRunError(
+            f"stack {stack}: aborted by a second interrupt; tasks in flight stopped where they were. "
+            f"Run `graphium-run apply` on the stack again to repair it"
+        ) from None
+    _report(opts, the_plan, result, wait, console)
+    if result.interrupted:
+        raise InterruptedRunError(interrupted_message(the_plan, result, verb))
+    return the_plan, result
+
+
+def _report(opts: Options, the_plan: Plan, result: RunResult, wait: bool, console: Any) -> None:
+    secrets = the_plan.secret_values()
     if opts.as_json:
         emit(
             "result",
@@ -230,8 +265,9 @@ def _execute(
                 "stack": the_plan.stack,
                 "ok": result.ok,
                 "waited": wait,
+                "interrupted": result.interrupted,
                 "failed": [
-                    {"id": t.id, "hostId": t.host_id, "error": redact_text(t.error or "", holder["secrets"])}
+                    {"id": t.id, "hostId": t.host_id, "error": redact_text(t.error or "", secrets)}
                     for t in result.failed
                 ],
                 "cancelled": len(result.cancelled),
@@ -246,7 +282,6 @@ def _execute(
         )
     elif the_plan.has_changes:
         render_result(result, the_plan, console)
-    return the_plan, result
 
 
 def follow_server(
@@ -311,6 +346,7 @@ def _hand_over(
 @server_options
 @no_wait_option
 @timeout_option
+@auto_approve_option
 @common_options
 def apply(
     target: str,
@@ -318,6 +354,7 @@ def apply(
     token: str | None,
     no_wait: bool,
     timeout: float | None,
+    auto_approve: bool,
     **kwargs: Any,
 ) -> None:
     """Apply a stack file, or exactly a plan saved with `plan -o` (refused if stale)."""
@@ -339,13 +376,27 @@ def apply(
             else Inventory.model_validate(saved.inventory)
         )
         _, result = _execute(
-            opts, inventory, lambda d: _const(saved), verify_fresh=True, wait=not no_wait, timeout=timeout
+            opts,
+            inventory,
+            lambda d: _const(saved),
+            stack=saved.stack,
+            verify_fresh=True,
+            wait=not no_wait,
+            timeout=timeout,
+            auto_approve=auto_approve,
         )
     else:
         doc, inventory = load_checked(target, opts)
         print_warnings(doc)
         _, result = _execute(
-            opts, inventory, lambda d: d.plan(doc), verify_fresh=False, wait=not no_wait, timeout=timeout
+            opts,
+            inventory,
+            lambda d: d.plan(doc),
+            stack=doc.stack.name,
+            verify_fresh=False,
+            wait=not no_wait,
+            timeout=timeout,
+            auto_approve=auto_approve,
         )
     if not result.ok:
         sys.exit(EXIT_ERROR)
@@ -372,6 +423,7 @@ async def _const(value: Plan) -> Plan:
 @server_options
 @no_wait_option
 @timeout_option
+@auto_approve_option
 @common_options
 def destroy(
     stack: str,
@@ -380,6 +432,7 @@ def destroy(
     token: str | None,
     no_wait: bool,
     timeout: float | None,
+    auto_approve: bool,
     **kwargs: Any,
 ) -> None:
     """Remove every container of the stack from every host, then its records.
@@ -397,9 +450,12 @@ def destroy(
         opts,
         inventory,
         lambda d: d.plan_destroy(doc.stack.name, volumes=volumes),
+        stack=doc.stack.name,
         verify_fresh=False,
         wait=not no_wait,
         timeout=timeout,
+        auto_approve=auto_approve,
+        verb="destroy",
     )
     if not result.ok:
         sys.exit(EXIT_ERROR)

@@ -20,6 +20,7 @@ from graphium.cli.control import agent, serve, token
 from graphium.cli.deploy import apply, destroy, plan, validate
 from graphium.cli.history import history, rollback
 from graphium.cli.ops import logs, ps
+from graphium.cli.safety import unlock
 from graphium.cli.status import agents, status, tasks
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 
@@ -45,6 +46,7 @@ for command in (
     token,
     ps,
     logs,
+    unlock,
 ):
     cli.add_command(command)
 

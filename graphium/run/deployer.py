@@ -87,17 +87,6 @@ class Deployer:
                 f"`graphium-run unlock {stack_name}`"
             )
 
-    def unlock(self, stack_name: str) -> StackRecord | None:
-        """Release the stack's runner lease by hand (its holder died on another machine); the
-        record as it was, or None when there is no such stack."""
-        with self.store.batch():
-            current = self.store.get_stack(stack_name)
-            if current is not None and current.runner_lease_until is not None:
-                self.store.save_stack(
-                    current.model_copy(update={"runner_lease_until": None, "runner_owner": None})
-                )
-        return current
-
     # planning -----------------------------------------------------------------------------
     async def plan(self, doc: StackDocument, environ: Mapping[str, str] | None = None) -> Plan:
         """Desired state (``${VAR}`` filled from ``environ``) against what the hosts run now."""
