@@ -39,6 +39,7 @@ from graphium.cli.safety import (
     interactive,
     interrupted_message,
     interrupts,
+    lock_wait_option,
 )
 from graphium.control.client import ServerClient
 from graphium.errors import InterruptedRunError, Problem, ValidationError, WaitTimeoutError
@@ -205,6 +206,7 @@ def _execute(
     wait: bool = True,
     timeout: float | None = None,
     auto_approve: bool = False,
+    lock_wait: float = 0.0,
     verb: str = "apply",
 ) -> tuple[Plan, RunResult]:
     """Hold the stack, plan, show the plan, ask (on a terminal, unless ``auto_approve``), apply it
@@ -222,7 +224,10 @@ def _execute(
             holder["view"].on_event(event)
 
     async def work(deployer: Deployer) -> tuple[Plan, RunResult]:
-        deployer.check_unlocked(stack)  # before the plan: nobody approves what cannot be applied
+        async with deployer.hold(stack, lock_wait=lock_wait):  # before the plan: nobody approves
+            return await locked(deployer)  # what cannot be applied
+
+    async def locked(deployer: Deployer) -> tuple[Plan, RunResult]:
         hint_if_left_deleting(deployer, stack, verb)
         the_plan: Plan = await make_plan(deployer)
         holder["secrets"] = the_plan.secret_values()
@@ -347,6 +352,7 @@ def _hand_over(
 @no_wait_option
 @timeout_option
 @auto_approve_option
+@lock_wait_option
 @common_options
 def apply(
     target: str,
@@ -355,6 +361,7 @@ def apply(
     no_wait: bool,
     timeout: float | None,
     auto_approve: bool,
+    lock_wait: float,
     **kwargs: Any,
 ) -> None:
     """Apply a stack file, or exactly a plan saved with `plan -o` (refused if stale)."""
@@ -384,6 +391,7 @@ def apply(
             wait=not no_wait,
             timeout=timeout,
             auto_approve=auto_approve,
+            lock_wait=lock_wait,
         )
     else:
         doc, inventory = load_checked(target, opts)
@@ -397,6 +405,7 @@ def apply(
             wait=not no_wait,
             timeout=timeout,
             auto_approve=auto_approve,
+            lock_wait=lock_wait,
         )
     if not result.ok:
         sys.exit(EXIT_ERROR)
@@ -424,6 +433,7 @@ async def _const(value: Plan) -> Plan:
 @no_wait_option
 @timeout_option
 @auto_approve_option
+@lock_wait_option
 @common_options
 def destroy(
     stack: str,
@@ -433,6 +443,7 @@ def destroy(
     no_wait: bool,
     timeout: float | None,
     auto_approve: bool,
+    lock_wait: float,
     **kwargs: Any,
 ) -> None:
     """Remove every container of the stack from every host, then its records.
@@ -455,6 +466,7 @@ def destroy(
         wait=not no_wait,
         timeout=timeout,
         auto_approve=auto_approve,
+        lock_wait=lock_wait,
         verb="destroy",
     )
     if not result.ok:

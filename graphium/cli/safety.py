@@ -44,6 +44,17 @@ def auto_approve_option(func: F) -> F:
     )(func)
 
 
+def lock_wait_option(func: F) -> F:
+    """``--lock-wait SECONDS``: wait that long for another run's lock on the hosts."""
+    return click.option(
+        "--lock-wait",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="SECONDS",
+        help="Wait this long for a lock another apply or destroy holds on the hosts (default: fail at once).",
+    )(func)
+
+
 def interactive() -> bool:
     """Whether a person can answer: stdin and stdout are both terminals."""
     return sys.stdin.isatty() and sys.stdout.isatty()
@@ -172,6 +183,7 @@ __all__ = [
     "interactive",
     "interrupted_message",
     "interrupts",
+    "lock_wait_option",
     "question",
     "unlock",
 ]

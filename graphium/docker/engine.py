@@ -30,7 +30,7 @@ import requests.exceptions
 
 from graphium.docker.observed import clip, crash_report, last_health, observed_container, split_containers
 from graphium.docker.replace import replace_container, short_id
-from graphium.docker.requests import NetworkCreate, container_create, network_create
+from graphium.docker.requests import container_create
 from graphium.docker.volumes import VolumeOps
 from graphium.errors import EngineError, GraphiumError, HostUnreachableError
 from graphium.plan.model import (
@@ -201,59 +201,16 @@ class DockerEngine(VolumeOps):
 
     # -- networks ------------------------------------------------------------------------------
 
-    async def _networks_named(self, name: str) -> list[dict[str, Any]]:
-        """Networks of exactly this name (the engine's filter matches substrings), oldest first."""
-        found = await self._call(f"looking up network {name}", lambda c: c.networks(names=[name]))
-        same = [n for n in found if n.get("Name") == name]
-        return sorted(same, key=lambda n: (str(n.get("Created", "")), str(n["Id"])))
-
     async def ensure_network(self, payload: NetworkPayload) -> dict[str, Any]:
-        """Create the stack's bridge network unless a network of that name exists already.
+        """Create the stack's network, or merge duplicates of it (:mod:`graphium.docker.networks`)."""
+        from graphium.docker.networks import ensure_network  # it builds on this class
 
-        The engine's duplicate check is not atomic: concurrent creates of one name can all succeed.
-        Creates are serialised per name in this process, and a create that finds it raced another
-        process keeps the oldest network and removes its own, so a stack has one network a host.
-        """
-        request = network_create(payload)
-        name = request.name
-        async with self._network_locks.setdefault(name, asyncio.Lock()):
-            existing = await self._networks_named(name)
-            if existing:
-                return self._network_result(name, existing[0]["Id"], created=False)
-            try:
-                created = await self._call(f"creating network {name}", lambda c: _send_network(c, request))
-            except _Conflict:  # created concurrently
-                return {"network": name, "created": False, "hostId": self.host_id}
-            mine = str(created.get("Id"))
-            oldest = (await self._networks_named(name) or [{"Id": mine}])[0]["Id"]
-            if oldest != mine:
-                with contextlib.suppress(EngineError):
-                    await self._drop_network(name, mine)
-            return self._network_result(name, oldest, created=oldest == mine)
-
-    async def _drop_network(self, name: str, network_id: str) -> None:
-        await self._call(f"removing network {name}", lambda c: c.remove_network(network_id))
-
-    def _network_result(self, name: str, network_id: str, *, created: bool) -> dict[str, Any]:
-        return {"network": name, "networkId": network_id, "created": created, "hostId": self.host_id}
+        return await ensure_network(self, payload)
 
     async def remove_network(self, name: str) -> dict[str, Any]:
-        """Remove the network (every one of that name, should a race have left several); one
-        already absent counts as removed."""
-        removed = False
-        for network in await self._networks_named(name):
-            try:
-                await self._drop_network(name, str(network["Id"]))
-            except _Missing:
-                continue
-            except EngineError as exc:
-                if "active endpoints" in str(exc):
-                    raise EngineError(
-                        f"network {name} still has containers attached; remove them first", host=self.host_id
-                    ) from exc
-                raise
-            removed = True
-        return {"network": name, "removed": removed, "hostId": self.host_id}
+        from graphium.docker.networks import remove_network
+
+        return await remove_network(self, name)
 
     # -- images --------------------------------------------------------------------------------
 
@@ -466,21 +423,6 @@ class DockerEngine(VolumeOps):
         raise EngineError(
             f"container {name_or_id} is still being removed after {self.timeout:g}s", host=self.host_id
         )
-
-
-def _send_network(client: Any, request: NetworkCreate) -> dict[str, Any]:
-    """POST the network request; docker-py's ``create_network`` assembles this very body."""
-    body = request.body
-    return cast(
-        "dict[str, Any]",
-        client.create_network(
-            body["Name"],
-            driver=body["Driver"],
-            ipam=body.get("IPAM"),
-            labels=body["Labels"],
-            check_duplicate=body["CheckDuplicate"],
-        ),
-    )
 
 
 def _root_message(exc: BaseException) -> str:

@@ -132,7 +132,9 @@ async def _set_aside(engine: Swappable, old_id: str, desired: DesiredContainer) 
                 stop_timeout = math.ceil(desired.spec.stop_timeout)
             if not await engine.stop(old.id, float(stop_timeout)):
                 return None  # removed meanwhile
-        await engine.rename(old.id, f"{desired.docker_name}-replaced-{short_id(old.id)}")
+        aside = f"{desired.docker_name}-replaced-{short_id(old.id)}"
+        if old.name != aside:  # not set aside already by a replace that was interrupted
+            await engine.rename(old.id, aside)
     except BaseException:  # cancelled mid-stop too: the engine may finish the stop in its thread
         if old.was_running:
             await asyncio.shield(_restore_quietly(engine, old))

@@ -373,17 +373,22 @@ def _network_node(
 
 
 def _network_nodes(
-    graph: TaskGraph, stack: str, network: NetworkSpec, create_on: Iterable[str], remove_from: Iterable[str]
+    graph: TaskGraph,
+    stack: str,
+    network: NetworkSpec,
+    create_on: set[str],
+    remove_from: set[str],
+    merge: set[str],
 ) -> None:
-    """Ensure the network before any creation on a host; remove it after every deletion there."""
+    """Ensure the network before any creation on a host (merging its duplicates on the hosts in
+    ``merge``); remove it after every deletion there."""
     name = network.name
     assert name is not None
     by_host = graph.by_host()
-    for host in sorted(create_on):
+    for host in sorted(create_on | merge):
         payload = NetworkPayload(stack=stack, network=network)
-        net = _network_node(
-            graph, TaskType.ensure_network, host, name, payload, f"create network {name} on {host}"
-        )
+        what = f"{'merge duplicate networks' if host in merge else 'create network'} {name} on {host}"
+        net = _network_node(graph, TaskType.ensure_network, host, name, payload, what)
         for node in by_host.get(host, ()):
             if node.type in CREATING:
                 node.deps.add(net.id)
@@ -412,7 +417,9 @@ def _networks(
     create_on = {n.host for n in dec.graph.creating() if name not in observed[n.host].networks}
     stack_hosts = {c.host for c in index.mine} | {h for h, o in observed.items() if name in o.networks}
     remove_from = {h for h in stack_hosts - used if h in observed and name in observed[h].networks}
-    _network_nodes(dec.graph, dec.stack, network, create_on, remove_from)
+    # two runs raced the engine's non-atomic duplicate check: containers cannot name it any more
+    merge = {h for h in used if h in observed and observed[h].networks.count(str(name)) > 1}
+    _network_nodes(dec.graph, dec.stack, network, create_on, remove_from, merge)
 
 
 def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
@@ -508,7 +515,7 @@ def plan_destroy(
     given = network.get("name") if isinstance(network, dict) else None
     name = network_name(stack_name, given if isinstance(given, str) else None)
     remove_from = {h for h, o in observed.items() if name in o.networks}
-    _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), (), remove_from)
+    _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), set(), remove_from, set())
     notes, tasks = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes), dec.graph.tasks()
     return Plan(
         stack=stack_name,

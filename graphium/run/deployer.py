@@ -7,12 +7,14 @@ for scripts (:mod:`graphium.shortcuts`) all drive stacks through it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
 from graphium.errors import InterruptedRunError, LockedError, NotFoundError, PlanError, StalePlanError
 from graphium.executors.base import Executor
+from graphium.executors.host_lock import host_locks
 from graphium.executors.owner import Owner, current_owner, provably_dead
 from graphium.plan import planner, rollback
 from graphium.plan.conflicts import refuse_conflicts
@@ -86,6 +88,15 @@ class Deployer:
                 f"expires at {current.runner_lease_until}). If that process is gone, run "
                 f"`graphium-run unlock {stack_name}`"
             )
+
+    @contextlib.asynccontextmanager
+    async def hold(self, stack_name: str, *, lock_wait: float = 0.0) -> AsyncIterator[None]:
+        """Hold the stack for one plan and apply: its lock on every host (waiting up to
+        ``lock_wait`` seconds for another run to end), then no live runner lease in the store."""
+        hosts = self.inventory.hosts
+        async with host_locks(self.executor, hosts, stack_name, str(self.owner), wait=lock_wait):
+            self.check_unlocked(stack_name)
+            yield
 
     # planning -----------------------------------------------------------------------------
     async def plan(self, doc: StackDocument, environ: Mapping[str, str] | None = None) -> Plan:

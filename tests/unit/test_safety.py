@@ -16,12 +16,15 @@ import pytest
 from graphium.cli.safety import APPROVAL, question
 from graphium.errors import LockedError, TransitionError
 from graphium.executors.owner import Owner, current_owner, provably_dead
+from graphium.plan.planner import plan_apply
 from graphium.records.stack import StackRecord, StackStatus, check_stack_transition
 from graphium.records.task import TaskStatus
 from graphium.run.deployer import Deployer
 from graphium.run.runner import Runner
-from graphium.stack.models import Inventory
+from graphium.stack.models import Inventory, StackSpec
 from graphium.store.json_store import JsonTaskStore
+from tests.unit.test_planner import HOSTS as PLAN_HOSTS
+from tests.unit.test_planner import STACK, _applied
 from tests.unit.test_runner import HOSTS, ScriptedExecutor, task
 
 
@@ -108,3 +111,15 @@ def test_the_question_says_only_yes_approves() -> None:
     assert APPROVAL == "yes"
     assert "Only 'yes' will be accepted to approve." in question("apply", "shop")
     assert "destroy stack shop" in question("destroy", "shop")
+
+
+def test_duplicate_networks_on_a_host_are_merged_by_the_next_apply() -> None:
+    stack = StackSpec.model_validate(STACK)
+    observed = _applied(stack)
+    host = next(h for h in observed.values() if h.networks)
+    host.networks.append(host.networks[0])  # two runs raced the engine's duplicate check
+    plan = plan_apply(stack, PLAN_HOSTS, observed, None)
+    assert [t.description for t in plan.tasks] == [
+        f"merge duplicate networks {host.networks[0]} on {host.host}"
+    ]
+    assert plan_apply(stack, PLAN_HOSTS, _applied(stack), None).tasks == []
