@@ -76,11 +76,8 @@ def test_inventory_describes_the_hosts(lab: LabInfo) -> None:
 async def test_sshd_answers_with_the_recorded_host_key(lab: LabInfo, tmp_path: Path) -> None:
     for host in lab.hosts:
         async with asyncssh.connect(
-            host.address,
-            username=lab.ssh_user,
-            client_keys=[str(lab.ssh_key)],
-            known_hosts=str(lab.known_hosts),
-            connect_timeout=5,
+            host.address, username=lab.ssh_user, client_keys=[str(lab.ssh_key)],
+            known_hosts=str(lab.known_hosts), connect_timeout=5,
         ) as conn:
             result = await conn.run("echo $DOCKER_HOST", check=True)
             assert str(result.stdout).strip() == host.docker_url
@@ -96,13 +93,8 @@ async def test_sshd_answers_with_the_recorded_host_key(lab: LabInfo, tmp_path: P
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(asyncssh.HostKeyNotVerifiable):
-        await asyncssh.connect(
-            lab.hosts[1].address,
-            username=lab.ssh_user,
-            client_keys=[str(lab.ssh_key)],
-            known_hosts=str(empty),
-            connect_timeout=5,
-        )
+        await asyncssh.connect(lab.hosts[1].address, username=lab.ssh_user, client_keys=[str(lab.ssh_key)],
+                               known_hosts=str(empty), connect_timeout=5)
 
 
 def test_published_port_answers_only_on_its_host(lab: LabInfo) -> None:
@@ -110,13 +102,8 @@ def test_published_port_answers_only_on_its_host(lab: LabInfo) -> None:
     for host in lab.hosts[:3]:
         name = f"labtest-{uuid.uuid4().hex[:8]}"
         with _client(host) as client:
-            container = client.containers.run(
-                "graphium-test/web:2",
-                name=name,
-                detach=True,
-                ports={"80/tcp": port},
-                labels={"graphium.test": "lab"},
-            )
+            container = client.containers.run("graphium-test/web:2", name=name, detach=True,
+                                              ports={"80/tcp": port}, labels={"graphium.test": "lab"})
             try:
                 wait_for(lambda h=host: http_get(h.address, port) is not None, 2.5, f"{host.id} answers")
                 assert http_get(host.address, port) == lab_pkg.IMAGES["graphium-test/web:2"]
@@ -168,20 +155,14 @@ def test_host_engine_stop_and_start_keeps_containers(lab: LabInfo) -> None:
 def test_hosts_have_no_route_beyond_the_bridge(lab: LabInfo) -> None:
     """Only the bridge's /24 is reachable from a host: no default route, an outside address unroutable."""
     for host in lab.hosts:
-        default = subprocess.run(
-            ["ip", "-n", host.netns, "route", "show", "default"], capture_output=True, text=True, check=True
-        )
+        default = subprocess.run(["ip", "-n", host.netns, "route", "show", "default"],
+                                 capture_output=True, text=True, check=True)
         assert default.stdout.strip() == "", f"{host.id} has a default route: {default.stdout}"
-        outside = subprocess.run(
-            ["ip", "-n", host.netns, "route", "get", "192.0.2.1"], capture_output=True, text=True
-        )
+        outside = subprocess.run(["ip", "-n", host.netns, "route", "get", "192.0.2.1"],
+                                 capture_output=True, text=True)
         assert outside.returncode != 0 and "unreachable" in outside.stderr.lower(), (host.id, outside)
-        bridge = subprocess.run(
-            ["ip", "-n", host.netns, "route", "get", lab.bridge_address],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        bridge = subprocess.run(["ip", "-n", host.netns, "route", "get", lab.bridge_address],
+                                capture_output=True, text=True, check=True)
         assert "dev eth0" in bridge.stdout and " via " not in bridge.stdout, bridge.stdout
 
 
@@ -191,13 +172,9 @@ async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_tas
     """A misspelled image on a lab host: the engine's own pull error (it cannot reach any registry
     beyond the bridge), on the failed task and in the store, not a hang."""
     host = lab.host("vm1")
-    inventory = Inventory(
-        hosts=[
-            Host.model_validate(
-                {"@id": host.id, "connection": Connection.local, "dockerHost": host.docker_url}
-            )
-        ]
-    )
+    inventory = Inventory(hosts=[Host.model_validate(
+        {"@id": host.id, "connection": Connection.local, "dockerHost": host.docker_url}
+    )])
     image = "graphium-test/wbe:1"  # graphium-test/web:1, misspelled
     name = unique_name("labimg")
     doc = stack_doc(name, [{"name": "web", "image": image, "locatedInHost": host.id}])

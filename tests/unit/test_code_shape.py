@@ -54,7 +54,9 @@ def test_modules_are_short() -> None:
 
 
 def test_functions_are_short() -> None:
-    long = {f"{_name(p)}:{fn}": n for p in _modules() for fn, n in _long_functions(p).items()}
+    long = {
+        f"{_name(p)}:{fn}": n for p in _modules() for fn, n in _long_functions(p).items()
+    }
     assert {k: v for k, v in long.items() if k not in EXCEPTIONS} == {}
 
 
