@@ -329,3 +329,30 @@ def _want_bindings(spec: ContainerSpec) -> Iterable[str]:
             yield _binding_text(
                 f"{p.container_port}/{p.protocol.value}", HostPort(p.host_port, p.protocol.value, ip)
             )
+
+
+# graphium's own leftovers -------------------------------------------------------------------------
+_LEFT_BY_REPLACE = frozenset(
+    {ActionReason.not_running, ActionReason.changed_out_of_band, ActionReason.renamed}
+)
+
+
+def set_aside_by_replace(container: ObservedContainer, desired: DesiredContainer) -> bool:
+    """Whether ``container`` is the ``<name>-replaced-<id>`` a replace of ``desired`` set aside."""
+    return container.host == desired.host and container.docker_name.startswith(
+        f"{desired.docker_name}-replaced-"
+    )
+
+
+def after_interrupted_replace(
+    verdict: Verdict, desired: DesiredContainer, primary: ObservedContainer, *, aside: bool
+) -> Verdict:
+    """The verdict on the primary container, ``aside`` when a replace of its instance stopped
+    halfway (a ``-replaced-`` container is there): one not running, or set aside itself, is then
+    graphium's own leftover (made again), not drift out of band."""
+    if not aside or verdict.reason not in _LEFT_BY_REPLACE:
+        return verdict
+    text = f"left {primary.live.state} by an interrupted replace of {desired.name}"
+    if primary.docker_name != desired.docker_name:
+        text += f" (as {primary.docker_name})"
+    return Verdict(ActionReason.interrupted_replace, [text], verdict.changes)

@@ -32,11 +32,13 @@ from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order
 from graphium.plan.drift import (
     Recorded,
     Verdict,
+    after_interrupted_replace,
     bound_ports,
     held_secrets,
     judge,
     mask_verdict,
     replace_verdict,
+    set_aside_by_replace,
 )
 from graphium.plan.hashing import (
     HASHED_FIELDS,
@@ -212,9 +214,8 @@ def _decide(
     # stable: the container with the right spec and the right name first
     here.sort(key=lambda c: (c.spec_hash != d.spec_hash, c.docker_name != d.docker_name))
     recorded = before.recorded.get(d.declared_name)
-    leftover = [c for c in here if _set_aside_by_replace(c, d)]
     if here:
-        node = _in_place(dec, d, here[0], recorded, interrupted=bool(leftover))
+        node = _in_place(dec, d, here[0], recorded, aside=any(set_aside_by_replace(c, d) for c in here))
         extra = here[1:] + [c for c in found if c.host != d.host]
     else:
         node = _create_or_move(dec, d, found[0] if found else None, recorded)
@@ -222,21 +223,12 @@ def _decide(
     if node is not None:
         dec.creating.setdefault(d.declared_name, []).append(node)
     for dup in extra:
-        if dup in leftover:
+        if set_aside_by_replace(dup, d):
             verdict = Verdict(ActionReason.replace_leftover, [f"left by an interrupted replace of {d.name}"])
         else:
             verdict = Verdict(ActionReason.duplicate, [f"duplicate of {d.name} on {d.host}"])
         gone = dec.delete(dup, d.declared_name, d.spec.stop_timeout, verdict.reasons[0])
         dec.act(dup, verdict, [gone])
-
-
-_LEFT_BY_REPLACE = frozenset(
-    {ActionReason.not_running, ActionReason.changed_out_of_band, ActionReason.renamed}
-)
-
-
-def _set_aside_by_replace(container: ObservedContainer, d: DesiredContainer) -> bool:
-    return container.host == d.host and container.docker_name.startswith(f"{d.docker_name}-replaced-")
 
 
 def _in_place(
@@ -245,22 +237,13 @@ def _in_place(
     primary: ObservedContainer,
     recorded: Recorded | None,
     *,
-    interrupted: bool,
+    aside: bool,
 ) -> Node | None:
-    """Keep, start or replace the container found on the instance's host; the creating node, if any.
-
-    ``interrupted``: a replace of this instance stopped halfway (a ``-replaced-`` container is
-    there), so a primary not running or set aside is graphium's leftover, not out-of-band drift.
-    """
-    verdict = judge(d, primary, recorded)
+    """Keep, start or replace the container found on the instance's host; the creating node, if any."""
+    verdict = after_interrupted_replace(judge(d, primary, recorded), d, primary, aside=aside)
     health = _health_budget(d.spec.health_check)
     state = primary.live.state
     node: Node | None = None
-    if interrupted and verdict.reason in _LEFT_BY_REPLACE:  # made again: what inspect shows is moot
-        text = f"left {state} by an interrupted replace of {d.name}"
-        if primary.docker_name != d.docker_name:
-            text += f" (as {primary.docker_name})"
-        verdict = Verdict(ActionReason.interrupted_replace, [text], verdict.changes)
     if verdict.reason is ActionReason.not_running and state in ("exited", "created"):
         payload = StartPayload(
             container_id=primary.id, docker_name=d.docker_name, health_check=d.spec.health_check is not None
@@ -373,21 +356,16 @@ def _network_node(
 
 
 def _network_nodes(
-    graph: TaskGraph,
-    stack: str,
-    network: NetworkSpec,
-    create_on: set[str],
-    remove_from: set[str],
-    merge: set[str],
+    graph: TaskGraph, stack: str, network: NetworkSpec, create_on: dict[str, str], remove_from: Iterable[str]
 ) -> None:
-    """Ensure the network before any creation on a host (merging its duplicates on the hosts in
-    ``merge``); remove it after every deletion there."""
+    """Ensure the network before any creation on a host (``create_on``: host -> what is done);
+    remove it after every deletion there."""
     name = network.name
     assert name is not None
     by_host = graph.by_host()
-    for host in sorted(create_on | merge):
+    for host in sorted(create_on):
         payload = NetworkPayload(stack=stack, network=network)
-        what = f"{'merge duplicate networks' if host in merge else 'create network'} {name} on {host}"
+        what = f"{create_on[host]} {name} on {host}"
         net = _network_node(graph, TaskType.ensure_network, host, name, payload, what)
         for node in by_host.get(host, ()):
             if node.type in CREATING:
@@ -417,9 +395,9 @@ def _networks(
     create_on = {n.host for n in dec.graph.creating() if name not in observed[n.host].networks}
     stack_hosts = {c.host for c in index.mine} | {h for h, o in observed.items() if name in o.networks}
     remove_from = {h for h in stack_hosts - used if h in observed and name in observed[h].networks}
-    # two runs raced the engine's non-atomic duplicate check: containers cannot name it any more
-    merge = {h for h in used if h in observed and observed[h].networks.count(str(name)) > 1}
-    _network_nodes(dec.graph, dec.stack, network, create_on, remove_from, merge)
+    create = {h: "create network" for h in create_on}  # and where two runs raced the engine's check:
+    create |= {h: "merge duplicate networks" for h in used if observed[h].networks.count(str(name)) > 1}
+    _network_nodes(dec.graph, dec.stack, network, create, remove_from)
 
 
 def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
@@ -515,7 +493,7 @@ def plan_destroy(
     given = network.get("name") if isinstance(network, dict) else None
     name = network_name(stack_name, given if isinstance(given, str) else None)
     remove_from = {h for h, o in observed.items() if name in o.networks}
-    _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), set(), remove_from, set())
+    _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), {}, remove_from)
     notes, tasks = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes), dec.graph.tasks()
     return Plan(
         stack=stack_name,
