@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -19,12 +20,17 @@ import click
 
 from graphium.cli.common import stack_name, state_option
 from graphium.errors import ApplyCancelled, GraphiumError
+from graphium.executors.host_lock import release_host_locks
 from graphium.executors.owner import Owner
+from graphium.executors.router import default_executor
 from graphium.plan.model import Plan
 from graphium.records.stack import StackStatus
 from graphium.records.task import TaskStatus
 from graphium.run.deployer import Deployer
 from graphium.run.runner import RunResult
+from graphium.stack.inventory import load_inventory
+from graphium.stack.loader import load_stack
+from graphium.stack.models import Host
 from graphium.stack.secrets import redact_text
 from graphium.store.json_store import JsonTaskStore
 
@@ -155,23 +161,37 @@ def interrupted_message(the_plan: Plan, result: RunResult, verb: str) -> str:
 
 @click.command()
 @click.argument("stack")
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False), help="Inventory file (JSON or JSON-LD).")
 @state_option
-def unlock(stack: str, state: str) -> None:
-    """Release a stack held by a process that is gone (one on another machine; a dead process on
-    this machine is taken over by the next apply without this)."""
+def unlock(stack: str, inventory: str | None, state: str) -> None:
+    """Release a stack held by a process that is gone: its runner lease in the state file and its
+    lock on each host (STACK may be the stack file, whose hosts count too). A dead process of this
+    machine is taken over by the next apply without this."""
     name = stack_name(stack)
+    doc_hosts = load_stack(stack).hosts if os.path.isfile(stack) else []
+    hosts = load_inventory(inventory, doc_hosts, stack_file=stack).hosts
     store = JsonTaskStore(state)
     with store.batch():
         record = store.get_stack(name)
-        if record is None:
-            raise GraphiumError(f"no stack {name} in {state}")
-        if record.runner_lease_until is None:
-            click.echo(f"Stack {name} is not locked.")
-            return
-        store.save_stack(record.model_copy(update={"runner_lease_until": None, "runner_owner": None}))
-    holder = Owner.parse(record.runner_owner)
-    who = holder.describe() if holder else "an unknown process"
-    click.echo(f"Released stack {name} (held by {who} until {record.runner_lease_until}).")
+        if record is not None and record.runner_lease_until is not None:
+            store.save_stack(record.model_copy(update={"runner_lease_until": None, "runner_owner": None}))
+    if record is not None and record.runner_lease_until is not None:
+        holder = Owner.parse(record.runner_owner)
+        who = holder.describe() if holder else "an unknown process"
+        click.echo(f"Released stack {name} in {state} (held by {who} until {record.runner_lease_until}).")
+    released = asyncio.run(_release_on_hosts(store, hosts, name))
+    for host_id, owner in released:
+        click.echo(f"Released the lock of stack {name} on host {host_id} (held by {owner}).")
+    if not released and (record is None or record.runner_lease_until is None):
+        click.echo(f"Stack {name} is not locked.")
+
+
+async def _release_on_hosts(store: JsonTaskStore, hosts: list[Host], stack: str) -> list[tuple[str, str]]:
+    executor = default_executor(store)
+    try:
+        return await release_host_locks(executor, hosts, stack)
+    finally:
+        await executor.close()
 
 
 __all__ = [

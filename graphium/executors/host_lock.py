@@ -15,14 +15,14 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 from graphium.docker.engine import DockerEngine
-from graphium.docker.locks import release_lock, take_lock
+from graphium.docker.locks import lock_holder, release_lock, take_lock
 from graphium.errors import GraphiumError, HostUnreachableError, LockedError
 from graphium.executors.base import Executor
 from graphium.executors.owner import Owner, provably_dead
 from graphium.executors.router import HostRouter
 from graphium.stack.models import Connection, Host
 
-__all__ = ["host_engine", "host_locks"]
+__all__ = ["host_engine", "host_locks", "release_host_locks"]
 
 POLL_SECONDS = 0.5
 
@@ -85,3 +85,15 @@ async def host_locks(
         for engine in taken:
             with contextlib.suppress(GraphiumError):
                 await asyncio.shield(release_lock(engine, stack, owner))
+
+
+async def release_host_locks(executor: Executor, hosts: Iterable[Host], stack: str) -> list[tuple[str, str]]:
+    """Remove the stack's lock from every host whoever holds it (``graphium-run unlock``): the
+    hosts released, each with who held the lock."""
+    out: list[tuple[str, str]] = []
+    for host in sorted(hosts, key=lambda h: h.id):
+        engine = await host_engine(executor, host)
+        held = await lock_holder(engine, stack) if engine is not None else None
+        if engine is not None and held is not None and await release_lock(engine, stack, None):
+            out.append((host.id, _who(held)))
+    return out

@@ -158,3 +158,23 @@ def test_duplicate_networks_left_by_an_old_race_are_merged(
     assert again.returncode == 0, again.stderr
     assert "merge duplicate networks" in again.stdout
     assert len(stack_networks(docker_url, name)) == 1 and len(_running(docker_url, name)) == 1
+
+
+def test_a_lock_held_from_another_machine_is_refused_until_unlocked(
+    docker_url: str, tmp_path: Path, name: str
+) -> None:
+    env = _env(docker_url, tmp_path / "state.json")
+    stack = _stack(tmp_path / "stack.json", name, "a", replicas=1)
+    client = docker.APIClient(base_url=docker_url, version="auto")
+    try:  # what a run on another machine holds: never provably dead from here
+        owner = "ci-runner-7/boot-elsewhere/4242/1/t0"
+        client.create_volume(f"graphium-lock-{name}", labels={"graphium.lock-owner": owner})
+    finally:
+        client.close()
+    refused = run("apply", str(stack), env=env)
+    assert refused.returncode == 1 and "locked on host local by pid 4242 on ci-runner-7" in refused.stderr
+    assert "graphium-run unlock" in refused.stderr and stack_containers(docker_url, name) == []
+    released = run("unlock", str(stack), env=env)
+    assert released.returncode == 0 and "Released the lock" in released.stdout, released.stdout
+    assert run("apply", str(stack), env=env).returncode == 0
+    assert len(_running(docker_url, name)) == 1
