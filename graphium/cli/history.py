@@ -25,6 +25,7 @@ from graphium.cli.common import (
     state_option,
 )
 from graphium.cli.deploy import _execute
+from graphium.cli.safety import auto_approve_option, lock_wait_option
 from graphium.records.stack import StackRecord
 from graphium.records.version import StackVersion, current_version, rollback_target
 from graphium.run import versions
@@ -99,8 +100,10 @@ def history(stack: str, state: str, as_json: bool) -> None:
     metavar="N",
     help="The version to go back to (default: the one before the running version).",
 )
+@auto_approve_option
+@lock_wait_option
 @common_options
-def rollback(stack: str, to: int | None, **kwargs: Any) -> None:
+def rollback(stack: str, to: int | None, auto_approve: bool, lock_wait: float, **kwargs: Any) -> None:
     """Plan and apply an earlier version of STACK (a name or a stack file), as `apply` would.
 
     ${VAR} references are filled from this environment again; each container goes back to the
@@ -118,6 +121,15 @@ def rollback(stack: str, to: int | None, **kwargs: Any) -> None:
             f"Rolling back stack {name} to version {target.number} "
             f"(applied {_when(target.applied_at)} by {target.applied_by}: {_images(target)}).\n"
         )
-    _, result = _execute(opts, inventory, lambda d: d.plan_rollback(target), verify_fresh=False)
+    _, result = _execute(
+        opts,
+        inventory,
+        lambda d: d.plan_rollback(target),
+        stack=name,
+        verify_fresh=False,
+        auto_approve=auto_approve,
+        lock_wait=lock_wait,
+        verb="rollback",
+    )
     if not result.ok:
         sys.exit(EXIT_ERROR)
