@@ -215,7 +215,7 @@ def _decide(
     here.sort(key=lambda c: (c.spec_hash != d.spec_hash, c.docker_name != d.docker_name))
     recorded = before.recorded.get(d.declared_name)
     if here:
-        node = _in_place(dec, d, here[0], recorded, aside=any(set_aside_by_replace(c, d) for c in here))
+        node = _in_place(dec, d, here[0], recorded, any(set_aside_by_replace(c, d) for c in here))
         extra = here[1:] + [c for c in found if c.host != d.host]
     else:
         node = _create_or_move(dec, d, found[0] if found else None, recorded)
@@ -232,12 +232,7 @@ def _decide(
 
 
 def _in_place(
-    dec: _Decisions,
-    d: DesiredContainer,
-    primary: ObservedContainer,
-    recorded: Recorded | None,
-    *,
-    aside: bool,
+    dec: _Decisions, d: DesiredContainer, primary: ObservedContainer, recorded: Recorded | None, aside: bool
 ) -> Node | None:
     """Keep, start or replace the container found on the instance's host; the creating node, if any."""
     verdict = after_interrupted_replace(judge(d, primary, recorded), d, primary, aside=aside)
@@ -358,8 +353,8 @@ def _network_node(
 def _network_nodes(
     graph: TaskGraph, stack: str, network: NetworkSpec, create_on: dict[str, str], remove_from: Iterable[str]
 ) -> None:
-    """Ensure the network before any creation on a host (``create_on``: host -> what is done);
-    remove it after every deletion there."""
+    """Ensure the network before any creation on a host (``create_on``: host -> what it does there),
+    and remove it after every deletion there."""
     name = network.name
     assert name is not None
     by_host = graph.by_host()
