@@ -19,7 +19,7 @@ change.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from graphium.errors import PlanError, StalePlanError
@@ -28,7 +28,7 @@ from graphium.placement.base import HostPort, host_ports
 from graphium.plan.changes import CreatedFields
 from graphium.plan.conflicts import refuse_conflicts
 from graphium.plan.current import Current, StoredIndex, current_state, refuse_blind
-from graphium.plan.dag import CREATING, Node, TaskGraph, free_ports_first, order_deletes
+from graphium.plan.dag import Node, TaskGraph, free_ports_first, order_deletes
 from graphium.plan.drift import (
     Recorded,
     Verdict,
@@ -56,11 +56,10 @@ from graphium.plan.model import (
     Plan,
     _Data,
 )
+from graphium.plan.networks import NETWORK_TIMEOUT, network_nodes, plan_networks
 from graphium.plan.payloads import (
     DeletePayload,
     DeployPayload,
-    NetworkPayload,
-    RemoveNetworkPayload,
     ReplacePayload,
     StartPayload,
 )
@@ -83,9 +82,7 @@ __all__ = [
 
 PULL_ALLOWANCE = 120.0  # seconds for pulling an image and creating the container
 STOP_MARGIN = 30.0
-NETWORK_TIMEOUT = 30.0
 _REPLICA_RE = re.compile(r"^(?P<declared>.+)-\d+$")
-_Payload = NetworkPayload | RemoveNetworkPayload
 
 
 # desired state ------------------------------------------------------------------------------------
@@ -339,62 +336,6 @@ def _wire(dec: _Decisions, stack: StackSpec, before: StoredIndex) -> None:
     order_deletes(dec.deletes, before.depends_on)
 
 
-# phase 5: networks --------------------------------------------------------------------------------
-
-
-def _network_node(
-    graph: TaskGraph, type_: TaskType, host: str, name: str, payload: _Payload, what: str
-) -> Node:
-    return graph.add(
-        type_, host, name, name=name, payload=payload.dump(), description=what, timeout=NETWORK_TIMEOUT
-    )
-
-
-def _network_nodes(
-    graph: TaskGraph, stack: str, network: NetworkSpec, create_on: dict[str, str], remove_from: Iterable[str]
-) -> None:
-    """Ensure the network before any creation on a host (``create_on``: host -> what it does there),
-    and remove it after every deletion there."""
-    name = network.name
-    assert name is not None
-    by_host = graph.by_host()
-    for host in sorted(create_on):
-        payload = NetworkPayload(stack=stack, network=network)
-        what = f"{create_on[host]} {name} on {host}"
-        net = _network_node(graph, TaskType.ensure_network, host, name, payload, what)
-        for node in by_host.get(host, ()):
-            if node.type in CREATING:
-                node.deps.add(net.id)
-    for host in sorted(remove_from):
-        gone = _network_node(
-            graph,
-            TaskType.remove_network,
-            host,
-            name,
-            RemoveNetworkPayload(stack=stack, name=name),
-            f"remove network {name} from {host}",
-        )
-        gone.deps.update(n.id for n in by_host.get(host, ()) if n.type is TaskType.delete)
-
-
-def _networks(
-    dec: _Decisions,
-    network: NetworkSpec,
-    desired: Sequence[DesiredContainer],
-    index: Current,
-    observed: Mapping[str, ObservedHost],
-) -> None:
-    """Create the network where a creation needs it; remove it from hosts the stack has left."""
-    name = network.name
-    used = {d.host for d in desired}
-    create_on = {n.host for n in dec.graph.creating() if name not in observed[n.host].networks}
-    stack_hosts = {c.host for c in index.mine} | {h for h, o in observed.items() if name in o.networks}
-    remove_from = {h for h in stack_hosts - used if h in observed and name in observed[h].networks}
-    create = {h: "create network" for h in create_on}  # and where two runs raced the engine's check:
-    create |= {h: "merge duplicate networks" for h in used if observed[h].networks.count(str(name)) > 1}
-    _network_nodes(dec.graph, dec.stack, network, create, remove_from)
-
-
 def check_fresh(plan: Plan, observed: Mapping[str, ObservedHost], stored: StackRecord | None) -> None:
     """Raise :class:`StalePlanError` if the live or stored state changed since ``plan`` was made."""
     if fingerprint(plan.stack, observed, stored) != plan.fingerprint:
@@ -449,7 +390,7 @@ def plan_apply(
     _wire(dec, stack, index.before)
     rolling = plan_rollouts(dec.graph, stack)
     rolling.attach(dec.actions)
-    _networks(dec, _network(stack), desired, index, observed)
+    plan_networks(dec.graph, dec.stack, _network(stack), {d.host for d in desired}, index, observed)
     notes, tasks = plan_volumes(dec.graph, stack.name, desired, observed), dec.graph.tasks()  # in order
     return Plan(
         stack=stack.name,
@@ -488,7 +429,7 @@ def plan_destroy(
     given = network.get("name") if isinstance(network, dict) else None
     name = network_name(stack_name, given if isinstance(given, str) else None)
     remove_from = {h for h, o in observed.items() if name in o.networks}
-    _network_nodes(dec.graph, stack_name, NetworkSpec(name=name), {}, remove_from)
+    network_nodes(dec.graph, stack_name, NetworkSpec(name=name), {}, remove_from)
     notes, tasks = plan_destroy_volumes(dec.graph, stack_name, observed, remove=volumes), dec.graph.tasks()
     return Plan(
         stack=stack_name,

@@ -22,8 +22,9 @@ from typing import Any
 import pydantic
 
 from graphium.errors import Problem, StackError, ValidationError
+from graphium.plan.networks import NETWORK_TIMEOUT
 from graphium.plan.payloads import DeployPayload, NetworkPayload
-from graphium.plan.planner import NETWORK_TIMEOUT, expand
+from graphium.plan.planner import expand
 from graphium.records.task import Task, TaskType
 from graphium.stack.container_form import CONTAINER_LOC, load_container_form
 from graphium.stack.document import StackDocument
