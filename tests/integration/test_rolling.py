@@ -21,12 +21,17 @@ import pytest
 
 import lab as lab_pkg
 from graphium.executors.local import LocalExecutor
+from graphium.plan.model import DesiredContainer
+from graphium.plan.payloads import ReplacePayload, RestorePayload, RolloutStep
 from graphium.records.stack import StackStatus
+from graphium.records.task import Task, TaskStatus, TaskType
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
-from graphium.stack.models import Connection, Host, Inventory
+from graphium.stack.models import Connection, ContainerSpec, Host, Inventory, NetworkSpec, PullPolicy
 from graphium.store.json_store import JsonTaskStore
+from tests.integration import test_agent as agt
+from tests.integration.test_agent import engine_url, server  # noqa: F401  (fixtures)
 from tests.support import (
     free_port_on,
     graphium_run,
@@ -298,3 +303,65 @@ async def test_start_first_starts_the_new_container_before_the_old_one_stops(
         ("start", after["web-2"]),
         ("die", before["web-2"]),
     ]
+
+
+def _agent_container(name: str, command: list[str], spec_hash: str) -> Any:
+    spec = ContainerSpec(name=name, image="graphium-test/web:1", command=command, environment={"MSG": name})
+    return DesiredContainer(
+        stack=agt.STACK,
+        name=name,
+        declared_name="web",
+        host=agt.HOST,
+        spec=spec,
+        network=NetworkSpec(name=agt.NETWORK),
+        pull_policy=PullPolicy.if_not_present,
+        spec_hash=spec_hash,
+        field_hashes={},
+    )
+
+
+def _step_task(old: str, new: Any, batch: int, deps: list[str]) -> Task:
+    step = RolloutStep(container="web", batch=batch, batches=2, order="start-first",
+                       failure_action="continue", keep_old=True)  # fmt: skip
+    payload = ReplacePayload(container=new, old_container_id=old, rollout=step)
+    return Task(id=agt.new_id("rep"), task_type=TaskType.replace, host_id=agt.HOST, stack_id=agt.STACK,
+                payload=payload.dump(), depends_on=deps, timeout_seconds=60, max_retries=0)  # fmt: skip
+
+
+@pytest.mark.docker
+async def test_an_agent_runs_rollout_steps_past_a_failure_and_restores(
+    server: Any,  # noqa: F811  (test_agent's fixtures)
+    engine_url: str,  # noqa: F811
+) -> None:
+    """Through an agent: a failed step of a `continue` rollout still lets the next batch be
+    claimed; start-first keeps the old container aside; a restore gives it back."""
+    deployed = [agt.deploy_task(n, command=SERVE_MSG) for n in ("web-1", "web-2")]
+    async with agt.agent_running(server, engine_url):
+        agt.create_tasks(server, deployed)
+        old = [(await agt.wait_task(server, t.id, timeout=30)).result or {} for t in deployed]
+        first = _step_task(
+            old[0]["containerId"], _agent_container("web-1", ["sh", "-c", "exit 3"], "v2"), 1, []
+        )
+        second = _step_task(old[1]["containerId"], _agent_container("web-2", SERVE_MSG, "v2"), 2, [first.id])
+        agt.create_tasks(server, [first, second])
+        failed = await agt.wait_task(server, first.id, timeout=30)
+        replaced = await agt.wait_task(server, second.id, timeout=30)
+        assert failed.status is TaskStatus.failed and "kept running throughout" in (failed.error or "")
+        assert replaced.status is TaskStatus.completed, replaced.error
+        assert (replaced.result or {})["keptOld"] == old[1]["containerId"]
+        aside = agt.containers_named(engine_url, f"{agt.STACK}-web-2-replaced-{old[1]['containerId'][:12]}")
+        assert [c["State"] for c in aside] == ["exited"]  # stopped, kept for a rollback
+
+        restore = Task(
+            id=agt.new_id("res"), task_type=TaskType.restore, host_id=agt.HOST, stack_id=agt.STACK,
+            payload=RestorePayload(name="web-2", docker_name=f"{agt.STACK}-web-2",
+                                   old_container_id=old[1]["containerId"],
+                                   new_container_id=(replaced.result or {})["containerId"]).dump(),
+        )  # fmt: skip
+        agt.create_tasks(server, [restore])
+        restored = await agt.wait_task(server, restore.id, timeout=30)
+    assert restored.status is TaskStatus.completed, restored.error
+    for name, before in (("web-1", old[0]), ("web-2", old[1])):
+        [running] = agt.containers_named(engine_url, f"{agt.STACK}-{name}")
+        assert (running["Id"], running["State"]) == (before["containerId"], "running")
+    assert agt.containers_named(engine_url, f"{agt.STACK}-web-2-replaced-{old[1]['containerId'][:12]}") == []
