@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -270,17 +269,7 @@ def _big_stack(count: int = 1000, hosts: int = 100) -> str:
     )
 
 
-def test_thousand_container_stack_loads_fast() -> None:
-    text = _big_stack()
-    load_stack_text(text, "warm-up")
-    # CPU time, best of 5: the budget is about our work, not about neighbours on shared cores
-    best = min(_timed(text) for _ in range(5))
-    assert best < 0.5, f"load+validate took {best:.3f}s of CPU"
-
-
-def _timed(text: str) -> float:
-    start = time.process_time()
-    doc = load_stack_text(text, "big")
-    elapsed = time.process_time() - start
+def test_thousand_container_stack_loads() -> None:
+    # speed is measured by benchmarks/bench_plan.py (load), never asserted in a test
+    doc = load_stack_text(_big_stack(), "big")
     assert len(doc.stack.containers) == 1000
-    return elapsed

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,8 @@ def test_spread_respects_ports_and_capacity_and_balances() -> None:
         assert len(ports) == len(set(ports)), host
 
 
-def test_large_placement_is_fast() -> None:
+def test_large_placement_spreads_over_every_host() -> None:
+    # speed is measured by benchmarks/bench_plan.py, never asserted in a test
     containers = [
         {
             "name": f"c{i}",
@@ -125,9 +125,7 @@ def test_large_placement_is_fast() -> None:
         {"name": "big", "deployment": {"placementStrategy": "spread"}, "containers": containers}
     )
     inventory = Inventory.model_validate({"hosts": [{"@id": f"h{i:03}"} for i in range(100)]})
-    start = time.perf_counter()
     result = place(stack, inventory, {})
-    assert time.perf_counter() - start < 1.0  # generous; the benchmark measures properly
     assert len(result) == 1000 and len(set(result.values())) == 100
 
 

@@ -445,9 +445,8 @@ def test_deploy_timeout_covers_the_health_check() -> None:
     assert deploy.timeout_seconds >= 20 + 4 * 15
 
 
-def test_large_plan_is_fast_enough() -> None:
-    import time
-
+def test_large_plan_plans_every_replica() -> None:
+    # speed is measured by benchmarks/bench_plan.py, never asserted in a test
     containers = [
         {
             "name": f"c{i}",
@@ -462,11 +461,8 @@ def test_large_plan_is_fast_enough() -> None:
     )
     inv = Inventory.model_validate({"hosts": [{"@id": f"h{i:03}"} for i in range(100)]})
     observed = {h.id: ObservedHost(host=h.id) for h in inv.hosts}
-    start = time.perf_counter()
     plan = plan_apply(stack, inv, observed, None)
-    elapsed = time.perf_counter() - start
     assert len(plan.tasks) == 1100
-    assert elapsed < 2.0  # generous for shared CI cores; benchmarks/bench_plan.py measures properly
 
 
 def test_a_container_set_aside_by_an_interrupted_replace_is_cleaned_up() -> None:
