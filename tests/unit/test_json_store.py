@@ -328,7 +328,10 @@ def test_kill_9_never_loses_an_acknowledged_update(path: Path) -> None:
         proc = _spawn(path, f"ag{round_}", 30_000)  # frequent compactions, so kills land in them too
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.02, 0.25))
+        # a few acknowledgements first, so every round kills a worker mid-stream however loaded
+        # the machine is, then a random moment (compactions included)
+        acknowledged += [proc.stdout.readline().strip() for _ in range(rng.randint(4, 12))]
+        time.sleep(rng.uniform(0.0, 0.1))
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
