@@ -29,9 +29,11 @@ class VersionKind(str, Enum):
     rollback = "rollback"
 
 
-def definition_digest(definition: dict[str, Any]) -> str:
-    """A short, stable hash of an (unresolved) definition: equal digests, equal definitions."""
-    text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+def definition_digest(definition: dict[str, Any], variables: dict[str, str] | None = None) -> str:
+    """A short, stable hash of an (unresolved) definition and its recorded variables: equal
+    digests, equal stacks (``image: app:${TAG}`` with TAG=1 and TAG=2 differ)."""
+    data = {"definition": definition, "variables": variables or {}}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -54,7 +56,7 @@ class StackVersion(BaseModel):
     inventory: dict[str, Any] = {}  # the Inventory dump the apply used
     images: dict[str, str] = {}  # declared container -> image reference, as resolved
     summary: dict[str, int] = {}  # action kind -> count, of the apply that made it
-    digest: str = ""  # of ``definition`` (:func:`definition_digest`)
+    digest: str = ""  # of ``definition`` and ``variables`` (:func:`definition_digest`)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

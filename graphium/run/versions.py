@@ -85,7 +85,7 @@ def version_of(plan: Plan, run_id: str | None) -> StackVersion | None:
         inventory=plan.inventory,
         images={str(c.get("name")): str(c.get("image")) for c in containers if isinstance(c, dict)},
         summary={kind: n for kind, n in plan.counts().items() if n},
-        digest=definition_digest(plan.definition),
+        digest=definition_digest(plan.definition, plan.variables),
     )
 
 

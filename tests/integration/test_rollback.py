@@ -152,3 +152,33 @@ def test_rollback_refuses_clearly_and_touches_nothing(
     code, _, err = cli("rollback", stack, "--to", "9", env=env)
     assert code == 1 and "no version 9" in err and "Traceback" not in err
     assert len(stack_containers(docker_url, stack)) == 1
+
+
+def test_rollback_over_ssh_puts_each_replica_back_on_its_host(lab: Any, tmp_path: Path, cli: Cli) -> None:
+    hosts = [h for h in json.loads(Path(lab.inventory).read_text())["hosts"] if h["@id"] in ("vm1", "vm2")]
+    inventory = write(tmp_path / "hosts.json", {"hosts": hosts})
+    engines = {h["@id"]: h["dockerHost"] for h in hosts}
+    name = unique_name("rbs")
+    web = {"name": "web", "image": "graphium-test/web:${TAG}", "replicas": 2}
+    file = write(tmp_path / "stack.json", stack_doc(name, [web], deployment={"placementStrategy": "spread"}))
+    env = {"GRAPHIUM_STATE": str(tmp_path / "state.json")}
+
+    def images() -> dict[str, tuple[str, str]]:
+        found = {}
+        for host, url in engines.items():
+            for container in stack_containers(url, name):
+                found[container.labels["graphium.container"]] = (host, container.attrs["Config"]["Image"])
+        return found
+
+    try:
+        assert cli("apply", str(file), "-i", str(inventory), env={**env, "TAG": "1"})[0] == 0
+        first = images()
+        assert {host for host, _ in first.values()} == {"vm1", "vm2"}
+        assert cli("apply", str(file), "-i", str(inventory), env={**env, "TAG": "2"})[0] == 0
+        assert {image for _, image in images().values()} == {"graphium-test/web:2"}
+        code, out, err = cli("rollback", name, env=env)  # the hosts: the inventory version 1 used
+        assert code == 0, out + err
+        assert images() == first
+    finally:
+        for url in engines.values():
+            remove_stack(url, name)

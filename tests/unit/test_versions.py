@@ -187,3 +187,12 @@ def test_a_rollback_restores_recorded_variables_and_reads_secrets_again() -> Non
     spec = versions.definition(kept, {"TAG": "2", "DB_PASSWORD": "now"}).spec
     assert spec.containers[0].image == "nginx:1"  # the tag the version ran, not today's
     assert spec.containers[0].environment == {"DB_PASSWORD": "now"}
+
+
+def test_versions_that_differ_only_in_a_recorded_variable_differ() -> None:
+    one = versions.version_of(_plan(definition=definition(), variables={"TAG": "1"}), "r1")
+    two = versions.version_of(_plan(definition=definition(), variables={"TAG": "2"}), "r2")
+    assert one is not None and two is not None and one.digest != two.digest
+    running = stack(StackStatus.running, "r2")
+    kept = [one.model_copy(update={"number": 1}), two.model_copy(update={"number": 2})]
+    assert rollback_target(kept, running).number == 1
