@@ -106,8 +106,9 @@ def history(stack: str, state: str, as_json: bool) -> None:
 def rollback(stack: str, to: int | None, auto_approve: bool, lock_wait: float, **kwargs: Any) -> None:
     """Plan and apply an earlier version of STACK (a name or a stack file), as `apply` would.
 
-    ${VAR} references are filled from this environment again; each container goes back to the
-    host the version had it on. Without -i, the hosts are the inventory that version used.
+    Variables that cannot hold a secret (an image tag) come back as that version had them; the
+    others (secrets) are read from this environment again. Each container goes back to the host
+    the version had it on. Without -i, the hosts are the inventory that version used.
     """
     opts = Options.pop_from(kwargs)
     name = stack_name(stack)
