@@ -42,6 +42,7 @@ from graphium.cli.safety import (
     lock_wait_option,
 )
 from graphium.control.client import ServerClient
+from graphium.control.envelope import referenced_variables
 from graphium.errors import InterruptedRunError, Problem, ValidationError, WaitTimeoutError
 from graphium.plan.model import Plan
 from graphium.plan.saved import is_saved_plan, seal, unseal
@@ -168,15 +169,25 @@ def _server_plan(
     with problems_as_json(opts.as_json):
         doc = load_stack(stack)  # every problem reported here, before the server sees anything
     report_warnings(doc, opts.as_json)
-    document = fill_variables(read_stack_document(stack), os.environ, stack)
+    document, variables = _with_variables(stack)
     with server_client(server_url, token) as client:
-        result = Plan.model_validate(client.preview(document, destroy=for_destroy)["plan"])
+        found = client.preview(document, destroy=for_destroy, variables=variables)
+    result = Plan.model_validate(found["plan"])
     if opts.as_json:
         emit_json(plan_json(result))
     else:
         render_plan(result, make_console(), show_unchanged=show_unchanged)
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
+
+
+def _with_variables(stack: str) -> tuple[Any, dict[str, str]]:
+    """``--server``: the stack document as written, and the values of the variables it refers to
+    from this environment (the server fills them, knowing which are secrets). An unset variable
+    is reported here, before anything is sent."""
+    document = read_stack_document(stack)
+    fill_variables(document, os.environ, stack)
+    return document, referenced_variables(document, os.environ)
 
 
 def _save_plan(plan_: Plan, path: Path) -> None:
@@ -372,9 +383,10 @@ def apply(
             raise click.UsageError("--server takes a stack file: the server makes its own plan")
         doc = load_stack(target)  # every problem reported here, before the server sees anything
         print_warnings(doc)
-        document = fill_variables(read_stack_document(target), os.environ, target)
+        document, variables = _with_variables(target)
         with server_client(server_url, token) as client:
-            _hand_over(client, client.post_stack(document), opts.as_json, no_wait=no_wait, timeout=timeout)
+            accepted = client.post_stack(document, variables)
+            _hand_over(client, accepted, opts.as_json, no_wait=no_wait, timeout=timeout)
         return
     if saved is not None:
         inventory = (

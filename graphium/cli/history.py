@@ -21,17 +21,24 @@ from graphium.cli.common import (
     common_options,
     emit,
     json_option,
+    server_client,
+    server_options,
     stack_name,
     state_option,
 )
-from graphium.cli.deploy import _execute
-from graphium.cli.safety import auto_approve_option, lock_wait_option
+from graphium.cli.deploy import _execute, _hand_over
+from graphium.cli.safety import auto_approve_option, confirm, interactive, lock_wait_option
+from graphium.control.client import ServerClient
+from graphium.errors import Problem, StackError
 from graphium.records.stack import StackRecord
 from graphium.records.version import StackVersion, current_version, rollback_target
 from graphium.run import versions
 from graphium.stack.inventory import load_inventory
 from graphium.stack.models import Inventory
 from graphium.store.json_store import JsonTaskStore
+
+#: what the server's listing adds for its own clients, left out of ``history --json``
+SERVER_ONLY = ("rollbackTarget", "variablesNeeded")
 
 
 def _when(stamp: str) -> str:
@@ -49,45 +56,56 @@ def _stored(state: str, name: str) -> tuple[list[StackVersion], StackRecord | No
         return store.list_versions(name), store.get_stack(name)
 
 
-def _images(version: StackVersion) -> str:
-    return ", ".join(f"{name}={image}" for name, image in sorted(version.images.items()))
+def _images(images: dict[str, str]) -> str:
+    return ", ".join(f"{name}={image}" for name, image in sorted(images.items()))
 
 
-@click.command()
-@click.argument("stack")
-@state_option
-@json_option
-def history(stack: str, state: str, as_json: bool) -> None:
-    """List the recorded versions of STACK (a name or a stack file), oldest first; * marks the
-    one running now. `rollback` applies one of them again."""
-    name = stack_name(stack)
-    found, record = _stored(state, name)
+def _entries(found: list[StackVersion], record: StackRecord | None) -> list[dict[str, Any]]:
+    """The versions as the server lists them (``GET /stacks/{id}/versions``)."""
     current = current_version(found, record)
+    return [{**v.public_dump(), "current": v is current, "result": v.result()} for v in found]
+
+
+def _table(name: str, entries: list[dict[str, Any]], as_json: bool) -> None:
+    """The versions as a table, or one JSON line each; the same for local and ``--server``."""
     if as_json:
-        for version in found:
-            emit(
-                "version",
-                {**version.public_dump(), "current": version is current, "result": version.result()},
-            )
+        for entry in entries:
+            emit("version", {k: v for k, v in entry.items() if k not in SERVER_ONLY})
         return
-    if not found:
+    if not entries:
         click.echo(f"Stack {name} has no recorded versions (a successful apply records one).")
         return
     rows = [
         (
-            "*" if v is current else " ",
-            str(v.number),
-            _when(v.applied_at),
-            v.applied_by,
-            _images(v),
-            v.result(),
+            "*" if e["current"] else " ",
+            str(e["number"]),
+            _when(e["appliedAt"]),
+            e["appliedBy"],
+            _images(e["images"]),
+            e["result"],
         )
-        for v in found
+        for e in entries
     ]
     header = (" ", "VERSION", "APPLIED", "BY", "IMAGES", "RESULT")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+@click.command()
+@click.argument("stack")
+@state_option
+@server_options
+@json_option
+def history(stack: str, state: str, server_url: str | None, token: str | None, as_json: bool) -> None:
+    """List the recorded versions of STACK (a name or a stack file), oldest first; * marks the
+    one running now. `rollback` applies one of them again."""
+    name = stack_name(stack)
+    if server_url:
+        with server_client(server_url, token) as client:
+            _table(name, client.list_versions(name), as_json)
+        return
+    _table(name, _entries(*_stored(state, name)), as_json)
 
 
 @click.command()
@@ -102,16 +120,30 @@ def history(stack: str, state: str, as_json: bool) -> None:
 )
 @auto_approve_option
 @lock_wait_option
+@server_options
 @common_options
-def rollback(stack: str, to: int | None, auto_approve: bool, lock_wait: float, **kwargs: Any) -> None:
+def rollback(
+    stack: str,
+    to: int | None,
+    auto_approve: bool,
+    lock_wait: float,
+    server_url: str | None,
+    token: str | None,
+    **kwargs: Any,
+) -> None:
     """Plan and apply an earlier version of STACK (a name or a stack file), as `apply` would.
 
     Variables that cannot hold a secret (an image tag) come back as that version had them; the
     others (secrets) are read from this environment again. Each container goes back to the host
-    the version had it on. Without -i, the hosts are the inventory that version used.
+    the version had it on. Without -i, the hosts are the inventory that version used. With
+    --server, the server plans it against its agents' hosts and this command follows the run.
     """
     opts = Options.pop_from(kwargs)
     name = stack_name(stack)
+    if server_url:
+        with server_client(server_url, token) as client:
+            _server_rollback(client, name, to, opts.as_json, auto_approve)
+        return
     target = rollback_target(*_stored(opts.state, name), to)
     versions.definition(target, os.environ)  # every unset variable reported before any host is touched
     inventory = (
@@ -120,7 +152,7 @@ def rollback(stack: str, to: int | None, auto_approve: bool, lock_wait: float, *
     if not opts.as_json:
         click.echo(
             f"Rolling back stack {name} to version {target.number} "
-            f"(applied {_when(target.applied_at)} by {target.applied_by}: {_images(target)}).\n"
+            f"(applied {_when(target.applied_at)} by {target.applied_by}: {_images(target.images)}).\n"
         )
     _, result = _execute(
         opts,
@@ -134,3 +166,25 @@ def rollback(stack: str, to: int | None, auto_approve: bool, lock_wait: float, *
     )
     if not result.ok:
         sys.exit(EXIT_ERROR)
+
+
+def _server_rollback(client: ServerClient, name: str, to: int | None, as_json: bool, approved: bool) -> None:
+    """``rollback --server``: the server picks and plans the version; this sends the values of
+    the variables it does not record (from this environment; an unset one is reported before
+    anything is sent), asks on a terminal, then follows the run as ``apply --server`` does."""
+    entries = client.list_versions(name)
+    target = next((e for e in entries if (e["number"] == to if to else e.get("rollbackTarget"))), None)
+    needed = target.get("variablesNeeded", []) if target else []
+    missing = [n for n in needed if n not in os.environ]
+    if missing:
+        where = f"{name} version {target['number'] if target else '?'}"
+        raise StackError([Problem(where, "$", f"variable {n} is not set") for n in missing])
+    if target and not as_json:
+        click.echo(
+            f"Rolling back stack {name} to version {target['number']} (applied "
+            f"{_when(target['appliedAt'])} by {target['appliedBy']}: {_images(target['images'])})."
+        )
+    if target and not approved and interactive():
+        confirm("rollback", name, as_json=as_json)
+    accepted = client.rollback(name, to, {n: os.environ[n] for n in needed})
+    _hand_over(client, accepted, as_json, no_wait=False)

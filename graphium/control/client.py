@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphium.control import transport
+from graphium.control.envelope import envelope
 from graphium.control.live_requests import LOG_ERROR, LOG_TRAILER
 from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError, Problem, StackError, WaitTimeoutError
@@ -67,8 +68,25 @@ class ServerClient:
             raise GraphiumError(f"server refused {method} {path} ({response.status_code}): {detail}")
         return response.json() if response.content else None
 
-    def post_stack(self, document: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/stacks", json=document)
+    def post_stack(self, document: Any, variables: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Post ``document``: with ``variables``, as written inside an envelope (the server fills
+        them, masks the secret ones and records the version); without, as already filled."""
+        body = document if variables is None else envelope(document, variables)
+        result: dict[str, Any] = self._call("POST", "/stacks", json=body)
+        return result
+
+    def list_versions(self, stack_id: str) -> list[dict[str, Any]]:
+        """The stack's recorded versions, oldest first (``history --server``)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/stacks/{stack_id}/versions")
+        return result
+
+    def rollback(self, stack_id: str, to: int | None, variables: Mapping[str, str]) -> dict[str, Any]:
+        """Roll the stack back to version ``to`` (default: the one before the running one), with
+        the values of the variables that version does not record."""
+        body: dict[str, Any] = {"variables": dict(variables)}
+        if to is not None:
+            body["to"] = to
+        result: dict[str, Any] = self._call("POST", f"/stacks/{stack_id}/rollback", json=body)
         return result
 
     def delete_stack(self, stack_id: str, *, volumes: bool = False) -> dict[str, Any]:
@@ -93,10 +111,14 @@ class ServerClient:
         result: list[dict[str, Any]] = self._call("GET", "/agents")
         return result
 
-    def preview(self, document: Any, *, destroy: bool = False) -> dict[str, Any]:
-        """The plan the server would run for ``document`` now (``plan --server``), secrets masked."""
+    def preview(
+        self, document: Any, *, destroy: bool = False, variables: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The plan the server would run for ``document`` now (``plan --server``), secrets masked;
+        ``variables`` as for :meth:`post_stack`."""
+        body = document if variables is None else envelope(document, variables)
         result: dict[str, Any] = self._call(
-            "POST", "/plans", json=document, params={"destroy": destroy}, timeout=60.0
+            "POST", "/plans", json=body, params={"destroy": destroy}, timeout=60.0
         )
         return result
 

@@ -82,6 +82,16 @@ def variable_names(text: str) -> list[str]:
     return [m.group(1) for m in _TOKEN_RE.finditer(text) if m.group(1)]
 
 
+def document_variables(document: Any) -> list[str]:
+    """The names of the variables every string of a raw document refers to, each once, in order."""
+    if isinstance(document, str):
+        return variable_names(document)
+    values = (
+        document.values() if isinstance(document, dict) else document if isinstance(document, list) else []
+    )
+    return list(dict.fromkeys(name for value in values for name in document_variables(value)))
+
+
 def resolve_variables(
     spec: StackSpec,
     environ: Mapping[str, str],

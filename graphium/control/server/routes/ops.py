@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 
+from graphium.control.envelope import posted_stack
 from graphium.control.live_requests import LOG_ERROR, LOG_TRAILER
 from graphium.control.server.deps import API, Admin, Caller, Srv, own_host
 from graphium.control.server.requests import PICKUP_TIMEOUT
@@ -39,13 +40,16 @@ ANSWER_TIMEOUT = 20.0
 
 @router.post("/plans")
 async def preview_plan(
-    document: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv, destroy: bool = False
+    body: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv, destroy: bool = False
 ) -> dict[str, Any]:
     """The plan the server would run for this stack document now, from its agents' reports
-    (``plan --server``); changes nothing. Secret values are masked."""
-    doc = load_stack_data(document, "stack")
+    (``plan --server``); changes nothing. The body is a document or a ``{"document",
+    "variables"}`` envelope, as for ``POST /stacks``. Secret values are masked."""
+    posted = posted_stack(body)
+    doc = load_stack_data(posted.document, "stack")
     deployer = Deployer(srv.store, srv.executor, srv.inventory(doc), events=EventBus(srv.store))
-    plan = await (deployer.plan_destroy(doc.stack.name) if destroy else deployer.plan(doc, environ={}))
+    environ = posted.variables or {}
+    plan = await (deployer.plan_destroy(doc.stack.name) if destroy else deployer.plan(doc, environ=environ))
     return {"plan": redact(plan.dump(), plan.secret_values())}
 
 

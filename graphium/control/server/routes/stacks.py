@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from graphium.control.envelope import posted_stack
 from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.monitor import cancel_open_builds
 from graphium.control.server.state import Server
@@ -33,15 +34,27 @@ class StackAccepted(BaseModel):
     notes: list[str] = []  # what the plan kept (a destroy's volumes)
 
 
+POST_STACK_DOC = """Validate, plan and enqueue a stack; the agents deploy it while this returns at once.
+
+The body is either the stack document with its ``${VAR}`` already filled (no version is recorded:
+the server cannot tell the secrets among the values), or an envelope ``{"document": <the stack
+document as written>, "variables": {"NAME": "value"}}`` (exactly these keys, ``variables``
+optional, ``document`` an object): the server then fills the variables at plan time, masks the
+secret ones by value in its events, task views and logs, and records the version on success, so
+``history`` and ``rollback`` work. A variable the document needs but the envelope lacks is a 400
+with ``problems``."""
+
+
 @router.post(
     "/stacks",
     status_code=202,
     response_model=StackAccepted,
     responses={400: {"description": "the stack document is invalid; `problems` lists why"}},
+    description=POST_STACK_DOC,
 )
-async def post_stack(document: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv) -> Any:
-    """Validate, plan and enqueue a stack; the agents deploy it while this returns at once."""
-    doc = load_stack_data(document, "stack")
+async def post_stack(body: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv) -> Any:
+    posted = posted_stack(body)
+    doc = load_stack_data(posted.document, "stack")
     name = doc.stack.name
     if srv.active(name):
         raise HTTPException(409, f"stack {name} has a run in progress; wait for it or delete the stack")
@@ -49,10 +62,11 @@ async def post_stack(document: Annotated[dict[str, Any], Body()], _: Admin, srv:
     if stored is not None and stored.status is StackStatus.deleting:
         raise HTTPException(409, f"stack {name} is being deleted")
     deployer = Deployer(srv.store, srv.executor, srv.inventory(doc), events=EventBus(srv.store))
-    plan = await deployer.plan(doc, environ={})
-    # the client filled the document's variables, secrets included: it cannot be recorded as a
-    # version (which keeps ``${VAR}`` as written), so this apply records none
-    plan.definition, plan.variables = {}, {}
+    plan = await deployer.plan(doc, environ=posted.variables or {})
+    if posted.variables is None:
+        # a bare document came with its variables filled in by the client, secrets included: it
+        # cannot be recorded as a version (which keeps ``${VAR}`` as written), so it records none
+        plan.definition, plan.variables = {}, {}
     started = await srv.start(deployer, plan)
     return JSONResponse(
         status_code=202 if started else 200,

@@ -3,7 +3,8 @@
 A rollback through the server is planned by the server against its agents' hosts, like a posted
 stack, and runs in the background. The server resolves nothing from its own environment: the
 version's recorded variables are restored, and the caller sends the values of the others
-(secrets) in ``variables``, as ``graphium-run apply --server`` fills them where it runs.
+(secrets) in ``variables``, as ``graphium-run apply --server`` sends them from where it runs
+(``variablesNeeded`` in the listing names them).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pydantic.alias_generators import to_camel
 from graphium.control.server.deps import API, Admin, Srv
 from graphium.errors import NotFoundError, PlanError
 from graphium.records.stack import StackStatus
-from graphium.records.version import current_version, rollback_target
+from graphium.records.version import StackVersion, current_version, rollback_target
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
+from graphium.stack.variables import document_variables
 
 router = APIRouter(prefix=API, tags=["stacks"])
 
@@ -36,14 +38,29 @@ class RollbackRequest(BaseModel):
 
 @router.get("/stacks/{stack_id}/versions")
 def list_versions(stack_id: str, _: Admin, srv: Srv) -> list[dict[str, Any]]:
-    """The stack's recorded versions, oldest first, each with ``current`` (the one running now)
-    and ``result``; without its definition or inventory."""
+    """The stack's recorded versions, oldest first, each with ``current`` (the one running now),
+    ``result``, ``rollbackTarget`` (the one a rollback without ``to`` applies) and
+    ``variablesNeeded`` (the names of the variables it uses but does not record: a rollback to it
+    sends their values); without its definition or inventory."""
     found = srv.store.list_versions(stack_id)
     record = srv.store.get_stack(stack_id)
     if not found and record is None:
         raise NotFoundError(f"stack {stack_id} not found")
     current = current_version(found, record)
-    return [{**v.public_dump(), "current": v is current, "result": v.result()} for v in found]
+    try:
+        target: StackVersion | None = rollback_target(found, record)
+    except PlanError:
+        target = None
+    return [
+        {
+            **v.public_dump(),
+            "current": v is current,
+            "result": v.result(),
+            "rollbackTarget": v is target,
+            "variablesNeeded": [n for n in document_variables(v.definition) if n not in v.variables],
+        }
+        for v in found
+    ]
 
 
 @router.post(
