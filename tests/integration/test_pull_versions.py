@@ -51,7 +51,8 @@ def test_history_and_rollback_through_the_server_with_a_secret_masked_by_value(
         assert JsonTaskStore(pull.state).get_stack(name) is None  # nothing was sent
         for msg in ("one", "two"):
             proc = run("apply", str(stack_file(tmp_path, name, port, msg)), *server, **env)
-            assert proc.returncode == 0 and f"Stack {name} is running." in proc.stdout, proc.stdout + proc.stderr
+            out = proc.stdout + proc.stderr
+            assert proc.returncode == 0 and f"Stack {name} is running." in proc.stdout, out
             assert answers(port) == msg
         assert container_env(docker_url, name)["DATABASE_URL"] == f"postgres://app:{PASSWORD}@db/orders"
 
