@@ -76,6 +76,10 @@ def test_history_and_rollback_through_the_server_with_a_secret_masked_by_value(
 
         # the server knew the secret: masked by value in its views and events
         with pull.admin() as api:
+            doc = json.loads(stack_file(tmp_path, name, port, "three").read_text())
+            missing = api.post("/stacks", json={"document": doc, "variables": {"OTHER": PASSWORD}})
+            assert missing.status_code == 400 and PASSWORD not in missing.text, missing.text
+            assert "DB_PASSWORD" in missing.text and missing.json()["problems"][0]["path"].startswith("$")
             views = [api.get(f"/stacks/{name}").text, api.get("/tasks", params={"stackId": name}).text]
         assert "DATABASE_URL" in views[1] and "postgres://app:" in views[1]
         views += [run("status", name, *server).stdout, run("status", name, *server, "--json").stdout]
