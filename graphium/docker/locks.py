@@ -50,6 +50,10 @@ async def take_lock(engine: DockerEngine, stack: str, owner: str) -> str | None:
         LABEL_LOCK_SINCE: datetime.now(UTC).isoformat(timespec="seconds"),
     }
     volume = await engine._call(f"taking lock {name}", lambda c: c.create_volume(name, labels=labels))
+    if not (volume or {}).get("Labels"):
+        # an engine restarted since the volume was made answers a create without its labels
+        # (its driver's view); an inspect reads them from the volume store
+        volume = await _volume(engine, stack)
     held = str(((volume or {}).get("Labels") or {}).get(LABEL_LOCK_OWNER) or "")
     return None if held == owner else held or "an unknown owner"
 
