@@ -28,8 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# three workers, one test file each: the integration tests mostly wait on engines and containers,
+# and every test names its own stacks and takes free ports, so files run side by side
 test: setup lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
