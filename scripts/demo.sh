@@ -54,7 +54,7 @@ if [ ${#urls[@]} -gt 1 ]; then
 fi
 echo "==> Re-planning changes nothing:"
 $run plan "$stack" "${inventory[@]}" --detailed-exitcode
-$run status
+$run status "${inventory[@]}"
 echo
 echo "Remove it with: GRAPHIUM_STATE=$GRAPHIUM_STATE $run destroy $stack ${inventory[*]}"
 [ ${#inventory[@]} -eq 0 ] || echo "Stop the lab with: .venv/bin/python -m lab down"

@@ -333,12 +333,21 @@ def render_stacks(
         if live is not None:
             summary = live.get(s.name)
             row[1] = _live_status(s.status.value if summary is None else summary.status)
-            row.append("" if summary is None else f"{summary.running}/{summary.expected} running")
+            row.append("" if summary is None else _live_count(summary))
         row += [s.phase, f"{s.progress}%", str(len(s.placements)), ", ".join(s.hosts), s.updated_at]
         rows.append(row)
     console.print(_table(columns, rows))
     for summary in (live or {}).values():
         _render_live_problems(summary, console)
+
+
+def _live_count(summary: LiveSummary) -> str:
+    """``2/3 running`` of the placements whose hosts were asked; never a count of hosts not asked."""
+    if summary.checked == 0:
+        return "not checked" if summary.expected else ""
+    count = f"{summary.running}/{summary.checked} running"
+    unchecked = summary.expected - summary.checked
+    return f"{count}, {unchecked} not checked" if unchecked else count
 
 
 def _live_status(status: str) -> Text:

@@ -59,6 +59,7 @@ class LiveSummary(_Live):
     status: str  # the stored status, or "degraded" when the hosts contradict a "running"
     running: int
     expected: int
+    checked: int = 0  # placements on hosts that were asked (the rest are unchecked)
     problems: list[str] = []  # "app-1 on vm1: exited (code 1)"
     unreachable: list[str] = []  # "vm2: no live agent for vm2, last seen 45 s ago"
     unchecked: list[str] = []  # hosts not asked (not in the inventory, or agent hosts without a server)
@@ -81,7 +82,7 @@ def reconcile(record: StackRecord, hosts: list[LiveHost]) -> LiveSummary:
     host not in ``hosts`` was not asked: its placements keep the stored status, listed as
     unchecked."""
     by_host = {h.host: h for h in hosts}
-    running = 0
+    running = checked = 0
     problems: list[str] = []
     unreachable: dict[str, str] = {}
     unchecked: set[str] = set()
@@ -92,6 +93,7 @@ def reconcile(record: StackRecord, hosts: list[LiveHost]) -> LiveSummary:
         if host is None:
             unchecked.add(host_id)
             continue
+        checked += 1
         if host.error is not None:
             unreachable[host_id] = host.error
             continue
@@ -113,6 +115,7 @@ def reconcile(record: StackRecord, hosts: list[LiveHost]) -> LiveSummary:
         status=status,
         running=running,
         expected=len(record.placements),
+        checked=checked,
         problems=problems,
         unreachable=[f"{h}: {why}" for h, why in sorted(unreachable.items())],
         unchecked=sorted(unchecked),

@@ -164,3 +164,28 @@ def test_hosts_not_asked_keep_the_stored_status_and_are_listed() -> None:
         ["vm2"],
         [],
     )
+
+
+@pytest.mark.parametrize(
+    ("asked", "live"),
+    [
+        (["vm1", "vm2"], "3/3 running"),
+        (["vm1"], "2/2 running, 1 not checked"),
+        ([], "not checked"),  # never "0/3 running" for a stack whose hosts nobody asked
+    ],
+)
+def test_the_live_column_counts_only_the_hosts_asked(asked: list[str], live: str) -> None:
+    from rich.console import Console
+
+    from graphium.cli.output import render_stacks
+
+    running = {
+        "vm1": [_live("web-app-1", "vm1"), _live("web-db", "vm1")],
+        "vm2": [_live("web-app-2", "vm2")],
+    }
+    record = _record()
+    summary = reconcile(record, [LiveHost(host=h, containers=running[h]) for h in asked])
+    assert summary.checked == sum(len(running[h]) for h in asked)
+    console = Console(record=True, width=200)
+    render_stacks([record], console, {"web": summary})
+    assert live in console.export_text()
