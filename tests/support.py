@@ -98,6 +98,27 @@ def write_json(path: Path, doc: Any) -> Path:
     return path
 
 
+WEB_HEALTH = {"http": {"port": 80}, "interval": "0.2s", "timeout": "1s", "retries": 25}
+
+
+def web_stack(path: Path, name: str, mode: str, replicas: int) -> Path:
+    """A stack of ``replicas`` healthy test web servers; a new ``mode`` (an env value) replaces them."""
+    web = {
+        "name": "web",
+        "image": "graphium-test/web:1",
+        "replicas": replicas,
+        "environment": {"MODE": mode},
+        "stopTimeout": "1s",
+        "healthCheck": WEB_HEALTH,
+    }
+    return write_json(path, stack_doc(name, [web]))
+
+
+def local_env(docker_url: str, state: Path) -> dict[str, str]:
+    """Environment of a ``graphium-run`` on the lab's local engine with its own state file."""
+    return {"DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(state)}
+
+
 def http_get(address: str, port: int, timeout: float = 2.0) -> str | None:
     """Body of GET / on address:port, or None if nothing answers (never through a proxy)."""
     conn = http.client.HTTPConnection(address, port, timeout=timeout)

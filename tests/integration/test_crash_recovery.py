@@ -19,32 +19,14 @@ import pytest
 
 from tests.support import (
     GRAPHIUM_RUN,
+    local_env,
     remove_stack,
     stack_containers,
-    stack_doc,
     stack_networks,
     unique_name,
-    write_json,
+    web_stack,
 )
 from tests.support import graphium_run as run
-
-HEALTH = {"http": {"port": 80}, "interval": "0.2s", "timeout": "1s", "retries": 25}
-
-
-def _stack(path: Path, name: str, mode: str, replicas: int = 3) -> Path:
-    web = {
-        "name": "web",
-        "image": "graphium-test/web:1",
-        "replicas": replicas,
-        "environment": {"MODE": mode},
-        "stopTimeout": "1s",
-        "healthCheck": HEALTH,
-    }
-    return write_json(path, stack_doc(name, [web]))
-
-
-def _env(docker_url: str, state: Path) -> dict[str, str]:
-    return {"DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(state)}
 
 
 def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -88,8 +70,8 @@ def name(docker_url: str) -> Any:
 def test_kill_9_during_destroy_then_apply_converges_at_once(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path / "state.json")
-    stack = _stack(tmp_path / "stack.json", name, "a")
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "a", replicas=3)
     assert run("apply", str(stack), env=env).returncode == 0
     _kill_once_running(_start("destroy", str(stack), "--parallelism", "1", env=env))
     status = run("status", name, "--json", env=env)
@@ -103,10 +85,10 @@ def test_kill_9_during_destroy_then_apply_converges_at_once(
 def test_kill_9_during_a_replace_then_apply_converges_at_once(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path / "state.json")
-    stack = _stack(tmp_path / "stack.json", name, "a")
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "a", replicas=3)
     assert run("apply", str(stack), env=env).returncode == 0
-    _stack(stack, name, "b")
+    web_stack(stack, name, "b", replicas=3)
     _kill_once_running(_start("apply", str(stack), "--parallelism", "1", env=env))
     plan = run("plan", str(stack), env=env)
     assert "changed outside graphium" not in plan.stdout, plan.stdout
@@ -119,10 +101,10 @@ def test_kill_9_during_a_replace_then_apply_converges_at_once(
 def test_two_operators_with_separate_state_files_never_race(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    stack = _stack(tmp_path / "stack.json", name, "a", replicas=2)
+    stack = web_stack(tmp_path / "stack.json", name, "a", replicas=2)
     for trial in range(2):
         procs = [
-            _start("apply", str(stack), env=_env(docker_url, tmp_path / f"state-{trial}-{who}.json"))
+            _start("apply", str(stack), env=local_env(docker_url, tmp_path / f"state-{trial}-{who}.json"))
             for who in ("ann", "bob")
         ]
         outcomes = [(p.wait(90), p.stderr.read() if p.stderr else "") for p in procs]
@@ -133,7 +115,9 @@ def test_two_operators_with_separate_state_files_never_race(
         remove_stack(docker_url, name)
     # with --lock-wait the second waits for the first, and both end converged
     procs = [
-        _start("apply", str(stack), "--lock-wait", "60", env=_env(docker_url, tmp_path / f"wait-{who}.json"))
+        _start(
+            "apply", str(stack), "--lock-wait", "60", env=local_env(docker_url, tmp_path / f"wait-{who}.json")
+        )
         for who in ("ann", "bob")
     ]
     codes = [p.wait(120) for p in procs]
@@ -144,8 +128,8 @@ def test_two_operators_with_separate_state_files_never_race(
 def test_duplicate_networks_left_by_an_old_race_are_merged(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path / "state.json")
-    stack = _stack(tmp_path / "stack.json", name, "a", replicas=1)
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "a", replicas=1)
     assert run("apply", str(stack), env=env).returncode == 0
     [network] = stack_networks(docker_url, name)
     client = docker.APIClient(base_url=docker_url, version="auto")
@@ -163,8 +147,8 @@ def test_duplicate_networks_left_by_an_old_race_are_merged(
 def test_a_lock_held_from_another_machine_is_refused_until_unlocked(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path / "state.json")
-    stack = _stack(tmp_path / "stack.json", name, "a", replicas=1)
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "a", replicas=1)
     client = docker.APIClient(base_url=docker_url, version="auto")
     try:  # what a run on another machine holds: never provably dead from here
         owner = "ci-runner-7/boot-elsewhere/4242/1/t0"

@@ -17,29 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.support import GRAPHIUM_RUN, remove_stack, stack_containers, stack_doc, unique_name, write_json
+from tests.support import GRAPHIUM_RUN, local_env, remove_stack, stack_containers, unique_name, web_stack
 from tests.support import graphium_run as run
 
 REPLICAS = 2
-HEALTH = {"http": {"port": 80}, "interval": "0.2s", "timeout": "1s", "retries": 25}
-
-
-def _stack(path: Path, name: str, mode: str) -> Path:
-    web = {
-        "name": "web",
-        "image": "graphium-test/web:1",
-        "replicas": REPLICAS,
-        "environment": {"MODE": mode},
-        "stopTimeout": "1s",
-        "healthCheck": HEALTH,
-    }
-    return write_json(path, stack_doc(name, [web]))
-
-
-def _env(docker_url: str, tmp_path: Path) -> dict[str, str]:
-    return {"DOCKER_HOST": docker_url, "GRAPHIUM_STATE": str(tmp_path / "state.json")}
-
-
 def _apply_interrupted(
     stack: Path, env: dict[str, str], delay: float, *, signals: int = 1
 ) -> tuple[int, str]:
@@ -99,13 +80,13 @@ def name(docker_url: str) -> Any:
 def test_sigint_at_random_points_of_a_replace_never_leaves_a_container_down(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path)
-    stack = _stack(tmp_path / "stack.json", name, "m0")
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "m0", REPLICAS)
     assert run("apply", str(stack), env=env).returncode == 0
     rng = random.Random(9)
     interrupted = 0
     for trial in range(1, 11):
-        _stack(stack, name, f"m{trial}")  # every replica must be replaced
+        web_stack(stack, name, f"m{trial}", REPLICAS)  # every replica must be replaced
         code, err = _apply_interrupted(stack, env, rng.uniform(0.0, 1.2))
         assert "Traceback" not in err, err
         assert code in (0, 130), (trial, code, err)
@@ -122,10 +103,10 @@ def test_sigint_at_random_points_of_a_replace_never_leaves_a_container_down(
 def test_a_second_sigint_aborts_and_the_next_apply_repairs(
     docker_url: str, tmp_path: Path, name: str
 ) -> None:
-    env = _env(docker_url, tmp_path)
-    stack = _stack(tmp_path / "stack.json", name, "a")
+    env = local_env(docker_url, tmp_path / "state.json")
+    stack = web_stack(tmp_path / "stack.json", name, "a", REPLICAS)
     assert run("apply", str(stack), env=env).returncode == 0
-    _stack(stack, name, "b")
+    web_stack(stack, name, "b", REPLICAS)
     code, err = _apply_interrupted(stack, env, 0.1, signals=2)
     assert code == 130, err
     assert "aborted" in err and "Traceback" not in err, err
