@@ -15,6 +15,7 @@ from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.monitor import cancel_open_builds
 from graphium.control.server.state import Server
 from graphium.errors import NotFoundError
+from graphium.plan.model import Plan
 from graphium.records.stack import StackStatus
 from graphium.records.task import Task, TaskStatus
 from graphium.run.deployer import Deployer
@@ -67,13 +68,18 @@ async def post_stack(body: Annotated[dict[str, Any], Body()], _: Admin, srv: Srv
         # a bare document came with its variables filled in by the client, secrets included: it
         # cannot be recorded as a version (which keeps ``${VAR}`` as written), so it records none
         plan.definition, plan.variables = {}, {}
-    started = await srv.start(deployer, plan)
+    return accepted(name, await srv.start(deployer, plan), plan)
+
+
+def accepted(name: str, started: bool, plan: Plan, **more: Any) -> JSONResponse:
+    """The answer to a run handed to the server: 202 while it deploys, 200 when nothing was to do."""
     return JSONResponse(
         status_code=202 if started else 200,
         content={
             "id": name,
             "status": (StackStatus.deploying if started else StackStatus.running).value,
             "tasks": len(plan.tasks),
+            **more,
         },
     )
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from graphium.control.server.deps import API, Admin, Srv
+from graphium.control.server.routes.stacks import accepted
 from graphium.errors import NotFoundError, PlanError
 from graphium.records.stack import StackStatus
 from graphium.records.version import StackVersion, current_version, rollback_target
@@ -82,16 +82,7 @@ async def rollback(
     target = rollback_target(srv.store.list_versions(stack_id), record, body.to)
     deployer = Deployer(srv.store, srv.executor, srv.inventory(None), events=EventBus(srv.store))
     plan = await deployer.plan_rollback(target, environ=body.variables)
-    started = await srv.start(deployer, plan)
-    return JSONResponse(
-        status_code=202 if started else 200,
-        content={
-            "id": stack_id,
-            "status": (StackStatus.deploying if started else StackStatus.running).value,
-            "tasks": len(plan.tasks),
-            "version": target.number,
-        },
-    )
+    return accepted(stack_id, await srv.start(deployer, plan), plan, version=target.number)
 
 
 __all__ = ["RollbackRequest", "router"]
