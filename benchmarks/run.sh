@@ -6,6 +6,8 @@ py=.venv/bin/python
 status=0
 for bench in bench_plan bench_store bench_apply bench_ssh bench_agents bench_idle bench_dashboard; do
   echo; echo "=== $bench"
-  $py "benchmarks/$bench.py" || { echo "($bench failed)"; status=1; }
+  args=()
+  [ "$bench" = bench_ssh ] && args=(--hosts 3,10)  # both sizes side by side (issue 10)
+  $py "benchmarks/$bench.py" "${args[@]}" || { echo "($bench failed)"; status=1; }
 done
 exit $status

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import _lease
 from . import engine as _engine
+from . import extra as _extra
 from . import hosts as _hosts
 from ._proc import RUN_DIR, STATE_DIR, LabError, locked
 from .engine import LOCAL, REGISTRY, Engine
@@ -122,6 +123,20 @@ def release_lab() -> bool:
         return True
 
 
+def ensure_extra_hosts(total: int) -> tuple[LabInfo, list[str]]:
+    """Lab hosts 0..total-1 for a benchmark: those beyond the lab proper are extra hosts, which
+    test sessions never see (see lab/extra.py). Returns their info (with an inventory file of
+    their own) and the ids this call started, for :func:`stop_extra_hosts`."""
+    with locked():
+        return _extra.up(total)
+
+
+def stop_extra_hosts(host_ids: list[str]) -> list[str]:
+    """Tear down those of `host_ids` that are extra hosts (never a host of the lab proper)."""
+    with locked():
+        return _extra.down(host_ids)
+
+
 def _up_exact(hosts: int, registry: bool) -> LabInfo:
     with locked():
         return _hosts.up(hosts, registry, exact=True)[0]
@@ -144,6 +159,7 @@ __all__ = [
     "claim_lab",
     "engine_running",
     "ensure_engine",
+    "ensure_extra_hosts",
     "ensure_lab",
     "lab_info",
     "lab_running",
@@ -152,6 +168,7 @@ __all__ = [
     "start_host_engine",
     "status",
     "stop_engine",
+    "stop_extra_hosts",
     "stop_host_engine",
     "teardown",
 ]

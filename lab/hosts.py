@@ -128,6 +128,14 @@ class LabHost:
     def healthy(self) -> bool:
         return self.netns_ok() and self.engine.healthy() and self.sshd_ok()
 
+    @property
+    def extra_mark(self) -> Path:
+        """Present on a host brought up beyond the lab's size (see extra.py): not in its inventory."""
+        return self.run_dir / "extra"
+
+    def is_extra(self) -> bool:
+        return self.extra_mark.exists()
+
     def inventory_entry(self) -> dict[str, Any]:
         return {
             "@id": self.id,
@@ -282,9 +290,11 @@ def _start_sshd(host: LabHost) -> bool:
     return True
 
 
-def _write_known_hosts(hosts: list[LabHost]) -> None:
+def write_known_hosts(hosts: list[LabHost]) -> None:
+    """Record the keys of `hosts` and of every extra host still up (an extra's user may be mid-run)."""
+    extras = [h for h in existing_hosts() if h.is_extra() and h.host_key.with_suffix(".pub").exists()]
     lines = []
-    for h in hosts:
+    for h in sorted({*hosts, *extras}, key=lambda h: h.index):
         key = " ".join(h.host_key.with_suffix(".pub").read_text().split()[:2])
         lines.append(f"{h.address},{h.id} {key}\n")
     tmp = known_hosts().with_suffix(".tmp")
@@ -385,7 +395,7 @@ def _stop_registry() -> None:
 # --- lab ----------------------------------------------------------------------------------------
 
 
-def _existing_hosts() -> list[LabHost]:
+def existing_hosts() -> list[LabHost]:
     """Hosts with anything left of them: namespace, veth, or run dir (stale or live)."""
     ids: set[str] = set()
     netns_dir = Path("/run/netns")
@@ -412,7 +422,7 @@ def _existing_hosts() -> list[LabHost]:
     return sorted(found, key=lambda h: h.index)
 
 
-def _bring_up(host: LabHost) -> bool:
+def bring_up(host: LabHost) -> bool:
     """Ensure one host; True if anything had to be started."""
     if host.netns_ok():
         _drop_default_route(host)
@@ -420,7 +430,7 @@ def _bring_up(host: LabHost) -> bool:
         images.preload(host.docker_url)
         return False
     if not host.netns_ok():
-        _tear_down(host)  # processes inside a broken namespace cannot be trusted
+        tear_down(host)  # processes inside a broken namespace cannot be trusted
         _create_netns(host)
     _keygen(host.host_key, f"graphium-lab {host.id}")
     with ThreadPoolExecutor(2) as pool:
@@ -429,7 +439,7 @@ def _bring_up(host: LabHost) -> bool:
         return started_sshd.result() or started_engine
 
 
-def _tear_down(host: LabHost) -> None:
+def tear_down(host: LabHost) -> None:
     pid = host.sshd_pid()
     if pid is not None:
         terminate([pid])
@@ -446,25 +456,27 @@ def up(hosts: int = 3, registry: bool = False, exact: bool = False) -> tuple[Lab
     if not 1 <= hosts <= 254 - FIRST_OCTET:
         raise LabError(f"hosts must be between 1 and {254 - FIRST_OCTET}")
     ensure_packages()
-    existing = _existing_hosts()
+    existing = existing_hosts()
     if exact:
         extra = [h for h in existing if h.index >= hosts]
         with ThreadPoolExecutor(max(1, len(extra))) as pool:
-            list(pool.map(_tear_down, extra))
-    else:
-        hosts = max([hosts, *(h.index + 1 for h in existing)])
+            list(pool.map(tear_down, extra))
+    else:  # extra hosts stay out of the lab proper, so tests never see them
+        hosts = max([hosts, *(h.index + 1 for h in existing if not h.is_extra())])
     wanted = [LabHost(host_id(i), i) for i in range(hosts)]
+    for host in wanted:
+        host.extra_mark.unlink(missing_ok=True)  # asked for by count now: part of the lab
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     _keygen(client_key(), "graphium-lab client")
     images.tarball()  # build once before the hosts load it in parallel
     _ensure_bridge()
     with ThreadPoolExecutor(len(wanted) + 1) as pool:
         reg = pool.submit(_start_registry) if registry else None
-        started = any(pool.map(_bring_up, wanted))
+        started = any(pool.map(bring_up, wanted))
         if reg is not None:
             started = reg.result() or started
             _push_images(wanted[0])
-    _write_known_hosts(wanted)
+    write_known_hosts(wanted)
     inventory = {"hosts": [h.inventory_entry() for h in wanted]}
     tmp = inventory_path().with_suffix(".tmp")
     tmp.write_text(json.dumps(inventory, indent=2) + "\n")
@@ -473,7 +485,7 @@ def up(hosts: int = 3, registry: bool = False, exact: bool = False) -> tuple[Lab
 
 
 def info(hosts: list[LabHost] | None = None) -> LabInfo:
-    hosts = _existing_hosts() if hosts is None else hosts
+    hosts = existing_hosts() if hosts is None else hosts
     return LabInfo(
         hosts=tuple(hosts), inventory=inventory_path(), known_hosts=known_hosts(), ssh_key=client_key(),
         ssh_user=SSH_USER, bridge_address=BRIDGE_ADDRESS, registry=REGISTRY if registry_ok() else None,
@@ -486,10 +498,10 @@ def down(purge: bool = False) -> None:
     State dir files (keys, engine data roots with their images, registry storage) are kept for a
     fast next bring-up, unless purge is set.
     """
-    existing = _existing_hosts()
+    existing = existing_hosts()
     with ThreadPoolExecutor(len(existing) + 1) as pool:
         reg = pool.submit(_stop_registry)
-        list(pool.map(_tear_down, existing))
+        list(pool.map(tear_down, existing))
         reg.result()
     _remove_bridge()
     inventory_path().unlink(missing_ok=True)
@@ -505,7 +517,7 @@ def down(purge: bool = False) -> None:
 
 
 def status() -> dict[str, Any]:
-    hosts = _existing_hosts()
+    hosts = existing_hosts()
     with ThreadPoolExecutor(max(1, len(hosts))) as pool:
         health = list(pool.map(lambda h: (h.netns_ok(), h.engine.healthy(), h.sshd_ok()), hosts))
     return {
@@ -521,7 +533,7 @@ def status() -> dict[str, Any]:
 
 
 def find(host_id_: str) -> LabHost:
-    for h in _existing_hosts():
+    for h in existing_hosts():
         if h.id == host_id_:
             return h
     raise LabError(f"no lab host {host_id_!r}")

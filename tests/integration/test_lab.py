@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import json
 import subprocess
 import threading
 import uuid
@@ -195,3 +196,25 @@ async def test_an_unknown_image_fails_with_the_engines_error_recorded_on_the_tas
     stored = store.get_task(failed.id)
     assert stored.status is TaskStatus.failed and stored.error == failed.error
     assert stack_containers(host.docker_url, name) == []
+
+
+def test_extra_hosts_stay_out_of_the_lab_proper(lab: LabInfo) -> None:
+    wide, started = lab_pkg.ensure_extra_hosts(len(lab.hosts) + 1)
+    try:
+        extra = wide.hosts[-1]
+        assert [h.id for h in wide.hosts[: len(lab.hosts)]] == [h.id for h in lab.hosts]
+        assert extra.healthy() and extra.is_extra()
+        assert wide.inventory != lab.inventory
+        assert extra.id in {h["@id"] for h in json.loads(wide.inventory.read_text())["hosts"]}
+        proper = lab_pkg.ensure_lab(hosts=len(lab.hosts))  # what every test session does meanwhile
+        assert extra.id not in {h.id for h in proper.hosts}
+        assert extra.id not in lab.inventory.read_text()
+        assert extra.address in lab.known_hosts.read_text()  # the extra's user can still connect
+        with _client(extra) as client:
+            tags = {t for image in client.images.list() for t in image.tags}
+        assert set(lab_pkg.IMAGES) <= tags, tags
+    finally:
+        stopped = lab_pkg.stop_extra_hosts(started)
+    assert stopped == started
+    if started:
+        assert not extra.netns_ok() and extra.address not in lab.known_hosts.read_text()
