@@ -1,4 +1,5 @@
-"""Command line: `python -m lab engine up|down|status`, `python -m lab up|down|status`."""
+"""Command line: `python -m lab engine up|down|status`, `python -m lab up|down|status`,
+`python -m lab postgres up|down|url`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,24 @@ def _engine(action: str) -> int:
         running = lab.engine_running()
         print(f"{'running' if running else 'stopped'} {lab.LOCAL.url}")
         return 0 if running else 3
+    return 0
+
+
+def _postgres(action: str) -> int:
+    from . import postgres
+
+    if action == "up":
+        t = time.monotonic()
+        postgres.ensure()
+        print(f"PostgreSQL on 127.0.0.1:{postgres.PORT}; `python -m lab postgres url` prints its URL")
+        print(f"# ready in {time.monotonic() - t:.2f}s", file=sys.stderr)
+    elif action == "down":
+        print("stopped" if postgres.stop() else "not running")
+    else:  # the URL carries the password: printed only when asked for, for a shell to capture
+        if not postgres.ready():
+            print("lab: PostgreSQL is not running (python -m lab postgres up)", file=sys.stderr)
+            return 3
+        print(postgres.CLUSTER.url())
     return 0
 
 
@@ -56,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--registry", action="store_true", help="also run a registry on 10.231.0.1:5000")
     down = sub.add_parser("down", help="tear the multi-host lab down (idempotent)")
     down.add_argument("--purge", action="store_true", help="also delete keys, engine data, registry")
+    pg = sub.add_parser("postgres", help="the throwaway PostgreSQL 15 cluster of the store's tests")
+    pg.add_argument("action", choices=["up", "down", "url"])
     sub.add_parser("status", help="health of the lab's hosts (exit 3 if not all healthy)")
     args = parser.parse_args(argv)
     try:
         if args.command == "engine":
             return _engine(args.action)
+        if args.command == "postgres":
+            return _postgres(args.action)
         return _lab(args)
     except lab.LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)

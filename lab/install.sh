@@ -2,6 +2,8 @@
 # Install the lab's system packages, only those missing (apt-get update once, only if needed).
 set -eu
 PACKAGES="docker.io busybox-static openssh-server docker-registry iproute2 curl util-linux"
+# PostgreSQL 15 for the PostgreSQL task store's tests (lab/postgres.py runs a throwaway cluster).
+PACKAGES="$PACKAGES postgresql"
 # Headless Chromium and its WebDriver for the dashboard's browser tests (tests/browser).
 PACKAGES="$PACKAGES chromium chromium-driver"
 missing=""

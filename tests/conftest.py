@@ -1,4 +1,5 @@
-"""Session fixtures that start the test lab (see lab/): a root-namespace engine and a 3-host lab.
+"""Session fixtures that start the test lab (see lab/): a root-namespace engine, a 3-host lab and
+a throwaway PostgreSQL cluster.
 
 Both are started only when missing, and stopped at session end only if a test session started them
 and no other session (tests run concurrently on shared machines) still uses them.
@@ -17,8 +18,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import lab as lab_pkg  # noqa: E402  (needs the repository root on sys.path)
+from lab import postgres as lab_postgres  # noqa: E402
 
-_MARK_FOR_FIXTURE = {"docker_url": "docker", "lab": "lab", "lab_registry": "lab"}
+_MARK_FOR_FIXTURE = {
+    "docker_url": "docker",
+    "lab": "lab",
+    "lab_registry": "lab",
+    "postgres_url": "postgres",
+    "fresh_database": "postgres",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,3 +63,20 @@ def lab_registry(lab: lab_pkg.LabInfo) -> str:
     info = lab_pkg.ensure_lab(hosts=len(lab.hosts), registry=True)
     assert info.registry is not None
     return info.registry
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The superuser URL of the lab's PostgreSQL cluster, started if missing (never skipped).
+
+    The cluster is shared by the xdist workers and other sessions and left running; give each test
+    module its own database (:func:`fresh_database`, or ``lab.postgres.fresh_database()`` in a
+    module-scoped fixture)."""
+    return lab_postgres.ensure()
+
+
+@pytest.fixture
+def fresh_database(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new, empty database for this test, dropped after it."""
+    with lab_postgres.fresh_database(request.node.name) as url:
+        yield url

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from graphium.plan.model import ObservedHost
 from graphium.records.agent import AgentRecord
@@ -27,6 +27,15 @@ CommitHook = Callable[[list[Event]], None]
 
 class TaskStore(Protocol):
     """Create, claim, transition, list and count tasks; keep stacks and events. Process-safe."""
+
+    # lifetime -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the store's files or connections; the object is unusable afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
     # stacks -------------------------------------------------------------------------------
     def get_stack(self, stack_id: str) -> StackRecord | None: ...
