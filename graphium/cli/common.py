@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from graphium.control.client import ServerClient
-from graphium.errors import StackError
+from graphium.control.servers import parse_server_urls
+from graphium.errors import GraphiumError, StackError
 from graphium.executors.router import default_executor
 from graphium.records.event import Event
 from graphium.run.deployer import Deployer
@@ -139,7 +140,10 @@ def server_options(func: F) -> F:
                 "server_url",
                 envvar="GRAPHIUM_SERVER",
                 default=None,
-                help="Control server URL (env GRAPHIUM_SERVER): it plans, its agents apply.",
+                help=(
+                    "Control server URL (env GRAPHIUM_SERVER): it plans, its agents apply. Several "
+                    "replicas as URL1,URL2: a request that cannot reach one goes to the next."
+                ),
             ),
             click.option(
                 "--token",
@@ -212,7 +216,12 @@ def print_warnings(doc: Any) -> None:
 
 
 def server_client(server_url: str, token: str | None) -> ServerClient:
-    """The client of ``--server``; warns when the admin token came on the command line."""
+    """The client of ``--server`` (one URL or replicas ``URL1,URL2``, checked before anything is
+    sent); warns when the admin token came on the command line."""
+    try:
+        urls = parse_server_urls(server_url)
+    except GraphiumError as exc:
+        raise GraphiumError(f"--server (env GRAPHIUM_SERVER): {exc}") from None
     if not token:
         raise click.UsageError("--server needs an admin token: --token or GRAPHIUM_TOKEN")
     ctx = click.get_current_context()
@@ -222,7 +231,7 @@ def server_client(server_url: str, token: str | None) -> ServerClient:
             "set GRAPHIUM_TOKEN instead.",
             err=True,
         )
-    return ServerClient(server_url, token, ca_cert=ctx.meta.get(_CA_CERT))
+    return ServerClient(urls, token, ca_cert=ctx.meta.get(_CA_CERT))
 
 
 def stack_name(stack: str) -> str:

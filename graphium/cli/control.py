@@ -97,7 +97,10 @@ def serve(
     "server_url",
     required=True,
     envvar="GRAPHIUM_SERVER",
-    help="Control server URL, https://HOST:PORT (env GRAPHIUM_SERVER).",
+    help=(
+        "Control server URL, https://HOST:PORT (env GRAPHIUM_SERVER); replicas on one database as "
+        "URL1,URL2: the agent moves to the next when one cannot be reached."
+    ),
 )
 @click.option(
     "--token-file",
@@ -135,10 +138,16 @@ def agent(
     """Run the polling agent: claim this host's tasks from the server and execute them. The server's
     certificate is verified against --ca-cert, or the system trust store."""
     from graphium.control.agent import run_agent
+    from graphium.control.servers import parse_server_urls
+    from graphium.errors import GraphiumError
 
+    try:
+        urls = parse_server_urls(server_url)
+    except GraphiumError as exc:
+        raise GraphiumError(f"--server (env GRAPHIUM_SERVER): {exc}") from None
     run_agent(
         host_id=host_id,
-        server_url=server_url,
+        server_url=urls,
         token=_agent_token(ctx, token, token_file),
         docker_host=docker_host,
         agent_id=agent_id,

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,7 @@ from graphium.control import transport
 from graphium.control.live_requests import RequestPoller
 from graphium.control.reporter import Answer, Backoff, Refused, Reporter, Unreachable, batch_answers
 from graphium.control.self_report import SelfReport
+from graphium.control.server_calls import ServerCalls
 from graphium.docker.engine import DockerEngine
 from graphium.docker.interpreter import execute
 from graphium.docker.protocol import ContainerEngine
@@ -88,7 +91,7 @@ class Agent:
     def __init__(
         self,
         host_id: str,
-        server_url: str,
+        server_url: str | Sequence[str],
         token: str,
         *,
         docker_host: str | None = None,
@@ -100,13 +103,13 @@ class Agent:
         engine: ContainerEngine | None = None,
         ca_cert: str | None = None,
     ) -> None:
-        if not server_url.startswith(("http://", "https://")):
-            raise GraphiumError(f"server URL must start with http:// or https://, got {server_url!r}")
+        # a bad URL or CA file fails here, at start
+        self._calls = ServerCalls(server_url, token, transport.tls_context(ca_cert), logger=log)
+        self.servers = self._calls.servers
         if lease_seconds <= 0 or slots < 1:
             raise GraphiumError("lease_seconds must be > 0 and slots >= 1")
         self.host_id = host_id
         self.agent_id = agent_id or f"{host_id}-{os.getpid()}"
-        self.server_url = server_url.rstrip("/")
         self.lease_seconds = lease_seconds
         self.claim_wait = claim_wait
         self.backoff_cap = backoff_cap
@@ -114,9 +117,8 @@ class Agent:
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._own_engine = engine is None
         self.engine: ContainerEngine = engine or DockerEngine(self.docker_host, host_id=host_id, pool_size=8)
-        self._token = token
-        self._tls = transport.tls_context(ca_cert)  # a bad CA file fails here, at start
-        self._http: transport.AsyncClient | None = None
+        self._held: set[str] = set()  # ids of the tasks this agent runs now
+        self._claim_lost = False  # a claim's answer may have been lost: give back what it took
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -129,21 +131,30 @@ class Agent:
             on_back=self._server_back,
         )
         self._self_report = SelfReport(
-            self._request, self.engine, agent_id=self.agent_id, slots=slots, backoff_cap=backoff_cap
+            self._calls.request, self.engine, agent_id=self.agent_id, slots=slots, backoff_cap=backoff_cap
         )
-        self._live_requests = RequestPoller(
-            self._request,
-            self.engine,
-            host_id=host_id,
-            agent_id=self.agent_id,
-            wait=claim_wait,
-            backoff_cap=backoff_cap,
-        )
+        # every server's request channel is polled: a live read may be asked of any replica
+        self._live_requests = [
+            RequestPoller(
+                functools.partial(self._calls.request, pinned=index),
+                self.engine,
+                host_id=host_id,
+                agent_id=self.agent_id,
+                wait=claim_wait,
+                backoff_cap=backoff_cap,
+            )
+            for index in range(len(self.servers))
+        ]
         self._connected = True  # flips on the first failure, so each outage is logged once
         self.outcomes: list[TaskOutcome] = []
 
     def __repr__(self) -> str:  # never the token
         return f"Agent(host_id={self.host_id!r}, agent_id={self.agent_id!r}, server={self.server_url!r})"
+
+    @property
+    def server_url(self) -> str:
+        """The server in use now (one of :attr:`servers`)."""
+        return self.servers.url
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,14 +173,12 @@ class Agent:
         """Work until stopped. Never raises for network or engine trouble."""
         read_timeout = self.claim_wait + 10.0
         limit = 2 * self.slots + 4
-        self._http = transport.async_api_client(
-            self.server_url, self._token, read_timeout=read_timeout, max_connections=limit, tls=self._tls
-        )
+        self._calls.open(read_timeout=read_timeout, max_connections=limit)
         log.info(
             "agent %s for host %s: server %s, engine %s",
             self.agent_id,
             self.host_id,
-            self.server_url,
+            ", ".join(self.servers.urls),
             self.docker_host,
         )
         try:
@@ -177,7 +186,7 @@ class Agent:
             helpers = [
                 asyncio.create_task(self._reporter.run()),
                 asyncio.create_task(self._self_report.run()),
-                asyncio.create_task(self._live_requests.run()),  # ps and logs the server relays
+                *(asyncio.create_task(p.run()) for p in self._live_requests),  # relayed ps and logs
             ]
             try:
                 await self._claim_loop()
@@ -191,8 +200,7 @@ class Agent:
                     with contextlib.suppress(asyncio.CancelledError):
                         await job
         finally:
-            await self._http.aclose()
-            self._http = None
+            await self._calls.close()
             if self._own_engine:
                 await self.engine.close()
             log.info("agent %s stopped", self.agent_id)
@@ -206,15 +214,22 @@ class Agent:
                 self._slot_freed.clear()
                 await self._until(self._slot_freed)
                 continue
+            failovers = self._calls.failovers
             try:
+                if self._claim_lost:
+                    await self._give_back_unheld()
                 tasks = await self._claim_or_stop(min(free, CLAIM_BATCH))
             except (Unreachable, Refused) as exc:
+                self._claim_lost = self._claim_lost or isinstance(exc, Unreachable)
                 self._lost_server(exc)
                 await self._sleep(backoff.next_delay())
                 continue
+            # an attempt that did not get through may still have claimed tasks on its server
+            self._claim_lost = self._calls.failovers != failovers
             backoff.reset()
             self._server_back()
             for task in tasks:
+                self._held.add(task.id)  # now, so that a give-back never takes it
                 job = asyncio.create_task(self._run_task(task), name=f"task-{task.id}")
                 self._running.add(job)
                 job.add_done_callback(self._slot_done)
@@ -239,7 +254,8 @@ class Agent:
     def _lost_server(self, exc: BaseException) -> None:
         if self._connected:
             self._connected = False
-            log.warning("server %s unavailable (%s); retrying with backoff", self.server_url, exc)
+            which = "server" if len(self.servers) == 1 else "every server, last"
+            log.warning("%s %s unavailable (%s); retrying with backoff", which, self.server_url, exc)
         else:
             log.debug("server still unavailable: %s", exc)
 
@@ -250,41 +266,10 @@ class Agent:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        ok: tuple[int, ...] = (200,),
-        gone_ok: bool = False,
-    ) -> transport.Response | None:
-        """One request. Returns the response for an ``ok`` status, None for 409/404 when
-        ``gone_ok`` (the task is no longer ours), raises Unreachable (retry) or Refused."""
-        assert self._http is not None
-        try:
-            response = await self._http.request(method, url, json=json, params=params)
-        except transport.TransportError as exc:
-            raise Unreachable(_describe(exc)) from exc
-        code = response.status_code
-        if code in ok:
-            return response
-        if gone_ok and code in (404, 409):
-            return None
-        detail = response.text[:300].strip()
-        if code >= 500 or code in (408, 429):
-            raise Unreachable(f"{method} {url} answered {code}: {detail}")
-        if code in (401, 403):  # a token problem may be fixed on the server side: keep retrying
-            raise Unreachable(
-                f"{method} {url} answered {code} (check the agent token and --host-id): {detail}"
-            )
-        raise Refused(f"{method} {url} answered {code}: {detail}")
-
     async def _claim_or_stop(self, limit: int) -> list[Task]:
         """Long-poll for up to ``limit`` tasks, claimed as running; empty on timeout or stop."""
         claim = asyncio.ensure_future(
-            self._request(
+            self._calls.request(
                 "POST",
                 f"/agents/{self.host_id}/claims",
                 params={"wait": self.claim_wait, "max": limit, "start": "true"},
@@ -306,6 +291,25 @@ class Agent:
             return _TASKS.validate_json(response.content)
         except ValueError as exc:
             raise Unreachable(f"claim answered unreadable tasks: {exc}") from exc
+
+    async def _give_back_unheld(self) -> None:
+        """After a claim whose answer never came (its server died, the connection broke), the
+        store may hold tasks claimed for this agent that it never received: hand them back to
+        the queue now rather than leave them under a lease nobody renews until it expires."""
+        response = await self._calls.request("GET", f"/agents/{self.host_id}/tasks")
+        held = _TASKS.validate_json(response.content) if response is not None else []
+        orphans = [
+            t
+            for t in held
+            if t.agent_id == self.agent_id
+            and t.status in (TaskStatus.assigned, TaskStatus.running)
+            and t.id not in self._held
+        ]
+        if orphans:
+            body = [{"id": t.id, "status": "pending", "agentId": self.agent_id} for t in orphans]
+            await self._calls.request("PUT", "/tasks/status", json=body)
+            log.info("gave back %d task(s) claimed for this agent whose claim answer was lost", len(orphans))
+        self._claim_lost = False
 
     # -- one task ------------------------------------------------------------------------------
 
@@ -340,6 +344,7 @@ class Agent:
                     else:
                         log.warning("task %s failed in %.2fs: %s", task.id, outcome.seconds, error)
         finally:
+            self._held.discard(task.id)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -394,7 +399,7 @@ class Agent:
 
     async def _send_reports(self, bodies: list[dict[str, Any]]) -> list[Answer]:
         """One batch report: ``PUT /tasks/status`` answers per task, in order."""
-        response = await self._request("PUT", "/tasks/status", json=bodies)
+        response = await self._calls.request("PUT", "/tasks/status", json=bodies)
         try:
             items = response.json() if response is not None else None
         except ValueError:
@@ -408,7 +413,9 @@ class Agent:
         while True:
             await asyncio.sleep(interval)
             try:
-                response = await self._request("POST", f"/tasks/{task.id}/heartbeat", json=body, gone_ok=True)
+                response = await self._calls.request(
+                    "POST", f"/tasks/{task.id}/heartbeat", json=body, gone_ok=True
+                )
             except (Unreachable, Refused) as exc:
                 log.debug("task %s: heartbeat failed: %s", task.id, exc)
                 continue
@@ -429,7 +436,7 @@ async def _done_or_set(work: asyncio.Future[Any], event: asyncio.Event) -> None:
 
 def run_agent(
     host_id: str,
-    server_url: str,
+    server_url: str | Sequence[str],
     token: str,
     docker_host: str | None = None,
     agent_id: str | None = None,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from graphium.control import transport
 from graphium.control.envelope import envelope
 from graphium.control.live_requests import LOG_ERROR, LOG_TRAILER
+from graphium.control.servers import ServerList
 from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError, Problem, StackError, WaitTimeoutError
 
@@ -27,16 +28,30 @@ def emit_error(message: str) -> None:
 
 
 class ServerClient:
-    """Calls the stack API; :meth:`follow` watches one stack's current run."""
+    """Calls the stack API; :meth:`follow` watches one stack's current run.
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0, ca_cert: str | None = None) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise GraphiumError(f"server URL must start with http:// or https://, got {url!r}")
-        self._http = transport.api_client(url, token, timeout=timeout, tls=transport.tls_context(ca_cert))
-        self.url = url
+    ``url`` may name several replicas of the server (a comma list or a sequence, see
+    :mod:`graphium.control.servers`): a request that cannot get through to the one in use goes
+    to the next, which is then kept. Reads, PUTs and DELETEs (idempotent) move on any failure to
+    get an answer; a POST only when it surely never reached a server (connection refused, connect
+    timeout, a 503), since the first server may have started the run it asks for.
+    """
+
+    def __init__(
+        self, url: str | Sequence[str], token: str, *, timeout: float = 30.0, ca_cert: str | None = None
+    ) -> None:
+        self.servers = ServerList(url)
+        tls = transport.tls_context(ca_cert)
+        self._clients = [transport.api_client(u, token, timeout=timeout, tls=tls) for u in self.servers.urls]
+
+    @property
+    def url(self) -> str:
+        """The server in use now."""
+        return self.servers.url
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._clients:
+            http.close()
 
     def __enter__(self) -> ServerClient:
         return self
@@ -44,13 +59,42 @@ class ServerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except transport.CertificateError as exc:
-            raise GraphiumError(str(exc)) from None
-        except transport.HTTPError as exc:
-            raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
+    def _send(self, method: str, path: str, idempotent: bool | None, **kwargs: Any) -> transport.Response:
+        """The first answer among the servers, in failover order (see the class)."""
+        safe = method in ("GET", "HEAD", "PUT", "DELETE") if idempotent is None else idempotent
+        order = self.servers.order()
+        for attempt, index in enumerate(order):
+            last = attempt == len(order) - 1
+            try:
+                response = self._clients[index].request(method, path, **kwargs)
+            except transport.HTTPError as exc:
+                may_retry = safe and isinstance(exc, transport.TransportError)
+                if not last and (may_retry or transport.surely_not_sent(exc)):
+                    self.servers.failed(index, str(exc) or type(exc).__name__)
+                    continue
+                raise self._unreachable(index, method, path, exc, safe) from None
+            code = response.status_code
+            if not last and code in transport.FAILOVER_CODES and (safe or code == transport.UNAVAILABLE):
+                self.servers.failed(index, f"it answered {code}")
+                continue
+            self.servers.answered(index)
+            return response
+        raise AssertionError("unreachable: the last server's outcome is returned or raised")
+
+    def _unreachable(self, index: int, method: str, path: str, exc: Exception, safe: bool) -> GraphiumError:
+        if isinstance(exc, transport.CertificateError):
+            return GraphiumError(str(exc))
+        where = ", ".join(self.servers.urls) if len(self.servers) > 1 else self.servers.urls[index]
+        message = f"cannot reach the graphium server at {where}: {exc}"
+        if not safe and not transport.surely_not_sent(exc):
+            message += (
+                f" (the server may have received {method} {path} before the connection broke: "
+                "check with `graphium-run status --server ...` before sending it again)"
+            )
+        return GraphiumError(message)
+
+    def _call(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> Any:
+        response = self._send(method, path, idempotent, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -117,8 +161,8 @@ class ServerClient:
         """The plan the server would run for ``document`` now (``plan --server``), secrets masked;
         ``variables`` as for :meth:`post_stack`."""
         body = document if variables is None else envelope(document, variables)
-        result: dict[str, Any] = self._call(
-            "POST", "/plans", json=body, params={"destroy": destroy}, timeout=60.0
+        result: dict[str, Any] = self._call(  # a POST that changes nothing: safe to resend
+            "POST", "/plans", idempotent=True, json=body, params={"destroy": destroy}, timeout=60.0
         )
         return result
 
@@ -141,23 +185,29 @@ class ServerClient:
         if options.since is not None:
             params["since"] = options.since
         count = 0
-        try:
-            with self._http.stream("GET", f"/stacks/{stack}/logs", params=params, timeout=None) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    detail = response.json().get("detail") if response.content else response.text
-                    raise GraphiumError(
-                        f"server refused GET /stacks/{stack}/logs ({response.status_code}): {detail}"
-                    )
-                for line in response.iter_lines():
-                    if line.startswith(LOG_TRAILER):
-                        count = int(line[len(LOG_TRAILER) :] or 0)
-                    elif line.startswith(LOG_ERROR):
-                        emit_error(line[len(LOG_ERROR) :])
-                    else:
-                        emit(line)
-        except transport.HTTPError as exc:
-            raise GraphiumError(f"cannot reach the graphium server at {self.url}: {exc}") from None
+        path = f"/stacks/{stack}/logs"
+        order = self.servers.order()
+        for attempt, index in enumerate(order):
+            try:
+                with self._clients[index].stream("GET", path, params=params, timeout=None) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        detail = response.json().get("detail") if response.content else response.text
+                        raise GraphiumError(f"server refused GET {path} ({response.status_code}): {detail}")
+                    self.servers.answered(index)
+                    for line in response.iter_lines():
+                        if line.startswith(LOG_TRAILER):
+                            count = int(line[len(LOG_TRAILER) :] or 0)
+                        elif line.startswith(LOG_ERROR):
+                            emit_error(line[len(LOG_ERROR) :])
+                        else:
+                            emit(line)
+                return count
+            except transport.HTTPError as exc:  # another replica, unless lines were relayed already
+                if attempt < len(order) - 1 and transport.surely_not_sent(exc):
+                    self.servers.failed(index, str(exc) or type(exc).__name__)
+                    continue
+                raise self._unreachable(index, "GET", path, exc, True) from None
         return count
 
     def follow(

@@ -25,6 +25,10 @@ Client = httpx.Client
 Response = httpx.Response
 HTTPError = httpx.HTTPError  # any failure to get an answer, for callers that only say so
 TransportError = httpx.TransportError  # the request may not have reached the server: retry
+#: Answers of a proxy or load balancer whose server is gone or going: another replica may answer.
+FAILOVER_CODES = frozenset({502, 503, 504})
+#: The one of them that says the request was not carried out (safe to send again anywhere).
+UNAVAILABLE = 503
 
 
 class CertificateError(httpx.ConnectError):
@@ -104,6 +108,13 @@ class _AsyncHTTPTransport(httpx.AsyncHTTPTransport):
             raise _translated(request, exc) from exc
 
 
+def surely_not_sent(exc: BaseException) -> bool:
+    """Whether the request failed before it reached any server (refused, unresolvable, TLS or
+    connect timeout, no pooled connection free): then even a POST may go to another replica.
+    A failure after that (a reset, a read timeout) leaves open whether the server acted on it."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
 def _base(url: str) -> str:
     return url.rstrip("/") + API
 
@@ -151,6 +162,8 @@ def quiet_request_logs() -> None:
 __all__ = [
     "API",
     "CA_CERT_HINT",
+    "FAILOVER_CODES",
+    "UNAVAILABLE",
     "AsyncClient",
     "CertificateError",
     "Client",
@@ -160,5 +173,6 @@ __all__ = [
     "api_client",
     "async_api_client",
     "quiet_request_logs",
+    "surely_not_sent",
     "tls_context",
 ]

@@ -226,17 +226,20 @@ class TokenRegistry:
         return Principal(token_id=token_id, role=found["role"], host_id=found.get("hostId"))
 
     def flush_usage(self) -> None:
-        """Write the last uses seen since the previous flush into the usage file (merged: another
-        server on the same tokens file may have seen later ones)."""
+        """Write the last uses seen since the previous flush into the usage file, merged under a
+        file lock: another server on the same tokens file (a replica) may have seen later ones,
+        and two replicas flushing at once must not lose each other's."""
         if not self._used:
             return
         used, self._used = self._used, {}
-        merged = read_usage(self.path)
-        for token_id, when in used.items():
-            stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
-            merged[token_id] = max(merged.get(token_id, ""), stamp)
+        target = usage_path(self.path)
         try:
-            atomic_write(usage_path(self.path), (json.dumps(merged, indent=2) + "\n").encode(), mode=0o600)
+            with _editing(target):  # replicas sharing the tokens file merge one at a time
+                merged = read_usage(self.path)
+                for token_id, when in used.items():
+                    stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+                    merged[token_id] = max(merged.get(token_id, ""), stamp)
+                atomic_write(target, (json.dumps(merged, indent=2) + "\n").encode(), mode=0o600)
         except OSError:
             self._used = {**used, **self._used}  # kept for the next flush
             raise

@@ -101,6 +101,29 @@ class LeaseRequest(_Body):
 
 
 _RESULTS = TypeAdapter(list[ReportResult])
+_REPEATABLE = frozenset({TaskStatus.running, TaskStatus.completed, TaskStatus.failed})
+
+
+def report(srv: Server, task_id: str, change: StatusUpdate) -> tuple[Task, bool]:
+    """Apply an agent's status report; ``(task, changed)``. A report the store already holds (the
+    same agent's same running/completed/failed) is answered as done, unchanged: an agent whose
+    report reached a server that died before answering sends it again, maybe to another replica,
+    and must hear that it landed rather than that the task is no longer its own."""
+    try:
+        task = srv.store.transition(
+            task_id, change.status, error=change.error, result=change.result, agent_id=change.agent_id
+        )
+    except TransitionError:
+        current = srv.store.get_task(task_id)
+        if (
+            change.agent_id is None
+            or current.status is not change.status
+            or change.status not in _REPEATABLE
+            or current.agent_id != change.agent_id
+        ):
+            raise
+        return current, False
+    return task, True
 
 
 def changed(srv: Server, kind: EventType, update: Callable[[], Task]) -> Task:
@@ -205,9 +228,7 @@ def report_statuses(
                     detail = f"this token is bound to host {who.host_id}"
                     results.append(ReportResult(id=item.id, code=403, detail=detail))
                     continue
-                task = store.transition(
-                    item.id, item.status, error=item.error, result=item.result, agent_id=item.agent_id
-                )
+                task, fresh = report(srv, item.id, item)
             except NotFoundError as exc:
                 results.append(ReportResult(id=item.id, code=404, detail=str(exc)))
             except (TransitionError, StoreError) as exc:
@@ -216,7 +237,8 @@ def report_statuses(
                 results.append(ReportResult(id=item.id, code=400, detail=str(exc)))
             else:
                 results.append(ReportResult(id=item.id, code=200, status=task.status))
-                events.append(task_event(EventType.task_updated, task))
+                if fresh:
+                    events.append(task_event(EventType.task_updated, task))
         if events:
             srv.emit(*events)
     return json_body(_RESULTS.dump_json(results, by_alias=True, exclude_none=True))
@@ -228,13 +250,10 @@ def update_status(task_id: str, body: StatusUpdate, who: Caller, srv: Srv) -> Re
     own_task(srv, who, task_id)
     if not who.is_admin:
         srv.touch(who.host_id or "", body.agent_id)
-    task = changed(
-        srv,
-        EventType.task_updated,
-        lambda: srv.store.transition(
-            task_id, body.status, error=body.error, result=body.result, agent_id=body.agent_id
-        ),
-    )
+    with srv.store.batch():
+        task, fresh = report(srv, task_id, body)
+        if fresh:
+            srv.emit(task_event(EventType.task_updated, task))
     return json_body(masked(task).model_dump_json(by_alias=True))
 
 
@@ -285,5 +304,6 @@ __all__ = [
     "TaskCreate",
     "masked",
     "refuse_non_finite",
+    "report",
     "router",
 ]
