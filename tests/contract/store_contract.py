@@ -1,12 +1,17 @@
 """The contract every TaskStore backend must pass.
 
 A backend proves itself by subclassing :class:`TaskStoreContract` in a test module and providing
-a ``store`` fixture that yields a fresh, empty store. The tests use only the TaskStore protocol
-and real time (no sleeping: leases of 0 s expire at once), so they hold for any backend.
+a ``store`` fixture that yields a fresh, empty store, and a ``second_store`` fixture that yields
+another store object on the same data (what a second process or server would open). The tests
+use only the TaskStore protocol and real time (leases of 0 s expire at once; the only sleeps are
+a few milliseconds inside batches, to let concurrent writers interleave), so they hold for any
+backend.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -578,3 +583,54 @@ class TaskStoreContract:
         assert seen == []
         store.append_events([Event(type="kept")])
         assert [[e.type for e in events] for events in seen] == [["kept"]]
+
+    # two store objects on the same data ----------------------------------------------------------
+    def test_a_second_instance_sees_every_change(self, store: TaskStore, second_store: TaskStore) -> None:
+        store.create_tasks([make_task("t1"), make_task("t2")])
+        claimed = second_store.claim("h1", "ag", 30)
+        assert claimed is not None and store.get_task(claimed.id).dump() == claimed.dump()
+        store.transition(claimed.id, TaskStatus.running, agent_id="ag")
+        assert second_store.get_task(claimed.id).status == TaskStatus.running
+        other = store.claim("h1", "ag2", 30)
+        assert other is not None and other.id != claimed.id
+        assert second_store.claim("h1", "ag3", 30) is None
+
+    def test_event_seq_order_is_commit_order_across_instances(
+        self, store: TaskStore, second_store: TaskStore
+    ) -> None:
+        """Readers paging with ``after`` never skip an event, however writers interleave."""
+        written: list[int] = []
+        read: list[int] = []
+        guard = threading.Lock()
+        done = threading.Event()
+
+        def writer(target: TaskStore, name: str) -> None:
+            for i in range(12):
+                with target.batch():
+                    stored = target.append_events([Event(type="tick", task_id=f"{name}-{i}")])
+                    time.sleep(0.002)  # others append meanwhile and must wait, or commit after
+                with guard:
+                    written.extend(e.seq for e in stored)
+
+        def reader() -> None:
+            while True:
+                finished = done.is_set()
+                batch = store.list_events(after=read[-1] if read else 0)
+                read.extend(e.seq for e in batch)
+                if finished and not batch:
+                    return
+
+        threads = [
+            threading.Thread(target=writer, args=(s, f"w{i}"))
+            for i, s in enumerate([store, second_store] * 2)
+        ]
+        watcher = threading.Thread(target=reader)
+        watcher.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        done.set()
+        watcher.join(60)
+        assert len(written) == 48 and len(set(written)) == 48
+        assert read == sorted(written)  # in order, none skipped, none twice

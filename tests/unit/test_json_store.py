@@ -37,6 +37,11 @@ class TestJsonStoreContract(TaskStoreContract):
         with JsonTaskStore(tmp_path / "state.json") as store:
             yield store
 
+    @pytest.fixture
+    def second_store(self, store: TaskStore, tmp_path: Path) -> Iterator[TaskStore]:
+        with JsonTaskStore(tmp_path / "state.json") as second:
+            yield second
+
 
 class TestJsonStoreContractWithConstantCompaction(TaskStoreContract):
     """The same contract while every write also rewrites the main file."""
@@ -45,6 +50,11 @@ class TestJsonStoreContractWithConstantCompaction(TaskStoreContract):
     def store(self, tmp_path: Path) -> Iterator[TaskStore]:
         with JsonTaskStore(tmp_path / "state.json", compact_bytes=1) as store:
             yield store
+
+    @pytest.fixture
+    def second_store(self, store: TaskStore, tmp_path: Path) -> Iterator[TaskStore]:
+        with JsonTaskStore(tmp_path / "state.json", compact_bytes=1) as second:
+            yield second
 
 
 @pytest.fixture
