@@ -1,20 +1,21 @@
 """Claim cost against the size of the store: does a claim cost the same with 200,000 tasks kept?
 
-    .venv/bin/python benchmarks/bench_claims.py [--store json|postgres|postgresql://…]…
-                                                [--sizes 10000,200000] [--claims 500] [--json]
+    .venv/bin/python benchmarks/bench_claims.py [--store json|postgres]… [--sizes 10000,200000]
+                                                [--claims 500] [--blocks 10] [--json]
 
-For each store (default: both the JSON file and a PostgreSQL database, which a throwaway cluster
-gives unless a ``postgresql://`` URL is passed), the store is filled to the first size, 500 tasks
-are claimed and completed one at a time (``claim_many(limit=1, start=True)`` then
-``transition(completed)``, the calls an agent's claim and report make), then the store is grown to
-the next size in the same place and the same 500-task round runs again. The figure is the ratio of
-the median claim at the largest size to the median at the smallest (target: flat, <= ~1.2x).
+For each store kind (default both: the JSON file, and PostgreSQL in fresh databases of the lab's
+throwaway cluster, lab/postgres.py, dropped afterwards), one store per size is filled, reopened
+(the open is timed: a server's start), then the stores are measured side by side: ``--claims``
+tasks claimed and completed one at a time in each (``claim_many(limit=1, start=True)`` then
+``transition(completed)``: the calls behind an agent's claim and its report), in ``--blocks``
+alternating blocks so that a change of the machine's load hits every size alike. The figure is
+the ratio of the median claim at the largest size to the median at the smallest (target: flat,
+<= ~1.2x).
 
-What the store holds: ``--pending-share`` of the tasks pending (claimable), the rest completed
-(history a busy control plane keeps), spread over ``--hosts`` hosts with three priorities;
-claims go round-robin over the hosts, so every claim scans a real queue. The store is filled
-through its own ``create_tasks`` in batches (tasks inserted already completed, as history): no
-SQL against private tables.
+What a store holds: ``--pending-share`` of its tasks pending (claimable), the rest completed
+(the history a busy control plane keeps), spread over ``--hosts`` hosts with three priorities;
+claims go round-robin over the hosts. Stores are filled through their own ``create_tasks`` in
+batches (history inserted already completed): no SQL against private tables.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,23 +90,27 @@ def _task(i: int, hosts: int, pending: bool) -> Task:
 
 
 def fill(store: TaskStore, start: int, stop: int, hosts: int, pending_share: float) -> float:
-    """Add tasks ``start..stop-1``; every ``1/pending_share``-th is pending. Returns seconds."""
+    """Add tasks ``start..stop-1``, every host getting its share of pending ones (task ``i`` is
+    host ``i % hosts``'s; every ``1/pending_share``-th round over the hosts is pending). Seconds."""
     every = max(1, round(1 / pending_share)) if pending_share > 0 else 0
+
+    def pending(i: int) -> bool:
+        return bool(every) and (i // hosts) % every == 0
+
     began = time.perf_counter()
     for offset in range(start, stop, FILL_BATCH):
-        batch = [
-            _task(i, hosts, bool(every) and i % every == 0)
-            for i in range(offset, min(stop, offset + FILL_BATCH))
-        ]
+        batch = [_task(i, hosts, pending(i)) for i in range(offset, min(stop, offset + FILL_BATCH))]
         store.create_tasks(batch)
     return time.perf_counter() - began
 
 
-def claim_round(store: TaskStore, claims: int, hosts: int) -> tuple[list[float], list[float]]:
+def claim_round(
+    store: TaskStore, claims: int, hosts: int, first_host: int = 0
+) -> tuple[list[float], list[float]]:
     """``claims`` claim+complete cycles round-robin over the hosts: (claim s, cycle s) each."""
     claim_times: list[float] = []
     cycle_times: list[float] = []
-    host = 0
+    host = first_host
     misses = 0
     while len(claim_times) < claims and misses < hosts:
         host_id = f"host-{host % hosts:03}"
@@ -141,54 +146,67 @@ def _open(location: str) -> TaskStore:
 
 
 @contextmanager
-def store_location(kind: str, workdir: Path) -> Iterator[tuple[str, str]]:
-    """(label, location) of an empty store of ``kind``: a new JSON file, a new database of a
-    throwaway cluster (dropped afterwards), or the PostgreSQL URL as given."""
+def store_locations(kind: str, workdir: Path, count: int) -> Iterator[list[str]]:
+    """``count`` empty stores of ``kind``: new JSON files, or new databases of the lab's throwaway
+    PostgreSQL cluster (dropped afterwards)."""
     if kind == "json":
-        yield "JSON file", str(workdir / "claims-state.json")
-    elif kind == "postgres":
-        from lab.postgres import fresh_database
+        yield [str(workdir / f"claims-{n}.json") for n in range(count)]
+        return
+    if kind != "postgres":
+        raise SystemExit(f"--store: json or postgres, not {kind!r}")
+    from lab.postgres import fresh_database
 
-        with fresh_database("bench_claims") as url:
-            yield "PostgreSQL (throwaway cluster)", url
-    else:
-        from graphium.store.open import mask_url
+    with ExitStack() as stack:
+        yield [stack.enter_context(fresh_database(f"bench_claims_{n}")) for n in range(count)]
 
-        yield f"PostgreSQL {mask_url(kind)}", kind
+
+def _summary(
+    size: int, fill_seconds: float, open_seconds: float, claims: list[float], cycles: list[float]
+) -> Round:
+    return Round(
+        size=size,
+        fill_seconds=round(fill_seconds, 2),
+        open_seconds=round(open_seconds, 3),
+        claim_ms_median=round(statistics.median(claims) * 1000, 3),
+        claim_ms_p95=round(_p(claims, 0.95) * 1000, 3),
+        cycle_ms_median=round(statistics.median(cycles) * 1000, 3),
+        tasks_per_second=round(len(cycles) / sum(cycles)),
+        claimed=len(claims),
+    )
 
 
 def bench_store(
-    location: str, sizes: list[int], claims: int, hosts: int, pending_share: float
+    locations: list[str], sizes: list[int], claims: int, hosts: int, pending_share: float, blocks: int
 ) -> list[Round]:
-    rounds: list[Round] = []
-    filled = 0
-    for size in sizes:
-        store = _open(location)
-        try:
-            fill_seconds = fill(store, filled, size, hosts, pending_share)
-        finally:
+    """One store per size, filled, reopened (timed), then measured side by side: ``blocks``
+    alternating blocks of claims per store, so a change of the machine's load hits every size."""
+    stores: list[TaskStore] = []
+    filled: list[tuple[float, float]] = []
+    try:
+        for location, size in zip(locations, sizes, strict=True):
+            store = _open(location)
+            try:
+                fill_seconds = fill(store, 0, size, hosts, pending_share)
+            finally:
+                _close(store)
+            began = time.perf_counter()
+            stores.append(_open(location))
+            filled.append((fill_seconds, time.perf_counter() - began))
+        times: list[tuple[list[float], list[float]]] = [([], []) for _ in sizes]
+        per_block = max(1, claims // blocks)
+        for block in range(blocks):
+            order = range(len(stores)) if block % 2 == 0 else reversed(range(len(stores)))
+            for n in order:
+                claimed, cycles = claim_round(stores[n], per_block, hosts, first_host=block * per_block)
+                times[n][0].extend(claimed)
+                times[n][1].extend(cycles)
+    finally:
+        for store in stores:
             _close(store)
-        filled = size
-        began = time.perf_counter()
-        store = _open(location)
-        open_seconds = time.perf_counter() - began
-        try:
-            claim_times, cycle_times = claim_round(store, claims, hosts)
-        finally:
-            _close(store)
-        rounds.append(
-            Round(
-                size=size,
-                fill_seconds=round(fill_seconds, 2),
-                open_seconds=round(open_seconds, 3),
-                claim_ms_median=round(statistics.median(claim_times) * 1000, 3),
-                claim_ms_p95=round(_p(claim_times, 0.95) * 1000, 3),
-                cycle_ms_median=round(statistics.median(cycle_times) * 1000, 3),
-                tasks_per_second=round(len(cycle_times) / sum(cycle_times)),
-                claimed=len(claim_times),
-            )
-        )
-    return rounds
+    return [
+        _summary(size, fill_s, open_s, claimed, cycles)
+        for size, (fill_s, open_s), (claimed, cycles) in zip(sizes, filled, times, strict=True)
+    ]
 
 
 def _print(label: str, rounds: list[Round], claims: int) -> None:
@@ -217,8 +235,7 @@ def main() -> int:
     parser.add_argument(
         "--store",
         action="append",
-        help="json, postgres (a fresh database of the lab's throwaway cluster) or a postgresql:// URL;"
-        " repeatable (default: json and postgres)",
+        help="json or postgres (fresh databases of the lab's throwaway cluster); repeatable (default: both)",
     )
     parser.add_argument(
         "--sizes", default="10000,200000", help="store sizes, ascending (default 10000,200000)"
@@ -230,6 +247,7 @@ def main() -> int:
     parser.add_argument(
         "--pending-share", type=float, default=0.2, help="share of tasks pending (default 0.2)"
     )
+    parser.add_argument("--blocks", type=int, default=10, help="alternating blocks of claims (default 10)")
     parser.add_argument("--json", action="store_true", help="one JSON object per store instead of text")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -241,8 +259,11 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="graphium-bench-claims-") as tmp:
         for kind in kinds:
-            with store_location(kind, Path(tmp)) as (label, location):
-                rounds = bench_store(location, sizes, args.claims, args.hosts, args.pending_share)
+            label = "JSON file" if kind == "json" else "PostgreSQL (a throwaway cluster, fsync on)"
+            with store_locations(kind, Path(tmp), len(sizes)) as locations:
+                rounds = bench_store(
+                    locations, sizes, args.claims, args.hosts, args.pending_share, args.blocks
+                )
             if args.json:
                 out: dict[str, Any] = {
                     "benchmark": "claims",
