@@ -28,6 +28,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from graphium.docker.client import api_client
 from graphium.docker.observed import clip, crash_report, last_health, observed_container, split_containers
 from graphium.docker.replace import replace_container, short_id
 from graphium.docker.requests import container_create
@@ -97,12 +98,7 @@ class DockerEngine(VolumeOps):
         version, a network round trip). A failed creation is not cached: the next call retries."""
         with self._client_lock:
             if self._client is None:
-                self._client = docker.APIClient(
-                    base_url=self.base_url,
-                    version="auto",
-                    timeout=max(1, math.ceil(self.timeout)),
-                    max_pool_size=self.pool_size,
-                )
+                self._client = api_client(self.base_url, timeout=self.timeout, pool_size=self.pool_size)
             return self._client
 
     def _translate(self, exc: BaseException, what: str) -> GraphiumError:
