@@ -11,44 +11,53 @@ click exits 2 on usage errors, which a CI step running ``plan --detailed-exitcod
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from graphium.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STALE
-from graphium.cli.control import agent, serve, token
-from graphium.cli.deploy import apply, destroy, plan, validate
-from graphium.cli.history import history, rollback
-from graphium.cli.ops import logs, ps
-from graphium.cli.safety import unlock
-from graphium.cli.status import agents, status, tasks
 from graphium.errors import GraphiumError, StalePlanError, ValidationError
 
+# Each command by the module that defines it, imported only when that command runs (or for
+# --help): `serve` brings in the web server, `apply` the engines and SSH, `--version` nothing.
+COMMANDS = {
+    "validate": "graphium.cli.deploy",
+    "plan": "graphium.cli.deploy",
+    "apply": "graphium.cli.deploy",
+    "destroy": "graphium.cli.deploy",
+    "history": "graphium.cli.history",
+    "rollback": "graphium.cli.history",
+    "status": "graphium.cli.status",
+    "tasks": "graphium.cli.status",
+    "agents": "graphium.cli.status",
+    "serve": "graphium.cli.control",
+    "agent": "graphium.cli.control",
+    "token": "graphium.cli.control",
+    "ps": "graphium.cli.ops",
+    "logs": "graphium.cli.ops",
+    "unlock": "graphium.cli.safety",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A command group that imports a command's module when the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            command = getattr(importlib.import_module(COMMANDS[cmd_name]), cmd_name)
+            assert isinstance(command, click.Command), cmd_name
+            self.add_command(command)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graphium")
 def cli() -> None:
     """Deploy JSON-LD container stacks onto Docker hosts: locally, over SSH, or through agents."""
-
-
-for command in (
-    validate,
-    plan,
-    apply,
-    destroy,
-    history,
-    rollback,
-    status,
-    tasks,
-    agents,
-    serve,
-    agent,
-    token,
-    ps,
-    logs,
-    unlock,
-):
-    cli.add_command(command)
 
 
 def _print_error(exc: GraphiumError) -> None:

@@ -21,9 +21,7 @@ from graphium.docker.listing import mask_log_line, parse_since
 from graphium.docker.live import LogOptions
 from graphium.errors import GraphiumError
 from graphium.executors.live import live_hosts, stream_host_logs
-from graphium.executors.local import LocalExecutor
-from graphium.executors.router import HostRouter
-from graphium.executors.ssh import SshExecutor
+from graphium.executors.router import HostRouter, direct_executors
 from graphium.records.live import LiveHost, LiveSummary, reconcile
 from graphium.records.stack import StackRecord
 from graphium.stack.inventory import load_inventory
@@ -59,12 +57,7 @@ def _inventory(stack: str | None, path: str | None) -> tuple[str | None, Invento
 
 
 async def _with_executor(insecure: bool, work: Callable[[HostRouter], Awaitable[_T]]) -> _T:
-    router = HostRouter(
-        {
-            Connection.local: LocalExecutor(),
-            Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure),
-        }
-    )
+    router = HostRouter({}, direct_executors(insecure))
     try:
         return await work(router)
     finally:

@@ -15,13 +15,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphium.docker.engine import DockerEngine
 from graphium.docker.listing import env_secrets, live_container, mask_log_line
 from graphium.errors import EngineError
 from graphium.plan.model import LABEL_MANAGED, LABEL_STACK
 from graphium.records.live import LiveContainer
+
+if TYPE_CHECKING:
+    from graphium.docker.engine import DockerEngine
 
 __all__ = ["LogOptions", "follow_logs", "list_live", "matches", "stream_stack_logs"]
 

@@ -11,10 +11,12 @@ dead (same machine, pid gone), and removed by hand with ``graphium-run unlock``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from graphium.docker.engine import DockerEngine
 from graphium.errors import EngineError
+
+if TYPE_CHECKING:
+    from graphium.docker.engine import DockerEngine
 
 __all__ = ["LABEL_LOCK", "LABEL_LOCK_OWNER", "lock_holder", "lock_name", "release_lock", "take_lock"]
 

@@ -13,14 +13,17 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
-from graphium.docker.engine import DockerEngine
 from graphium.docker.locks import lock_holder, release_lock, take_lock
 from graphium.errors import GraphiumError, HostUnreachableError, LockedError
 from graphium.executors.base import Executor
 from graphium.executors.owner import Owner, provably_dead
 from graphium.executors.router import HostRouter
 from graphium.stack.models import Connection, Host
+
+if TYPE_CHECKING:
+    from graphium.docker.engine import DockerEngine
 
 __all__ = ["host_engine", "host_locks", "release_host_locks"]
 
@@ -31,6 +34,8 @@ async def host_engine(executor: Executor, host: Host) -> DockerEngine | None:
     """The engine the executor drives ``host`` through, or None (an agent host)."""
     if host.connection is Connection.agent:
         return None
+    from graphium.docker.engine import DockerEngine  # docker-py: only once an engine is reached
+
     target = executor.executor_for(host) if isinstance(executor, HostRouter) else executor
     getter = getattr(target, "engine", None)
     if getter is None:

@@ -9,17 +9,20 @@ so here they get an error saying so. Each host is bounded by ``timeout`` and fai
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from graphium.docker.engine import DockerEngine
 from graphium.docker.live import LogOptions, list_live, stream_stack_logs
 from graphium.errors import ExecutionError, GraphiumError
 from graphium.executors.base import Executor
-from graphium.executors.local import LocalExecutor
 from graphium.executors.router import HostRouter
-from graphium.executors.ssh import SshExecutor
 from graphium.records.live import LiveHost
 from graphium.stack.models import Connection, Host
+
+if TYPE_CHECKING:
+    from graphium.docker.engine import DockerEngine
+    from graphium.executors.ssh import SshExecutor
 
 __all__ = ["host_engine", "live_hosts", "stream_host_logs"]
 
@@ -28,12 +31,16 @@ DEFAULT_TIMEOUT = 15.0
 
 async def host_engine(executor: Executor, host: Host) -> DockerEngine:
     """The engine ``executor`` reaches ``host`` through (local or SSH)."""
+    from graphium.executors.local import LocalExecutor  # docker-py: only once an engine is read
+
     if isinstance(executor, HostRouter):
         executor = executor.executor_for(host)
     if isinstance(executor, LocalExecutor):
         return executor.engine(host)
-    if isinstance(executor, SshExecutor):
-        return await executor.engine(host)
+    ssh = sys.modules.get("graphium.executors.ssh")  # no SshExecutor exists before its module is
+    if ssh is not None and isinstance(executor, ssh.SshExecutor):  # imported (with asyncssh)
+        ssh_executor: SshExecutor = executor
+        return await ssh_executor.engine(host)
     if host.connection is Connection.agent:
         raise ExecutionError(
             f"host {host.id} is an agent host: read it through the server (--server URL)", host=host.id

@@ -23,21 +23,35 @@ class HostRouter:
     """An :class:`Executor` made of one executor per connection kind.
 
     Executors can be registered later (the agent executor is built only when an inventory has
-    agent hosts); a host whose kind has none gets a per-host error rather than failing the batch.
+    agent hosts), or given as ``factories`` that build one the first time a host of its kind
+    comes (the SSH executor, and with it asyncssh, is then never imported by a local-only run);
+    a host whose kind has none gets a per-host error rather than failing the batch.
     """
 
-    def __init__(self, executors: Mapping[Connection, Executor]) -> None:
+    def __init__(
+        self,
+        executors: Mapping[Connection, Executor],
+        factories: Mapping[Connection, Callable[[], Executor]] | None = None,
+    ) -> None:
         self._executors: dict[Connection, Executor] = dict(executors)
+        self._factories: dict[Connection, Callable[[], Executor]] = dict(factories or {})
 
     def register(self, connection: Connection, executor: Executor) -> None:
         self._executors[connection] = executor
 
     @property
     def executors(self) -> Mapping[Connection, Executor]:
+        """The executors built so far (a factory's only once a host of its kind was seen)."""
         return dict(self._executors)
 
+    def _get(self, connection: Connection) -> Executor | None:
+        executor = self._executors.get(connection)
+        if executor is None and connection in self._factories:
+            executor = self._executors[connection] = self._factories.pop(connection)()
+        return executor
+
     def executor_for(self, host: Host) -> Executor:
-        executor = self._executors.get(host.connection)
+        executor = self._get(host.connection)
         if executor is None:
             raise ExecutionError(
                 f"no executor for connection {host.connection.value!r} is configured", host=host.id
@@ -52,7 +66,7 @@ class HostRouter:
         out: dict[str, ObservedHost] = {}
         runnable: list[tuple[Connection, list[Host]]] = []
         for connection, members in groups.items():
-            if connection in self._executors:
+            if self._get(connection) is not None:
                 runnable.append((connection, members))
             else:
                 for host in members:
@@ -86,6 +100,23 @@ class HostRouter:
                 raise result
 
 
+def direct_executors(insecure_skip_host_key_check: bool = False) -> dict[Connection, Callable[[], Executor]]:
+    """Factories of the executors that reach hosts themselves (the local engine, SSH), for
+    :class:`HostRouter`: each imports its module (docker-py, asyncssh) only when first used."""
+
+    def local() -> Executor:
+        from graphium.executors.local import LocalExecutor
+
+        return LocalExecutor()
+
+    def ssh() -> Executor:
+        from graphium.executors.ssh import SshExecutor
+
+        return SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check)
+
+    return {Connection.local: local, Connection.ssh: ssh}
+
+
 def default_executor(
     store: TaskStore,
     *,
@@ -93,15 +124,14 @@ def default_executor(
     notify: Callable[[Event], None] | None = None,
 ) -> Executor:
     """Local, SSH and agent hosts through one router, so one stack may mix them. ``notify``
-    receives the agent executor's events (a task waiting for a host without a live agent)."""
-    from graphium.executors.agent import AgentExecutor
-    from graphium.executors.local import LocalExecutor
-    from graphium.executors.ssh import SshExecutor
+    receives the agent executor's events (a task waiting for a host without a live agent).
 
-    return HostRouter(
-        {
-            Connection.local: LocalExecutor(),
-            Connection.ssh: SshExecutor(insecure_skip_host_key_check=insecure_skip_host_key_check),
-            Connection.agent: AgentExecutor(store, notify=notify),
-        }
-    )
+    Each executor is built (and its module imported) when the first host of its kind is met."""
+
+    def agent() -> Executor:
+        from graphium.executors.agent import AgentExecutor
+
+        return AgentExecutor(store, notify=notify)
+
+    factories = direct_executors(insecure_skip_host_key_check)
+    return HostRouter({}, {**factories, Connection.agent: agent})
