@@ -76,7 +76,9 @@ def measure(label: str, args: list[str], env: dict[str, str], runs: int, budget:
     samples = [run_once(args, env) for _ in range(runs)]
     cpu = statistics.median(s[0] for s in samples) * 1000
     wall = statistics.median(s[1] for s in samples) * 1000
-    verdict = "" if budget is None else f"   (target < {budget:.0f} ms CPU: {'OK' if cpu < budget else 'SLOW'})"
+    verdict = (
+        "" if budget is None else f"   (target < {budget:.0f} ms CPU: {'OK' if cpu < budget else 'SLOW'})"
+    )
     print(f"{label:<34} CPU {cpu:6.0f} ms   wall {wall:6.0f} ms{verdict}")
 
 

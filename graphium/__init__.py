@@ -38,7 +38,7 @@ if _TYPE_CHECKING:
     from graphium.stack.inventory import load_inventory
     from graphium.stack.loader import StackDocument, load_stack
     from graphium.stack.models import ContainerSpec, Host, Inventory, StackSpec
-    from graphium.store.json_store import DEFAULT_STATE
+    from graphium.store.open import DEFAULT_STATE
 
 __all__ = [
     "DEFAULT_STATE",
@@ -79,7 +79,7 @@ __all__ = [
 # graphium`` (which every ``graphium-run`` command does, as the CLI is a sub-package) costs
 # nothing: the deployer alone would bring in docker-py, asyncssh and asyncio.
 _HOMES = {
-    "DEFAULT_STATE": "graphium.store.json_store",
+    "DEFAULT_STATE": "graphium.store.open",
     "Action": "graphium.plan.model",
     "ActionKind": "graphium.plan.model",
     "ContainerSpec": "graphium.stack.models",

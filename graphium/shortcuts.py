@@ -24,7 +24,7 @@ from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import StackDocument, load_stack
 from graphium.stack.models import Inventory
 from graphium.store.base import TaskStore
-from graphium.store.json_store import DEFAULT_STATE
+from graphium.store.open import DEFAULT_STATE
 
 StackSource = str | Path | Mapping[str, Any] | StackDocument  # a file, a document as a dict, or loaded
 

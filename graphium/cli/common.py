@@ -9,23 +9,22 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from graphium.control.client import ServerClient
-from graphium.control.servers import parse_server_urls
 from graphium.errors import GraphiumError, StackError
-from graphium.executors.router import default_executor
-from graphium.records.event import Event
-from graphium.run.deployer import Deployer
-from graphium.run.events import EventBus
 from graphium.run.runner import DEFAULT_PARALLELISM
-from graphium.stack.inventory import load_inventory
-from graphium.stack.loader import StackDocument, check_hosts, load_stack
-from graphium.stack.models import Inventory
-from graphium.stack.variables import resolve_variables
-from graphium.store.json_store import DEFAULT_STATE, JsonTaskStore
+from graphium.store.open import DEFAULT_STATE
+
+if TYPE_CHECKING:  # the rest is imported where used: a command pays only for what it runs
+    from graphium.control.client import ServerClient
+    from graphium.plan.model import Plan
+    from graphium.records.event import Event
+    from graphium.run.deployer import Deployer
+    from graphium.stack.loader import StackDocument
+    from graphium.stack.models import Inventory
+    from graphium.store.json_store import JsonTaskStore
 
 DEFAULT_TOKENS = ".graphium/tokens.json"
 EXIT_ERROR = 1
@@ -61,6 +60,8 @@ class Options:
         )
 
     def store(self) -> JsonTaskStore:
+        from graphium.store.json_store import JsonTaskStore
+
         return JsonTaskStore(self.state)
 
 
@@ -168,6 +169,37 @@ def emit_json(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, separators=(",", ":"), default=str))
 
 
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The ``--json`` summary of a plan: actions and counts, never payloads (they hold secrets).
+
+    Each action carries its ``reason`` code (:class:`~graphium.plan.model.ActionReason`) and its
+    ``changes`` (``field``, ``old``, ``new``, ``oldKnown``, ``sensitive``; secrets masked) for
+    machines, and ``reasons``, the human sentences, not meant to be parsed.
+    """
+    return {
+        "schema_version": 1,
+        "type": "plan",
+        "stack": plan.stack,
+        "destroy": plan.destroy,
+        "changes": plan.has_changes,
+        "counts": plan.counts(),
+        "actions": [a.dump() for a in plan.actions],
+        "tasks": [
+            {
+                "id": t.id,
+                "taskType": t.task_type.value,
+                "hostId": t.host_id,
+                "dependsOn": t.depends_on,
+                "description": t.description,
+            }
+            for t in plan.tasks
+        ],
+        "rollouts": [r.dump() for r in plan.rollouts],
+        "fingerprint": plan.fingerprint,
+        "notes": plan.notes,
+    }
+
+
 def emit(kind: str, data: dict[str, Any]) -> None:
     """Print one machine-output object of type ``kind``."""
     emit_json({"schema_version": JSON_SCHEMA_VERSION, "type": kind, **data})
@@ -180,6 +212,10 @@ async def run_deployer(
     work: Callable[[Deployer], Any],
 ) -> Any:
     """Run ``work`` with a Deployer over the default store and executors, closing them after."""
+    from graphium.executors.router import default_executor
+    from graphium.run.deployer import Deployer
+    from graphium.run.events import EventBus
+
     store = opts.store()
     events = EventBus(store)
     if subscriber is not None:
@@ -199,6 +235,10 @@ async def run_deployer(
 
 def load_checked(stack: str, opts: Options, *, resolve: bool = True) -> tuple[StackDocument, Inventory]:
     """Load and check everything the user gave before any store or host is touched."""
+    from graphium.stack.inventory import load_inventory
+    from graphium.stack.loader import check_hosts, load_stack
+    from graphium.stack.variables import resolve_variables
+
     doc = load_stack(stack)
     inventory = load_inventory(opts.inventory, doc.hosts, stack_file=str(doc.path))
     try:
@@ -218,6 +258,9 @@ def print_warnings(doc: Any) -> None:
 def server_client(server_url: str, token: str | None) -> ServerClient:
     """The client of ``--server`` (one URL or replicas ``URL1,URL2``, checked before anything is
     sent); warns when the admin token came on the command line."""
+    from graphium.control.client import ServerClient  # httpx: only for --server
+    from graphium.control.servers import parse_server_urls
+
     try:
         urls = parse_server_urls(server_url)
     except GraphiumError as exc:
@@ -236,6 +279,8 @@ def server_client(server_url: str, token: str | None) -> ServerClient:
 
 def stack_name(stack: str) -> str:
     """Commands that take a stack name also take a stack file, whose stack's name is read."""
+    from graphium.stack.loader import load_stack
+
     if os.path.isfile(stack):
         return load_stack(stack).stack.name
     return stack

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,12 +24,12 @@ from graphium.cli.common import (
     emit,
     emit_json,
     load_checked,
+    plan_json,
     print_warnings,
     run_deployer,
     server_client,
     server_options,
 )
-from graphium.cli.output import ProgressView, make_console, plan_json, render_plan, render_result
 from graphium.cli.problems import emit_problems, problems_as_json, report_warnings
 from graphium.cli.safety import (
     auto_approve_option,
@@ -41,20 +41,21 @@ from graphium.cli.safety import (
     interrupts,
     lock_wait_option,
 )
-from graphium.control.client import ServerClient
 from graphium.control.envelope import referenced_variables
 from graphium.errors import InterruptedRunError, Problem, ValidationError, WaitTimeoutError
 from graphium.plan.model import Plan
 from graphium.plan.saved import is_saved_plan, seal, unseal
-from graphium.records.event import Event
-from graphium.run.deployer import Deployer
-from graphium.run.events import event_json
-from graphium.run.runner import RunResult
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack, read_stack_document
 from graphium.stack.models import Inventory
 from graphium.stack.secrets import redact_event, redact_text
 from graphium.stack.variables import fill_variables, resolve_variables
+
+if TYPE_CHECKING:  # rich (cli.output), httpx (control.client) and the engines: where they are used
+    from graphium.control.client import ServerClient
+    from graphium.records.event import Event
+    from graphium.run.deployer import Deployer
+    from graphium.run.runner import RunResult
 
 no_wait_option = click.option(
     "--no-wait", is_flag=True, help="Return once the tasks are enqueued (agent hosts only)."
@@ -143,14 +144,9 @@ def plan(
     result: Plan = asyncio.run(run_deployer(opts, inventory, None, work))
     if out:
         _save_plan(result, Path(out))
-    if opts.as_json:
-        emit_json(plan_json(result))
-    else:
-        render_plan(result, make_console(), show_unchanged=show_unchanged)
-        if out:
-            click.echo(
-                f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan."
-            )
+    _show_plan(result, opts.as_json, show_unchanged=show_unchanged)
+    if not opts.as_json and out:
+        click.echo(f"\nSaved the plan to {out}; run `graphium-run apply {out}` to apply exactly this plan.")
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
 
@@ -173,12 +169,25 @@ def _server_plan(
     with server_client(server_url, token) as client:
         found = client.preview(document, destroy=for_destroy, variables=variables)
     result = Plan.model_validate(found["plan"])
-    if opts.as_json:
-        emit_json(plan_json(result))
-    else:
-        render_plan(result, make_console(), show_unchanged=show_unchanged)
+    _show_plan(result, opts.as_json, show_unchanged=show_unchanged)
     if detailed_exitcode and result.has_changes:
         sys.exit(EXIT_CHANGES)
+
+
+def _show_plan(plan_: Plan, as_json: bool, *, show_unchanged: bool = False, console: Any = None) -> None:
+    """The plan on stdout: one JSON object with --json, else rendered (rich imported only then)."""
+    if as_json:
+        emit_json(plan_json(plan_))
+        return
+    from graphium.cli.output import make_console, render_plan
+
+    render_plan(plan_, make_console() if console is None else console, show_unchanged=show_unchanged)
+
+
+def _console() -> Any:
+    from graphium.cli.output import make_console
+
+    return make_console()
 
 
 def _with_variables(stack: str) -> tuple[Any, dict[str, str]]:
@@ -224,7 +233,9 @@ def _execute(
     with live progress, and say how it went. ``timeout`` bounds the wait for the tasks
     (WaitTimeoutError: they stay queued for the agents); an interrupt drains the run
     (InterruptedRunError, exit 130, once it is drained)."""
-    console = make_console()
+    from graphium.run.events import event_json
+
+    console: Any = None if opts.as_json else _console()  # rich only when rendering
     holder: dict[str, Any] = {}
     ask = not auto_approve and interactive()
 
@@ -242,16 +253,15 @@ def _execute(
         hint_if_left_deleting(deployer, stack, verb)
         the_plan: Plan = await make_plan(deployer)
         holder["secrets"] = the_plan.secret_values()
-        if opts.as_json:
-            emit_json(plan_json(the_plan))
-        else:
-            render_plan(the_plan, console)
+        _show_plan(the_plan, opts.as_json, console=console)
         if ask and the_plan.has_changes:
             confirm(verb, the_plan.stack, as_json=opts.as_json)
         with interrupts(lambda name: drain(deployer, name)):
             if opts.as_json or not wait or not the_plan.has_changes:
                 applying = deployer.apply(the_plan, verify_fresh=verify_fresh, wait=wait)
                 return the_plan, await _bounded(applying, the_plan, timeout)
+            from graphium.cli.output import ProgressView
+
             console.print()
             with ProgressView(console, the_plan) as view:
                 holder["view"] = view
@@ -297,6 +307,8 @@ def _report(opts: Options, the_plan: Plan, result: RunResult, wait: bool, consol
             f"`graphium-run status {the_plan.stack} --follow`."
         )
     elif the_plan.has_changes:
+        from graphium.cli.output import render_result
+
         render_result(result, the_plan, console)
 
 

@@ -183,37 +183,6 @@ def _render_notes(plan: Plan, console: Console) -> None:
         console.print(f"Note: {note}", style="yellow", markup=False)
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The ``--json`` summary of a plan: actions and counts, never payloads (they hold secrets).
-
-    Each action carries its ``reason`` code (:class:`~graphium.plan.model.ActionReason`) and its
-    ``changes`` (``field``, ``old``, ``new``, ``oldKnown``, ``sensitive``; secrets masked) for
-    machines, and ``reasons``, the human sentences, not meant to be parsed.
-    """
-    return {
-        "schema_version": 1,
-        "type": "plan",
-        "stack": plan.stack,
-        "destroy": plan.destroy,
-        "changes": plan.has_changes,
-        "counts": plan.counts(),
-        "actions": [a.dump() for a in plan.actions],
-        "tasks": [
-            {
-                "id": t.id,
-                "taskType": t.task_type.value,
-                "hostId": t.host_id,
-                "dependsOn": t.depends_on,
-                "description": t.description,
-            }
-            for t in plan.tasks
-        ],
-        "rollouts": [r.dump() for r in plan.rollouts],
-        "fingerprint": plan.fingerprint,
-        "notes": plan.notes,
-    }
-
-
 class ProgressView:
     """Live task progress during apply: a table on a terminal, one line per event otherwise."""
 

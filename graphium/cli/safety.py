@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -32,7 +32,9 @@ from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack
 from graphium.stack.models import Host
 from graphium.stack.secrets import redact_text
-from graphium.store.json_store import JsonTaskStore
+
+if TYPE_CHECKING:
+    from graphium.store.json_store import JsonTaskStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,6 +172,8 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
     name = stack_name(stack)
     doc_hosts = load_stack(stack).hosts if os.path.isfile(stack) else []
     hosts = load_inventory(inventory, doc_hosts, stack_file=stack).hosts
+    from graphium.store.json_store import JsonTaskStore
+
     store = JsonTaskStore(state)
     with store.batch():
         record = store.get_stack(name)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphium.control.reporter import Backoff, Refused, Unreachable
 from graphium.control.self_report import Request
-from graphium.docker.engine import DockerEngine
 from graphium.docker.live import LogOptions, list_live, stream_stack_logs
 from graphium.docker.protocol import ContainerEngine
 from graphium.errors import GraphiumError
 from graphium.records.live import LiveHost
+
+if TYPE_CHECKING:
+    from graphium.docker.engine import DockerEngine
 
 log = logging.getLogger("graphium.control.agent")
 
@@ -93,6 +95,8 @@ class RequestPoller:
     async def _serve(self, item: dict[str, Any]) -> None:
         request_id = str(item.get("id"))
         params = item.get("params") or {}
+        from graphium.docker.engine import DockerEngine  # docker-py: the agent's engine has it already
+
         try:
             engine = self._engine
             if not isinstance(engine, DockerEngine):

@@ -21,8 +21,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from pyld import jsonld as _pyld
-
 GRAPHIUM_CONTEXT_URL = "https://graphium.io/contexts/stack.jsonld"
 SCHEMA_ORG = "http://schema.org/"
 DATACENTER = "https://graphium.io/vocab/datacenter#"
@@ -51,6 +49,15 @@ BUNDLED_CONTEXTS: dict[str, str] = {
 }
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@cache
+def _pyld() -> Any:
+    """pyld's ``jsonld`` module, imported on first use: it brings requests, lxml and asyncio
+    (~0.2 s of CPU), which the helpers here (JSON paths, local names) never need."""
+    from pyld import jsonld
+
+    return jsonld
 
 
 class RemoteContextRefused(Exception):
@@ -98,7 +105,7 @@ def _options() -> dict[str, Any]:
 
 def expand_reference(document: Any) -> list[dict[str, Any]]:
     """Full JSON-LD expansion with pyld, offline, graphium's context applied first."""
-    result: list[dict[str, Any]] = _pyld.expand(document, _options())
+    result: list[dict[str, Any]] = _pyld().expand(document, _options())
     return result
 
 
@@ -172,13 +179,13 @@ def fast_expand(document: Any) -> list[dict[str, Any]] | None:
         return out
     except _NotFast:
         return None
-    except _pyld.JsonLdError:
+    except _pyld().JsonLdError:
         return None
 
 
 def _fast_node(ctx: Context, element: dict[str, Any]) -> dict[str, Any]:
     active = ctx.active
-    processor = _pyld.JsonLdProcessor()
+    processor = _pyld().JsonLdProcessor()
     node: dict[str, Any] = {}
     for key in sorted(element):
         value = element[key]
@@ -227,7 +234,7 @@ def _fast_value(ctx: Context, coerce: str | None, item: Any) -> Any:
             return {"@value": item["@value"]}
         return _fast_node(ctx, item)
     if isinstance(item, str) and coerce in ("@id", "@vocab"):
-        iri = _pyld.JsonLdProcessor()._expand_iri(ctx.active, item, vocab=coerce == "@vocab", base=None)
+        iri = _pyld().JsonLdProcessor()._expand_iri(ctx.active, item, vocab=coerce == "@vocab", base=None)
         return {"@id": iri}
     if isinstance(item, float) and item.is_integer():
         raise _NotFast  # pyld canonicalises doubles; rare in stacks
@@ -276,7 +283,7 @@ class Context:
             return self._iris[key]
         except KeyError:
             pass
-        expanded = _pyld.JsonLdProcessor()._expand_iri(self.active, key, vocab=True)
+        expanded = _pyld().JsonLdProcessor()._expand_iri(self.active, key, vocab=True)
         value = expanded if isinstance(expanded, str) else None
         self._iris[key] = value
         return value
@@ -285,14 +292,14 @@ class Context:
         """The context inside a node that carries its own ``@context``."""
         marker = json.dumps(local, sort_keys=True)
         if marker not in self._children:
-            active = _pyld.JsonLdProcessor().process_context(self.active, local, _options())
+            active = _pyld().JsonLdProcessor().process_context(self.active, local, _options())
             self._children[marker] = Context(active)
         return self._children[marker]
 
 
 @cache
 def graphium_context() -> Context:
-    processor = _pyld.JsonLdProcessor()
+    processor = _pyld().JsonLdProcessor()
     initial = processor._get_initial_context({"processingMode": "json-ld-1.1"})
     return Context(
         processor.process_context(initial, bundled_context("graphium.jsonld")["@context"], _options())
@@ -331,5 +338,5 @@ def expand_in_context(document: Any, holder: Mapping[str, Any]) -> tuple[Context
         if "@context" in holder and "@graph" in holder:
             ctx = ctx.child(holder["@context"])
         return ctx, expand(document)
-    except _pyld.JsonLdError as error:
+    except _pyld().JsonLdError as error:
         raise InvalidJsonLd(_explain(error)) from error

@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphium.errors import Problem
 from graphium.stack.json_source import json_offsets, parse_json
-from graphium.stack.yaml_source import Position, parse_yaml
+
+if TYPE_CHECKING:  # PyYAML is imported only for a YAML file
+    from graphium.stack.yaml_source import Position
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -62,6 +64,8 @@ class Source:
 def parse_source(text: str, file: str) -> tuple[Source | None, list[Problem]]:
     """``text`` parsed by the format of ``file``: the Source, or None and the syntax problems."""
     if is_yaml(file):
+        from graphium.stack.yaml_source import parse_yaml
+
         data, positions, problems = parse_yaml(text, file)
         if problems:
             return None, problems

@@ -53,8 +53,7 @@ from graphium.store.memory import (
     parse_time,
     stamped,
 )
-
-DEFAULT_STATE = ".graphium/state.json"  # the store file when none is named (--state, GRAPHIUM_STATE)
+from graphium.store.open import DEFAULT_STATE
 
 
 class _AtomicJSONStorage(Storage):

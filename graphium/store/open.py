@@ -8,9 +8,12 @@ for it: commands on the JSON file never pay for it.
 from __future__ import annotations
 
 import urllib.parse
+from typing import TYPE_CHECKING
 
-from graphium.store.base import TaskStore
+if TYPE_CHECKING:  # this module is imported by every command: the stores only when opened
+    from graphium.store.base import TaskStore
 
+DEFAULT_STATE = ".graphium/state.json"  # the store file when none is named (--state, GRAPHIUM_STATE)
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
 
@@ -53,4 +56,4 @@ def open_store(location: str) -> TaskStore:
     return JsonTaskStore(location)
 
 
-__all__ = ["DATABASE_SCHEMES", "is_database_url", "mask_url", "open_store"]
+__all__ = ["DATABASE_SCHEMES", "DEFAULT_STATE", "is_database_url", "mask_url", "open_store"]

@@ -11,7 +11,8 @@ import json
 
 from rich.console import Console
 
-from graphium.cli.output import change_line, plan_json, render_plan
+from graphium.cli.common import plan_json
+from graphium.cli.output import change_line, render_plan
 from graphium.plan.model import FieldChange, Plan
 from tests.unit.test_planner import CASES, run
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from graphium.cli.output import plan_json, render_plan
+from graphium.cli.common import plan_json
+from graphium.cli.output import render_plan
 from graphium.plan.model import ObservedHost, Plan
 from graphium.plan.payloads import DeletePayload, ReplacePayload
 from graphium.plan.planner import expand, plan_apply

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from graphium.cli.output import plan_json, render_plan
+from graphium.cli.common import plan_json
+from graphium.cli.output import render_plan
 from graphium.docker.interpreter import _secret_values
 from graphium.errors import GraphiumError, StackError, StalePlanError
 from graphium.plan.model import ActionKind, Plan
