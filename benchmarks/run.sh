@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 status=0
-for bench in bench_plan bench_store bench_claims bench_apply bench_ssh bench_agents bench_idle bench_dashboard; do
+for bench in bench_startup bench_plan bench_store bench_claims bench_apply bench_ssh bench_agents bench_idle bench_dashboard; do
   echo; echo "=== $bench"
   args=()
   [ "$bench" = bench_ssh ] && args=(--hosts 3,10)  # both sizes side by side (issue 10)
