@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import lab  # noqa: E402
+from benchmarks import _profile  # noqa: E402
 from graphium.executors.ssh import SshExecutor  # noqa: E402
 from graphium.run.deployer import Deployer  # noqa: E402
 from graphium.stack.loader import load_stack  # noqa: E402
@@ -66,6 +67,8 @@ from graphium.stack.models import Inventory  # noqa: E402
 IMAGE = "graphium-test/web:1"
 CLI = str(Path(sys.executable).with_name("graphium-run"))
 FLOOR = str(REPO / "benchmarks" / "_ssh_floor.py")
+SITE = next(p for p in sys.path if p.endswith("site-packages"))
+PYCACHE = str(Path(tempfile.gettempdir()) / "graphium-bench-pycache")
 TARGETS = {
     "cold_cli": 1.0,
     "cold_inproc": 1.0,
@@ -214,11 +217,30 @@ def self_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def child_env() -> dict[str, str]:
+    """As users run it: with bytecode caches. This machine sets PYTHONDONTWRITEBYTECODE, which
+    would recompile graphium's own modules at every start (site-packages have theirs from pip);
+    the caches go to a prefix outside the tree instead."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    return env
+
+
+def warm_bytecode() -> None:
+    """Compile graphium and site-packages into the cache prefix (a no-op once done)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "2", "graphium", "lab", SITE],
+        cwd=REPO,
+        env=child_env(),
+        check=True,
+    )
+
+
 def timed_child(cmd: list[str], check: Callable[[str], bool] | None = None) -> tuple[float, float, str]:
     """(wall s, user+sys s, stdout) of one subprocess; exits on failure."""
     with children_cpu() as cpu:
         started = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=child_env())
         wall = time.perf_counter() - started
     if proc.returncode != 0 or (check is not None and not check(proc.stdout)):
         raise SystemExit(
@@ -322,9 +344,7 @@ def summary(sizes: list[Size], args: argparse.Namespace, log: Callable[[str], No
     out: dict[str, Any] = {
         "conditions": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-            ).stdout.strip(),
+            "commit": commit(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "rounds": args.rounds,
@@ -388,6 +408,33 @@ def cleanup(size: Size) -> None:
             api.close()
 
 
+def profile_cold(size: Size, tmp: Path, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """One CLI cold apply under a CPU profiler (then destroyed), written into --profile DIR."""
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"gb{uuid.uuid4().hex[:8]}"
+    size.stacks.add(name)
+    doc_path = tmp / f"{name}.jsonld"
+    doc_path.write_text(json.dumps(stack_document(name, size.hosts, args.per_host)))
+    argv = ["-y", "-i", str(size.inventory), "--state", str(tmp / f"{name}.json"), str(doc_path)]
+    load = os.getloadavg()[0]
+    summary_line = _profile.profile(["apply", *argv], out / "cold-apply.pstat", REPO, child_env())
+    timed_child([CLI, "destroy", *argv])
+    lines = [
+        f"graphium-run apply -y (cold), {size.n} hosts x {args.per_host} containers, load {load:.1f}, "
+        f"commit {commit()}; {summary_line.removeprefix('PROFILER ')} s of CPU; by cumulative CPU:",
+        *_profile.top(out / "cold-apply.pstat"),
+    ]
+    (out / "profile-cold-apply.txt").write_text("\n".join(lines) + "\n")
+    for line in lines:
+        log(line)
+
+
+def commit() -> str:
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    return subprocess.run(git, capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+
 def make_size(info: lab.LabInfo, n: int, tmp: Path) -> Size:
     """The first n lab hosts, with an inventory file of just them."""
     hosts = list(info.hosts[:n])
@@ -397,6 +444,10 @@ def make_size(info: lab.LabInfo, n: int, tmp: Path) -> Size:
 
 
 def run_rounds(sizes: list[Size], tmp: Path, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    warm_bytecode()
+    warm: dict[str, float] = {}
+    graphium_round(sizes[0], tmp, args.per_host, args.parallelism, warm)  # untimed: caches, engines
+    floor_round(sizes[0], tmp, args.per_host, warm)
     for r in range(args.rounds):
         order = sizes if r % 2 == 0 else sizes[::-1]  # alternate which host count goes first
         for size in order:
@@ -420,6 +471,9 @@ def main() -> None:
     parser.add_argument("--per-host", type=int, default=10)
     parser.add_argument("--parallelism", type=int, default=None, help="graphium's (default: its own)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="then profile one CLI cold apply at the first host count into DIR"
+    )
     args = parser.parse_args()
     counts = sorted({int(c) for c in args.hosts.split(",")})
 
@@ -438,6 +492,9 @@ def main() -> None:
             sizes = [make_size(info, n, Path(tmp)) for n in counts]
             try:
                 run_rounds(sizes, Path(tmp), args, log)
+                if args.profile:
+                    warm_bytecode()
+                    profile_cold(sizes[0], Path(tmp), args, log)
             finally:
                 for size in sizes:
                     cleanup(size)
@@ -445,6 +502,8 @@ def main() -> None:
         if started:
             lab.stop_extra_hosts(started)
         lab.release_lab()
+    if args.rounds == 0:
+        return
     result = summary(sizes, args, log)
     if args.json:
         print(json.dumps(result, indent=2))
