@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_ssh.py [--hosts 3,10] [--rounds 5] [--per-host 10] [--json]
 
-Needs the lab (started here if missing, with a lease, so test sessions and this run share it);
-hosts beyond the lab's 3 are brought up as extra lab hosts (lab.ensure_extra_hosts: tests never
-see them) and stopped at the end if this run started them. Each round, for each host count,
+Needs the lab (started here if missing, with a lease, so test sessions and this run share it).
+Runs on extra lab hosts only (lab.ensure_extra_hosts: vm3, vm4, ... after the lab's own 3), which
+tests never see nor touch (they stop and fill the lab's own hosts meanwhile), stopped at the end
+if this run started them. A round whose phase fails is cleaned up and run again (twice at
+most). Each round, for each host count,
 graphium and the floor run one after the other (alternating which goes first, and which host
 count goes first), on the same hosts, with the same containers (``--per-host`` per host,
 ``graphium-test/web:1`` preloaded, one network per host with an alias per container):
@@ -59,6 +61,7 @@ sys.path.insert(0, str(REPO))
 
 import lab  # noqa: E402
 from benchmarks import _profile  # noqa: E402
+from graphium.errors import GraphiumError  # noqa: E402
 from graphium.executors.ssh import SshExecutor  # noqa: E402
 from graphium.run.deployer import Deployer  # noqa: E402
 from graphium.stack.loader import load_stack  # noqa: E402
@@ -125,6 +128,10 @@ ROUNDS_KEYS = (
     "down_cpu",
     "load",
 )
+
+
+class RoundFailed(Exception):
+    """A phase failed (an engine restarted under it, a host overloaded): the round is run again."""
 
 
 @dataclass
@@ -243,7 +250,7 @@ def timed_child(cmd: list[str], check: Callable[[str], bool] | None = None) -> t
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=child_env())
         wall = time.perf_counter() - started
     if proc.returncode != 0 or (check is not None and not check(proc.stdout)):
-        raise SystemExit(
+        raise RoundFailed(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return wall, cpu[0], proc.stdout
@@ -261,13 +268,19 @@ async def inprocess_cold(
     deployer = Deployer(JsonTaskStore(str(state)), executor, inventory, **kwargs)  # type: ignore[arg-type]
     try:
         cpu0, started = self_cpu(), time.perf_counter()
-        result = await deployer.apply(await deployer.plan(doc))
+        try:
+            result = await deployer.apply(await deployer.plan(doc))
+        except GraphiumError as exc:
+            raise RoundFailed(f"in-process apply: {exc}") from exc
         wall, cpu = time.perf_counter() - started, self_cpu() - cpu0
         if not result.ok:
-            raise SystemExit(f"in-process apply failed: {[t.error for t in result.failed]}")
-        gone = await deployer.apply(await deployer.plan_destroy(doc.stack.name))
+            raise RoundFailed(f"in-process apply failed: {[t.error for t in result.failed]}")
+        try:
+            gone = await deployer.apply(await deployer.plan_destroy(doc.stack.name))
+        except GraphiumError as exc:
+            raise RoundFailed(f"in-process destroy: {exc}") from exc
         if not gone.ok:
-            raise SystemExit(f"in-process destroy failed: {[t.error for t in gone.failed]}")
+            raise RoundFailed(f"in-process destroy failed: {[t.error for t in gone.failed]}")
     finally:
         await executor.close()
     return wall, cpu
@@ -451,15 +464,28 @@ def run_rounds(sizes: list[Size], tmp: Path, args: argparse.Namespace, log: Call
     for r in range(args.rounds):
         order = sizes if r % 2 == 0 else sizes[::-1]  # alternate which host count goes first
         for size in order:
-            fig: dict[str, float] = {"load": os.getloadavg()[0]}
-            graphium_first = r % 2 == 0  # alternate which goes first
+            fig = one_round(size, tmp, args, graphium_first=r % 2 == 0, log=log)
+            size.rounds.append(fig)
+            log(round_line(r, size.n, fig))
+
+
+def one_round(
+    size: Size, tmp: Path, args: argparse.Namespace, *, graphium_first: bool, log: Callable[[str], None]
+) -> dict[str, float]:
+    """Graphium and the floor on one host count, in the given order; a failed try is retried twice."""
+    for attempt in range(3):
+        fig: dict[str, float] = {"load": os.getloadavg()[0]}
+        try:
             if not graphium_first:
                 floor_round(size, tmp, args.per_host, fig)
             graphium_round(size, tmp, args.per_host, args.parallelism, fig)
             if graphium_first:
                 floor_round(size, tmp, args.per_host, fig)
-            size.rounds.append(fig)
-            log(round_line(r, size.n, fig))
+            return fig
+        except RoundFailed as exc:
+            log(f"{size.n} hosts: try {attempt + 1} failed, cleaning up and retrying: {str(exc)[-1500:]}")
+            cleanup(size)
+    raise SystemExit(f"{size.n} hosts: three tries failed")
 
 
 def main() -> None:
@@ -480,14 +506,13 @@ def main() -> None:
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    info = lab.acquire_lab(hosts=3)  # a lease: a test session ending meanwhile leaves the lab up
+    lab.acquire_lab(hosts=3)  # a lease: a test session ending meanwhile leaves the lab up
     started: list[str] = []
     sizes: list[Size] = []
     try:
-        if max(counts) > len(info.hosts):
-            wide, started = lab.ensure_extra_hosts(max(counts))
-            info = wide
-            log(f"extra lab hosts: {len(wide.hosts)} in all ({len(started)} started by this run)")
+        # extra hosts only: tests stop and fill the lab's own hosts meanwhile, never these
+        info, started = lab.ensure_extra_hosts(max(counts))
+        log(f"extra lab hosts {info.hosts[0].id}..{info.hosts[-1].id} ({len(started)} started by this run)")
         with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
             sizes = [make_size(info, n, Path(tmp)) for n in counts]
             try:
@@ -499,8 +524,7 @@ def main() -> None:
                 for size in sizes:
                     cleanup(size)
     finally:
-        if started:
-            lab.stop_extra_hosts(started)
+        lab.stop_extra_hosts()
         lab.release_lab()
     if args.rounds == 0:
         return

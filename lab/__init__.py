@@ -123,18 +123,19 @@ def release_lab() -> bool:
         return True
 
 
-def ensure_extra_hosts(total: int) -> tuple[LabInfo, list[str]]:
-    """Lab hosts 0..total-1 for a benchmark: those beyond the lab proper are extra hosts, which
-    test sessions never see (see lab/extra.py). Returns their info (with an inventory file of
-    their own) and the ids this call started, for :func:`stop_extra_hosts`."""
+def ensure_extra_hosts(count: int) -> tuple[LabInfo, list[str]]:
+    """`count` hosts beyond the lab proper, for a benchmark: test sessions never see them (see
+    lab/extra.py). Takes a lease on them (two benchmarks at once share them). Returns their info
+    (with an inventory file of their own) and the ids this call started."""
     with locked():
-        return _extra.up(total)
+        return _extra.up(count)
 
 
-def stop_extra_hosts(host_ids: list[str]) -> list[str]:
-    """Tear down those of `host_ids` that are extra hosts (never a host of the lab proper)."""
+def stop_extra_hosts() -> list[str]:
+    """Drop this process's lease on the extra hosts; the last user tears down the extra hosts if
+    one of their users started any (never a host of the lab proper). Returns the ids torn down."""
     with locked():
-        return _extra.down(host_ids)
+        return _extra.down()
 
 
 def _up_exact(hosts: int, registry: bool) -> LabInfo:
