@@ -21,6 +21,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from graphium.stack import plain_context
+
 GRAPHIUM_CONTEXT_URL = "https://graphium.io/contexts/stack.jsonld"
 SCHEMA_ORG = "http://schema.org/"
 DATACENTER = "https://graphium.io/vocab/datacenter#"
@@ -185,20 +187,19 @@ def fast_expand(document: Any) -> list[dict[str, Any]] | None:
 
 def _fast_node(ctx: Context, element: dict[str, Any]) -> dict[str, Any]:
     active = ctx.active
-    processor = _pyld().JsonLdProcessor()
     node: dict[str, Any] = {}
     for key in sorted(element):
         value = element[key]
         if key == "@id":
             if not isinstance(value, str):
                 raise _NotFast
-            node["@id"] = processor._expand_iri(active, value, base=None)
+            node["@id"] = plain_context.expand_iri(active, value)
             continue
         if key == "@type":
             types = value if isinstance(value, list) else [value]
             if not all(isinstance(t, str) for t in types):
                 raise _NotFast
-            node["@type"] = [processor._expand_iri(active, t, vocab=True, base=None) for t in types]
+            node["@type"] = [plain_context.expand_iri(active, t, vocab=True) for t in types]
             continue
         if key.startswith("@"):
             raise _NotFast
@@ -234,7 +235,7 @@ def _fast_value(ctx: Context, coerce: str | None, item: Any) -> Any:
             return {"@value": item["@value"]}
         return _fast_node(ctx, item)
     if isinstance(item, str) and coerce in ("@id", "@vocab"):
-        iri = _pyld().JsonLdProcessor()._expand_iri(ctx.active, item, vocab=coerce == "@vocab", base=None)
+        iri = plain_context.expand_iri(ctx.active, item, vocab=coerce == "@vocab")
         return {"@id": iri}
     if isinstance(item, float) and item.is_integer():
         raise _NotFast  # pyld canonicalises doubles; rare in stacks
@@ -283,7 +284,7 @@ class Context:
             return self._iris[key]
         except KeyError:
             pass
-        expanded = _pyld().JsonLdProcessor()._expand_iri(self.active, key, vocab=True)
+        expanded = plain_context.expand_iri(self.active, key, vocab=True)
         value = expanded if isinstance(expanded, str) else None
         self._iris[key] = value
         return value
@@ -292,18 +293,29 @@ class Context:
         """The context inside a node that carries its own ``@context``."""
         marker = json.dumps(local, sort_keys=True)
         if marker not in self._children:
-            active = _pyld().JsonLdProcessor().process_context(self.active, local, _options())
+            active = plain_context.process(self.active, local, _bundled_context_value)
+            if active is None:  # more than plain definitions: pyld's general processing
+                active = _pyld().JsonLdProcessor().process_context(self.active, local, _options())
             self._children[marker] = Context(active)
         return self._children[marker]
 
 
 @cache
 def graphium_context() -> Context:
-    processor = _pyld().JsonLdProcessor()
-    initial = processor._get_initial_context({"processingMode": "json-ld-1.1"})
-    return Context(
-        processor.process_context(initial, bundled_context("graphium.jsonld")["@context"], _options())
-    )
+    """graphium's own context (plain definitions: processed without pyld) over the initial one."""
+    local = bundled_context("graphium.jsonld")["@context"]
+    active = plain_context.process(plain_context.INITIAL, local, _bundled_context_value)
+    if active is None:
+        processor = _pyld().JsonLdProcessor()
+        initial = processor._get_initial_context({"processingMode": "json-ld-1.1"})
+        active = processor.process_context(initial, local, _options())
+    return Context(active)
+
+
+def _bundled_context_value(url: str) -> Any:
+    """The ``@context`` of the bundled context ``url`` names, or None (not bundled)."""
+    filename = BUNDLED_CONTEXTS.get(url) or BUNDLED_CONTEXTS.get(url.rstrip("/"))
+    return None if filename is None else bundled_context(filename)["@context"]
 
 
 def _explain(error: BaseException) -> str:
