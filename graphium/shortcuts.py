@@ -32,12 +32,12 @@ StackSource = str | Path | Mapping[str, Any] | StackDocument  # a file, a docume
 def _open(
     stack: StackSource | None, inventory: str | Path | Inventory | None, state: str | Path
 ) -> tuple[StackDocument | None, Inventory, TaskStore]:
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.open import open_store
 
     doc = stack if stack is None or isinstance(stack, StackDocument) else load_stack(stack)
     if not isinstance(inventory, Inventory):
         inventory = load_inventory(inventory, doc.hosts if doc else [])
-    return doc, inventory, JsonTaskStore(state)
+    return doc, inventory, open_store(str(state))
 
 
 async def _with_deployer(
@@ -136,11 +136,11 @@ def _stack_name(stack: StackSource) -> str:
 
 def history(stack: StackSource, *, state: str | Path = DEFAULT_STATE) -> list[StackVersion]:
     """The recorded versions of a stack (a name, or a stack as :func:`plan` takes it), oldest first."""
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.open import is_database_url, open_store
 
-    if not Path(state).exists():
+    if not is_database_url(str(state)) and not Path(state).exists():
         return []
-    with JsonTaskStore(state) as store:
+    with open_store(str(state)) as store:
         return store.list_versions(_stack_name(stack))
 
 
@@ -158,10 +158,10 @@ def rollback(
     version (see :func:`graphium.records.version.rollback_target`). Its recorded variables are
     restored, the others (secrets) read from ``environ`` (default: ``os.environ``); without
     ``inventory``, the hosts are those that version was applied to."""
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.open import open_store
 
     name = _stack_name(stack)
-    store = JsonTaskStore(state)
+    store = open_store(str(state))
     target = versions.choose(store, name, to)
     if not isinstance(inventory, Inventory):
         inventory = (

@@ -15,7 +15,7 @@ import click
 
 from graphium.errors import GraphiumError, StackError
 from graphium.run.runner import DEFAULT_PARALLELISM
-from graphium.store.open import DEFAULT_STATE
+from graphium.store.open import DEFAULT_STATE, is_database_url
 
 if TYPE_CHECKING:  # the rest is imported where used: a command pays only for what it runs
     from graphium.control.client import ServerClient
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the rest is imported where used: a command pays only for wh
     from graphium.run.deployer import Deployer
     from graphium.stack.loader import StackDocument
     from graphium.stack.models import Inventory
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.base import TaskStore
 
 DEFAULT_TOKENS = ".graphium/tokens.json"
 EXIT_ERROR = 1
@@ -59,10 +59,10 @@ class Options:
             kwargs.pop("insecure"),
         )
 
-    def store(self) -> JsonTaskStore:
-        from graphium.store.json_store import JsonTaskStore
+    def store(self) -> TaskStore:
+        from graphium.store.open import open_store
 
-        return JsonTaskStore(self.state)
+        return open_store(self.state)
 
 
 def _decorate(func: F, decorators: list[Callable[[F], F]]) -> F:
@@ -77,7 +77,7 @@ def state_option(func: F) -> F:
         envvar="GRAPHIUM_STATE",
         default=DEFAULT_STATE,
         show_default=True,
-        help="Task store file (env GRAPHIUM_STATE).",
+        help="Task store: a JSON file, or a postgresql:// URL the servers share (env GRAPHIUM_STATE).",
     )(func)
 
 
@@ -275,6 +275,12 @@ def server_client(server_url: str, token: str | None) -> ServerClient:
             err=True,
         )
     return ServerClient(urls, token, ca_cert=ctx.meta.get(_CA_CERT))
+
+
+def has_store(location: str) -> bool:
+    """Whether there is a store to read at ``location``: a database always is; a JSON file only
+    once written (commands that only look never create one)."""
+    return is_database_url(location) or os.path.exists(location)
 
 
 def stack_name(stack: str) -> str:

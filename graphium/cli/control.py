@@ -33,6 +33,18 @@ tokens_option = click.option(
 )
 @click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
 @state_option
+@click.option(
+    "--store",
+    "store",
+    envvar="GRAPHIUM_STORE",
+    default=None,
+    metavar="LOCATION",
+    help=(
+        "The task store (env GRAPHIUM_STORE): a postgresql://USER@HOST/DB URL, which several "
+        "servers (replicas) can share, or a JSON file's path. Takes the place of --state; "
+        "without it the server uses --state, the JSON file by default."
+    ),
+)
 @tokens_option
 @click.option(
     "-i", "--inventory", type=click.Path(dir_okay=False), help="Hosts the server plans stacks onto."
@@ -66,6 +78,7 @@ def serve(
     bind_host: str,
     port: int,
     state: str,
+    store: str | None,
     tokens_file: str,
     inventory: str | None,
     agent_down_after: float,
@@ -80,7 +93,7 @@ def serve(
     run_server(
         host=bind_host,
         port=port,
-        state=state,
+        state=_store_location(state, store),
         tokens_file=tokens_file,
         inventory=inventory,
         agent_down_after=agent_down_after,
@@ -88,6 +101,18 @@ def serve(
         tls_key=tls_key,
         insecure_http=insecure_http,
     )
+
+
+def _store_location(state: str, store: str | None) -> str:
+    """The server's store: --store (or GRAPHIUM_STORE) when given, else --state. Both on the
+    command line with different values is a mistake to point out, not to guess at."""
+    if store is None or not store.strip():
+        return state
+    ctx = click.get_current_context()
+    given = [ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE for name in ("state", "store")]
+    if all(given) and state != store:
+        raise click.UsageError("give the server's store once: --store LOCATION (or --state, its older name)")
+    return store
 
 
 @click.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +19,7 @@ from graphium.cli.common import (
     Options,
     common_options,
     emit,
+    has_store,
     json_option,
     server_client,
     server_options,
@@ -35,7 +35,7 @@ from graphium.records.version import StackVersion, current_version, rollback_tar
 from graphium.run import versions
 from graphium.stack.inventory import load_inventory
 from graphium.stack.models import Inventory
-from graphium.store.json_store import JsonTaskStore
+from graphium.store.open import open_store
 
 #: what the server's listing adds for its own clients, left out of ``history --json``
 SERVER_ONLY = ("rollbackTarget", "variablesNeeded")
@@ -50,9 +50,9 @@ def _when(stamp: str) -> str:
 
 def _stored(state: str, name: str) -> tuple[list[StackVersion], StackRecord | None]:
     """The stack's versions and record; none without a store (never create one just to look)."""
-    if not Path(state).exists():
+    if not has_store(state):
         return [], None
-    with JsonTaskStore(state) as store:
+    with open_store(state) as store:
         return store.list_versions(name), store.get_stack(name)
 
 

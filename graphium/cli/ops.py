@@ -15,7 +15,15 @@ from typing import TypeVar
 
 import click
 
-from graphium.cli.common import EXIT_ERROR, emit, json_option, server_client, server_options, state_option
+from graphium.cli.common import (
+    EXIT_ERROR,
+    emit,
+    has_store,
+    json_option,
+    server_client,
+    server_options,
+    state_option,
+)
 from graphium.cli.output import make_console, render_ps
 from graphium.docker.listing import mask_log_line, parse_since
 from graphium.docker.live import LogOptions
@@ -28,7 +36,7 @@ from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack
 from graphium.stack.masking import collect_secrets
 from graphium.stack.models import Connection, Host, Inventory
-from graphium.store.json_store import JsonTaskStore
+from graphium.store.open import open_store
 
 _T = TypeVar("_T")
 
@@ -89,9 +97,9 @@ def only_stack(host: LiveHost, stack: str) -> LiveHost:
 def stored_secrets(state: str, stack: str) -> set[str]:
     """The secret values the store knows the stack by (its tasks list them, by key and by value),
     so that log lines are masked by value too; none when there is no state file."""
-    if not os.path.exists(state):
+    if not has_store(state):
         return set()
-    store = JsonTaskStore(state)
+    store = open_store(state)
     record = store.get_stack(stack)
     found = collect_secrets([t.payload for t in store.list_tasks(stack_id=stack)])
     return found | (collect_secrets(record.spec) if record is not None else set())

@@ -32,9 +32,10 @@ from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack
 from graphium.stack.models import Host
 from graphium.stack.secrets import redact_text
+from graphium.store.open import mask_url, open_store
 
 if TYPE_CHECKING:
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.base import TaskStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,9 +173,7 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
     name = stack_name(stack)
     doc_hosts = load_stack(stack).hosts if os.path.isfile(stack) else []
     hosts = load_inventory(inventory, doc_hosts, stack_file=stack).hosts
-    from graphium.store.json_store import JsonTaskStore
-
-    store = JsonTaskStore(state)
+    store = open_store(state)
     with store.batch():
         record = store.get_stack(name)
         if record is not None and record.runner_lease_until is not None:
@@ -182,7 +181,9 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
     if record is not None and record.runner_lease_until is not None:
         holder = Owner.parse(record.runner_owner)
         who = holder.describe() if holder else "an unknown process"
-        click.echo(f"Released stack {name} in {state} (held by {who} until {record.runner_lease_until}).")
+        click.echo(
+            f"Released stack {name} in {mask_url(state)} (held by {who} until {record.runner_lease_until})."
+        )
     released = asyncio.run(_release_on_hosts(store, hosts, name))
     for host_id, owner in released:
         click.echo(f"Released the lock of stack {name} on host {host_id} (held by {owner}).")
@@ -190,7 +191,7 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
         click.echo(f"Stack {name} is not locked.")
 
 
-async def _release_on_hosts(store: JsonTaskStore, hosts: list[Host], stack: str) -> list[tuple[str, str]]:
+async def _release_on_hosts(store: TaskStore, hosts: list[Host], stack: str) -> list[tuple[str, str]]:
     executor = default_executor(store)
     try:
         return await release_host_locks(executor, hosts, stack)

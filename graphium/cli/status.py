@@ -30,7 +30,8 @@ from graphium.records.live import LiveHost, LiveSummary, reconcile
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus
 from graphium.run.events import event_json
-from graphium.store.json_store import JsonTaskStore
+from graphium.store.base import TaskStore
+from graphium.store.open import mask_url, open_store
 
 
 @click.command()
@@ -62,7 +63,7 @@ def status(
             stack, server_url, token, follow=follow, as_json=as_json, timeout=timeout, no_refresh=no_refresh
         )
         return
-    store = JsonTaskStore(state)
+    store = open_store(state)
     console = make_console()
     if stack is None:
         stacks = store.list_stacks()
@@ -82,7 +83,7 @@ def status(
     if record is None:
         if follow:
             return
-        raise GraphiumError(f"no stack named {name} in {state}")
+        raise GraphiumError(f"no stack named {name} in {mask_url(state)}")
     live = None if no_refresh else refresh([record], inventory, insecure)
     if as_json:
         emit("stack", {**record.public_dump(), "tasks": store.stats(stack_id=name), **_live_json(live, name)})
@@ -150,7 +151,7 @@ def _server_live(
 
 
 def _follow_store(
-    store: JsonTaskStore, name: str, as_json: bool, record: StackRecord | None, timeout: float | None
+    store: TaskStore, name: str, as_json: bool, record: StackRecord | None, timeout: float | None
 ) -> StackRecord | None:
     """Wait for a stack in the store to settle (running, error, or deleted), printing the events
     of its current run (an earlier run's tasks are not this one's progress)."""
@@ -190,7 +191,7 @@ def agents(state: str, server_url: str | None, token: str | None, as_json: bool)
         with server_client(server_url, token) as client:
             found = [AgentInfo.model_validate(a) for a in client.list_agents()]
     else:
-        store = JsonTaskStore(state)
+        store = open_store(state)
         holding = [t for s in (TaskStatus.assigned, TaskStatus.running) for t in store.list_tasks(status=s)]
         found = agents_view(store.list_agents(), holding, datetime.now(UTC))
     if as_json:
@@ -217,7 +218,7 @@ def tasks_list(
     state: str, stack_id: str | None, status: str | None, host_id: str | None, as_json: bool
 ) -> None:
     """List tasks (payloads, which may hold secrets, are not shown)."""
-    found = JsonTaskStore(state).list_tasks(
+    found = open_store(state).list_tasks(
         status=TaskStatus(status) if status else None, stack_id=stack_id, host_id=host_id
     )
     if not as_json:
@@ -235,7 +236,7 @@ def tasks_list(
 @json_option
 def tasks_stats(state: str, stack_id: str | None, as_json: bool) -> None:
     """Count tasks per status."""
-    stats = JsonTaskStore(state).stats(stack_id=stack_id)
+    stats = open_store(state).stats(stack_id=stack_id)
     if as_json:
         emit("task_stats", stats)
     else:

@@ -89,7 +89,7 @@ class AgentExecutor:
                 continue
             observed, reported_at = found
             seen = _parse(reported_at)
-            contact = self._last_contact(host.id) if self._last_contact else None
+            contact = await asyncio.to_thread(self._last_contact, host.id) if self._last_contact else None
             if contact is not None and contact > seen:
                 seen = contact
             age = (now - seen).total_seconds()

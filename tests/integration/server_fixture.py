@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import ssl
@@ -62,8 +63,10 @@ class ServerProcess:
         tls: bool = True,
         insecure_http: bool = False,
         runner: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.env = env  # more environment for the server process (GRAPHIUM_STORE, ...)
         self.runner = runner or RUNNER  # another installation's graphium-run, e.g. a plain install
         self.bind = bind
         self.tls = tls
@@ -128,7 +131,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         with httpx.Client(

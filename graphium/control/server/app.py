@@ -34,6 +34,7 @@ from graphium.control.server.listen import plan_listen
 from graphium.control.server.logs import redact_server_logs
 from graphium.control.server.monitor import monitor
 from graphium.control.server.presence import AgentRegistry
+from graphium.control.server.replication import MonitorLeadership, watch_others
 from graphium.control.server.routes import agents, events, ops, stacks, tasks, versions
 from graphium.control.server.state import Server
 from graphium.errors import (
@@ -56,9 +57,10 @@ log = logging.getLogger("graphium.control.server")
 def create_app(
     state: str, tokens_file: str, inventory: str | None = None, *, agent_down_after: float = DOWN_AFTER
 ) -> FastAPI:
-    """The ASGI app over the store at ``state``; raises GraphiumError when it cannot serve safely.
+    """The ASGI app over the store at ``state`` (a JSON file's path or a PostgreSQL URL, see
+    :func:`~graphium.store.open.open_store`); raises GraphiumError when it cannot serve safely.
     An agent unseen for ``agent_down_after`` seconds is down."""
-    from graphium.store.json_store import JsonTaskStore
+    from graphium.store.open import open_store
 
     redact_server_logs()
     tokens = TokenRegistry(tokens_file)
@@ -69,7 +71,8 @@ def create_app(
         )
     if inventory is not None:
         load_inventory(inventory)  # fail at start, not on the first stack
-    store = JsonTaskStore(state)
+    store = open_store(state)
+    leadership = MonitorLeadership(store)
     feed = ChangeFeed()
     feed.attach(store)
     registry = AgentRegistry(store, down_after=agent_down_after)
@@ -92,10 +95,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         feed.bind(asyncio.get_running_loop())
-        watch = feed.watch([store.path, store.journal_path], store.changed_elsewhere)
         background = [
-            asyncio.create_task(watch),
-            asyncio.create_task(monitor(srv)),
+            asyncio.create_task(watch_others(store, feed)),  # other processes' commits
+            asyncio.create_task(monitor(srv, leadership)),
             asyncio.create_task(tokens.flush_usage_every()),
         ]
         try:
@@ -106,6 +108,7 @@ def create_app(
             for job in [*background, *srv.runs.values()]:
                 with suppress(asyncio.CancelledError, Exception):
                     await job
+            store.close()
 
     app = FastAPI(
         title="graphium control server",
@@ -192,13 +195,16 @@ def serve(
     Every option is checked before the socket is bound."""
     import uvicorn
 
+    from graphium.store.open import is_database_url, mask_url
+
     listen = plan_listen(host, port, cert=tls_cert, key=tls_key, insecure_http=insecure_http)
-    Path(state).parent.mkdir(parents=True, exist_ok=True)
+    if not is_database_url(state):
+        Path(state).parent.mkdir(parents=True, exist_ok=True)
     app = create_app(state, tokens_file, inventory, agent_down_after=agent_down_after)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if listen.warning:
         log.warning(listen.warning)
-    log.info("serving %s://%s:%d", listen.scheme, host, port)
+    log.info("serving %s://%s:%d, store %s", listen.scheme, host, port, mask_url(state))
     uvicorn.run(
         app,
         host=host,

@@ -3,8 +3,12 @@
 It runs when something changed (at most once a second) or when something falls due by time: a
 task's lease, a runner's lease, an agent's contact to write down. An idle server sleeps.
 
-A stack is left to whoever runs it: this server's background run, or another process holding
-its runner lease (``graphium-run apply`` on the same store). Otherwise (a server restart, an
+With several replicas on one database, only the one holding the monitor's leadership runs it
+(see :mod:`.replication`); the others write their agents' contact and wait for the lead.
+
+A stack is left to whoever runs it: this server's background run, or another live process
+holding its runner lease (another replica, ``graphium-run apply`` on the same store); a lease
+whose holder is provably dead (same machine, its pid gone) is not waited out. Otherwise (a server restart, an
 apply ``--no-wait``) the monitor looks at the tasks of the stack's current run only and applies
 what :func:`graphium.run.lifecycle.decide` makes of them.
 """
@@ -15,7 +19,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from graphium.control.server.replication import LEADER_CHECK, MonitorLeadership
 from graphium.control.server.state import Server
+from graphium.executors.owner import provably_dead
 from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import TaskStatus
 from graphium.run import lifecycle
@@ -26,20 +32,29 @@ MAX_SLEEP = 60.0  # and at least one a minute
 log = logging.getLogger("graphium.control.server")
 
 
-async def monitor(srv: Server) -> None:
+async def monitor(srv: Server, leadership: MonitorLeadership) -> None:
     """Requeue expired leases and settle stacks nobody is running, after every change and
-    whenever a lease runs out."""
-    while True:
-        version = srv.feed.version
-        due = MONITOR_INTERVAL
-        try:
-            due = await asyncio.to_thread(monitor_once, srv, set(srv.runs))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("task monitor pass failed")
-        await asyncio.sleep(MONITOR_INTERVAL)
-        await srv.feed.wait(version, max(0.0, due - MONITOR_INTERVAL))
+    whenever a lease runs out, while this replica leads (see :mod:`.replication`); a replica
+    that does not lead only writes its agents' contact, and checks for the lead every
+    LEADER_CHECK seconds."""
+    try:
+        while True:
+            version = srv.feed.version
+            due = MONITOR_INTERVAL
+            try:
+                if await leadership.check():
+                    due = await asyncio.to_thread(monitor_once, srv, set(srv.runs))
+                else:
+                    await asyncio.to_thread(srv.agents.flush)
+                    due = min(LEADER_CHECK, srv.agents.next_flush())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task monitor pass failed")
+            await asyncio.sleep(MONITOR_INTERVAL)
+            await srv.feed.wait(version, max(0.0, due - MONITOR_INTERVAL))
+    finally:
+        leadership.release()
 
 
 def monitor_once(srv: Server, active: set[str]) -> float:
@@ -56,8 +71,8 @@ def monitor_once(srv: Server, active: set[str]) -> float:
     for record in store.list_stacks():
         if record.id in active or record.status not in lifecycle.SETTLING:
             continue
-        if lifecycle.lease_live(record, now):
-            continue  # another process (graphium-run apply on this store) is running it
+        if lifecycle.lease_live(record, now) and not provably_dead(record.runner_owner):
+            continue  # another process (an apply on this store, another replica) is running it
         with store.batch():
             current = store.get_stack(record.id)
             if current is not None and current.status in lifecycle.SETTLING:

@@ -7,7 +7,10 @@ their open requests.
 
 Contact is kept in memory and written to the store (where ``graphium-run status`` and other
 servers read it) when an agent registers, and otherwise at most every ``PERSIST_EVERY`` seconds
-per agent, by the task monitor's pass: one batched write, never one per request.
+per agent, by the task monitor's pass: one batched write, never one per request. Every replica
+sharing a store writes the contact of the agents that talk to it (the monitor's pass runs on
+each, leader or not), and reads the others' from the store, so an agent long-polling replica B
+is live for replica A too.
 """
 
 from __future__ import annotations
@@ -142,11 +145,13 @@ class AgentRegistry:
         return max(0.0, PERSIST_EVERY - max(ages)) if ages else float("inf")
 
     def last_seen(self, host_id: str) -> datetime | None:
-        """The latest contact this server had from any agent of ``host_id`` (memory only: cheap
-        enough for the event loop)."""
+        """The latest contact from any agent of ``host_id``: this server's, or as another replica
+        sharing the store wrote it down (its agents may long-poll that one). Reads the store:
+        call it off the event loop."""
         now = _iso(datetime.now(UTC))
+        stored = [a.last_seen for a in self._store.list_agents(host_id=host_id) if a.last_seen]
         with self._lock:
-            stamps = [
+            stamps = stored + [
                 now if agent_id in self._polling else r.last_seen
                 for agent_id, r in self._records.items()
                 if r.host_id == host_id and r.last_seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
@@ -15,9 +16,11 @@ from graphium.control.server.deps import API, Admin, Srv
 from graphium.control.server.monitor import cancel_open_builds
 from graphium.control.server.state import Server
 from graphium.errors import NotFoundError
+from graphium.executors.owner import provably_dead
 from graphium.plan.model import Plan
-from graphium.records.stack import StackStatus
+from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus
+from graphium.run import lifecycle
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus
 from graphium.stack.loader import load_stack_data
@@ -101,7 +104,7 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
     tasks = store.list_tasks(stack_id=stack_id)
     return {
         **record.public_dump(),
-        "active": srv.active(stack_id),
+        "active": srv.active(stack_id) or run_elsewhere(record),
         "waiting": waiting_hosts(srv, [t for t in tasks if t.run_id == record.run_id]),
         "stats": store.stats(stack_id=stack_id),
         "tasks": [
@@ -118,6 +121,12 @@ def get_stack(stack_id: str, _: Admin, srv: Srv) -> dict[str, Any]:
             for t in tasks
         ],
     }
+
+
+def run_elsewhere(record: StackRecord) -> bool:
+    """Whether another live process runs the stack: another replica of this server, or an apply
+    on the same store (it holds the stack's runner lease)."""
+    return lifecycle.lease_live(record, datetime.now(UTC)) and not provably_dead(record.runner_owner)
 
 
 def waiting_hosts(srv: Server, tasks: list[Task]) -> list[dict[str, str]]:
