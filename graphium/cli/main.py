@@ -37,6 +37,7 @@ COMMANDS = {
     "ps": "graphium.cli.ops",
     "logs": "graphium.cli.ops",
     "unlock": "graphium.cli.safety",
+    "store": "graphium.cli.store",
 }
 
 

@@ -44,6 +44,15 @@ def test_plan_apply_status_destroy_with_the_state_in_postgresql(
             record = store.get_stack(name)
             assert record is not None and record.status.value == "running"
         run("plan", str(stack), "--detailed-exitcode")  # nothing to change: exit 0
+        # the database's state copied into a JSON file reads the same there
+        copy = tmp_path / "copy.json"
+        said = run("store", "copy", fresh_database, str(copy))
+        assert "Copied 1 stack(s), 1 version(s)" in said and "postgresql://postgres:***@" in said
+        copied = [json.loads(line) for line in run("status", "--state", str(copy), "--json").splitlines()]
+        assert [(s["name"], s["status"]) for s in copied if s.get("name") == name] == [(name, "running")]
+        assert run("history", name, "--state", str(copy), "--json").count('"type":"version"') == 1
+        run("store", "copy", fresh_database, str(copy), code=1)  # never into a store in use
+        assert "the target store is not empty" in outputs[-1]
         run("destroy", str(stack), "-y")
         assert not stack_containers(docker_url, name)
         missing = graphium_run("status", "no-such-stack", env=env)
