@@ -201,6 +201,14 @@ def stop(cluster: Cluster = CLUSTER, *, lock: bool = True) -> bool:
         return True
 
 
+def remove(cluster: Cluster = CLUSTER) -> None:
+    """Stop the cluster and delete its data and password (a later :func:`ensure` starts anew)."""
+    with locked(f"postgres-{cluster.port}"):
+        stop(cluster, lock=False)
+        shutil.rmtree(cluster.home, ignore_errors=True)
+        cluster.password_file.unlink(missing_ok=True)
+
+
 def _psql(cluster: Cluster, statement: str) -> None:
     _as_postgres(
         str(BIN / "psql"),
@@ -263,6 +271,7 @@ __all__ = [
     "ensure",
     "fresh_database",
     "ready",
+    "remove",
     "stop",
     "wait_ready",
 ]
