@@ -75,7 +75,9 @@ class EventBus:
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self._local = threading.local()  # per thread: inside our own single-operation append?
-        self._pending: set[tuple[int, str]] = set()  # (seq, time) stored in a batch, not committed
+        # appended in a batch, not committed yet; keyed by (seq, time) only at the commit, since a
+        # store may number a batch's events when it commits (the PostgreSQL store does)
+        self._pending: list[Event] = []
         self._unhook: Callable[[], None] | None = None
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -109,7 +111,7 @@ class EventBus:
             self._local.appending = False
         if not self._local.delivered:  # inside a batch: delivered when it commits
             with self._lock:
-                self._pending.update((e.seq, e.time) for e in stored)
+                self._pending.extend(stored)
 
     def _committed(self, events: list[Event]) -> None:
         if getattr(self._local, "appending", False):  # the commit of our own append
@@ -117,8 +119,11 @@ class EventBus:
             self._deliver(events)
             return
         with self._lock:
-            mine = [e for e in events if (e.seq, e.time) in self._pending]
-            self._pending.difference_update((e.seq, e.time) for e in mine)
+            waiting = {(e.seq, e.time) for e in self._pending}
+            mine = [e for e in events if (e.seq, e.time) in waiting]
+            if mine:
+                taken = {(e.seq, e.time) for e in mine}
+                self._pending = [e for e in self._pending if (e.seq, e.time) not in taken]
         self._deliver(mine)
 
     def _deliver(self, events: list[Event]) -> None:

@@ -134,7 +134,10 @@ class TaskStore(Protocol):
 
     # events -------------------------------------------------------------------------------
     def append_events(self, events: list[Event]) -> list[Event]:
-        """Store events, assigning ``seq`` and ``time``; returns them as stored."""
+        """Store events, assigning ``seq`` and ``time``; returns them as stored. Seq order is
+        commit order (a reader paging with ``list_events(after=...)`` never skips one). Inside a
+        batch a store may number the events only when the batch commits: the events returned
+        then get their ``seq`` at the commit (0 until), and are the ones the commit hooks get."""
         ...
 
     def list_events(

@@ -634,3 +634,48 @@ class TaskStoreContract:
         watcher.join(60)
         assert len(written) == 48 and len(set(written)) == 48
         assert read == sorted(written)  # in order, none skipped, none twice
+
+    def test_events_of_a_batch_are_numbered_by_its_commit(self, store: TaskStore) -> None:
+        seen: list[list[Event]] = []
+        store.on_commit(seen.append)
+        before = store.append_events([Event(type="before")])
+        with store.batch():
+            inside = store.append_events([Event(type="a"), Event(type="b")])
+        assert [e.seq for e in inside] == [before[0].seq + 1, before[0].seq + 2]
+        assert [[e.seq for e in events] for events in seen] == [[before[0].seq], [e.seq for e in inside]]
+        assert [e.dump() for e in store.list_events(after=before[0].seq)] == [e.dump() for e in inside]
+
+    def test_writers_appending_before_or_after_their_other_writes_do_not_block_each_other(
+        self, store: TaskStore, second_store: TaskStore
+    ) -> None:
+        """One writer appends its event and then saves the stack, the other saves the stack and then
+        appends: neither may wait on the other forever (a deadlock aborts one of them)."""
+        store.save_stack(StackRecord(id="web", name="web", status=StackStatus.deploying))
+        failures: list[BaseException] = []
+
+        def write(target: TaskStore, event_first: bool) -> None:
+            try:
+                for _ in range(5):
+                    with target.batch():
+                        if event_first:
+                            target.append_events([Event(type="tick", stack_id="web")])
+                        time.sleep(0.005)
+                        current = target.get_stack("web")
+                        assert current is not None
+                        target.save_stack(current.model_copy(update={"progress": current.progress + 1}))
+                        time.sleep(0.005)
+                        if not event_first:
+                            target.append_events([Event(type="tock", stack_id="web")])
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=write, args=(s, first))
+            for s, first in [(store, True), (second_store, False)]
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == []
+        assert len(store.list_events()) == 10

@@ -6,10 +6,7 @@ replicas (``LISTEN/NOTIFY``) and leadership for the task monitor (an advisory lo
 operations are :mod:`~graphium.store.postgres.tasks`'; connections and transactions
 :mod:`~graphium.store.postgres.session`'s; the tables :mod:`~graphium.store.postgres.schema`'s.
 
-Event ``seq`` order is commit order: an append takes the row lock of the ``events`` counter and
-keeps it until its transaction ends, so a transaction that appends after another one waits for
-it to commit (or roll back) before it gets its numbers. A reader paging with
-``list_events(after=...)`` therefore never sees seq N+1 before N, and never skips one.
+Event ``seq`` order is commit order (:mod:`~graphium.store.postgres.events`).
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ from graphium.store.base import CommitHook
 from graphium.store.memory import clone, iso, now
 from graphium.store.open import mask_url
 from graphium.store.postgres import notify
+from graphium.store.postgres.events import insert_numbered
 from graphium.store.postgres.leadership import Leadership
 from graphium.store.postgres.schema import migrate
 from graphium.store.postgres.session import Connection, Sessions, describe
@@ -188,27 +186,16 @@ class PostgresTaskStore(TaskOperations):
 
     # events -------------------------------------------------------------------------------
     def append_events(self, events: list[Event]) -> list[Event]:
-        """Number the events under the counter's row lock (held to commit: seq order is commit
-        order), stamping the current time unless they carry one."""
+        """Stamp the events (the current time unless they carry one) and number them when the
+        transaction commits (:meth:`_before_commit`): a single append returns them numbered; one
+        inside a batch returns the events the commit numbers (``seq`` 0 until then)."""
         if not events:
             return []
         with self._sessions.write() as frame:
-            conn = frame.conn
-            row = conn.execute(
-                "UPDATE counters SET value = value + %s WHERE name = 'events' RETURNING value", (len(events),)
-            ).fetchone()
-            assert row is not None, "the events counter row is missing"
-            first = int(row[0]) - len(events) + 1
             moment = iso(now())
-            stored = [clone(e, seq=first + i, time=e.time or moment) for i, e in enumerate(events)]
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO events (seq, stack_id, doc) VALUES (%s, %s, %s)",
-                    [(e.seq, e.stack_id, Jsonb(e.dump())) for e in stored],
-                )
-            conn.execute("DELETE FROM events WHERE seq <= %s", (stored[-1].seq - self.max_events,))
+            stored = [clone(e, seq=0, time=e.time or moment) for e in events]
             frame.events.extend(stored)
-            return [clone(e) for e in stored]
+        return stored
 
     def list_events(self, *, after: int = 0, stack_id: str | None = None, limit: int = 1000) -> list[Event]:
         with self._sessions.read() as conn:
@@ -279,7 +266,11 @@ class PostgresTaskStore(TaskOperations):
         return self._sessions.add_hook(hook)
 
     def _before_commit(self, conn: Connection, events: list[Event]) -> None:
-        notify.send(conn, self.origin, events)
+        """Number and insert the transaction's events, last thing before COMMIT
+        (:mod:`~graphium.store.postgres.events`), and queue their NOTIFY."""
+        with conn.pipeline():
+            notify.send(conn, self.origin, events)
+            insert_numbered(conn, events, self.max_events)
 
     # replicas -----------------------------------------------------------------------------
     async def listen(self, wake: notify.Wake, *, listening: asyncio.Event | None = None) -> None:
