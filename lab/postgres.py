@@ -166,13 +166,13 @@ def _start(cluster: Cluster) -> None:
     _clear_stale_pid(cluster)
     pg_ctl = str(BIN / "pg_ctl")
     data, log = str(cluster.data), str(cluster.log)
-    proc = _as_postgres(pg_ctl, "-D", data, "-l", log, "-w", "-t", "60", "start", check=False)
+    proc = _as_postgres(pg_ctl, "-D", data, "-l", log, "-w", "-t", "120", "start", check=False)
     if proc.returncode != 0 and not ready(cluster):
         tail = cluster.log.read_text(errors="replace").splitlines()[-15:] if cluster.log.exists() else []
         raise LabError(
             f"PostgreSQL on port {cluster.port} did not start: {proc.stderr.strip()}\n" + "\n".join(tail)
         )
-    wait_for(lambda: ready(cluster), f"PostgreSQL on port {cluster.port}", 60)
+    wait_for(lambda: ready(cluster), f"PostgreSQL on port {cluster.port}", 120)
 
 
 def ensure(cluster: Cluster = CLUSTER) -> str:
