@@ -32,6 +32,7 @@ from lab import postgres as lab_postgres
 from tests.integration.server_fixture import RUNNER, ServerProcess
 from tests.integration.test_agents_e2e import STACK_FILE, EventWatcher
 from tests.support import (
+    graphium_run,
     http_get,
     remove_stack,
     stack_containers,
@@ -191,6 +192,12 @@ def test_deploy_through_one_replica_watch_and_delete_through_the_other(lab: LabI
                 assert state["status"] == "running", state
                 assert {t["status"] for t in state["tasks"]} == {"completed"}
             assert_serving(lab, name, ports)
+            # a live read asked of B reaches every agent, whichever replica they claim from
+            env = {"GRAPHIUM_TOKEN": pair.a.admin_token, "GRAPHIUM_CA_CERT": str(pair.b.ca_cert)}
+            ps = graphium_run("ps", name, "--server", pair.b.url, "--json", env=env)
+            assert ps.returncode == 0, ps.stdout + ps.stderr
+            rows = [json.loads(line) for line in ps.stdout.splitlines()]
+            assert sorted(r["type"] for r in rows) == ["container"] * len(lab.hosts), rows
             delete_through(pair.b, lab, name)
             watcher.wait_for("stack_deleted", timeout=30)
         finally:
