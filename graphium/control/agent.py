@@ -208,6 +208,7 @@ class Agent:
     async def _claim_loop(self) -> None:
         """Claim as many tasks as there are free slots, start each at once, repeat until stopped."""
         backoff = Backoff(cap=self.backoff_cap)
+        missed = 0  # claims in a row that did not get through
         while not self.stopping:
             free = self.slots - len(self._running)
             if free <= 0:
@@ -220,12 +221,16 @@ class Agent:
                     await self._give_back_unheld()
                 tasks = await self._claim_or_stop(min(free, CLAIM_BATCH))
             except (Unreachable, Refused) as exc:
+                # an attempt that did not get through may still have claimed tasks on its server
                 self._claim_lost = self._claim_lost or isinstance(exc, Unreachable)
+                missed += 1
+                if missed < len(self.servers) and self._calls.failovers != failovers:
+                    continue  # on to the next server at once (the give-back goes first)
+                missed = 0  # every server tried: wait before the next round
                 self._lost_server(exc)
                 await self._sleep(backoff.next_delay())
                 continue
-            # an attempt that did not get through may still have claimed tasks on its server
-            self._claim_lost = self._calls.failovers != failovers
+            missed = 0
             backoff.reset()
             self._server_back()
             for task in tasks:
@@ -274,6 +279,7 @@ class Agent:
                 f"/agents/{self.host_id}/claims",
                 params={"wait": self.claim_wait, "max": limit, "start": "true"},
                 json={"agentId": self.agent_id, "leaseSeconds": self.lease_seconds},
+                single=True,  # a failed claim is given back before the next, maybe elsewhere
             )
         )
         await _done_or_set(claim, self._stop)
@@ -297,7 +303,10 @@ class Agent:
         store may hold tasks claimed for this agent that it never received: hand them back to
         the queue now rather than leave them under a lease nobody renews until it expires."""
         response = await self._calls.request("GET", f"/agents/{self.host_id}/tasks")
-        held = _TASKS.validate_json(response.content) if response is not None else []
+        try:
+            held = _TASKS.validate_json(response.content) if response is not None else []
+        except ValueError as exc:
+            raise Unreachable(f"the host's tasks came back unreadable: {exc}") from exc
         orphans = [
             t
             for t in held

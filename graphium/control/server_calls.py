@@ -28,7 +28,8 @@ def _describe(exc: BaseException) -> str:
 
 class ServerCalls:
     """The agent's one way to call the server (see the module); :attr:`failovers` counts the
-    attempts that did not get through, so a caller can tell that a request moved."""
+    attempts that did not get through to the server in use, so a caller can tell that a request
+    may have reached a server it never heard back from."""
 
     def __init__(
         self, urls: str | Sequence[str], token: str, tls: ssl.SSLContext, *, logger: logging.Logger
@@ -62,14 +63,17 @@ class ServerCalls:
         ok: tuple[int, ...] = (200,),
         gone_ok: bool = False,
         pinned: int | None = None,
+        single: bool = False,
     ) -> transport.Response | None:
         """One request, to the server in use and, when it cannot get through there (no
         connection, a reset, a 502/503/504), to the next ones in turn; ``pinned``: to that server
-        only, leaving the one in use as it is. Returns the response for an ``ok`` status, None
+        only, leaving the one in use as it is; ``single``: to the server in use only, moving on
+        from it when it cannot get through (the caller retries: a claim does, after giving back
+        what the lost attempt may have claimed). Returns the response for an ``ok`` status, None
         for 409/404 when ``gone_ok`` (the task is no longer ours), raises Unreachable (retry
         later) or Refused."""
         assert self._clients, "open() first"
-        order = [pinned] if pinned is not None else self.servers.order()
+        order = [pinned] if pinned is not None else self.servers.order()[: 1 if single else None]
         failure = Unreachable("no server")
         for index in order:
             try:
@@ -82,8 +86,8 @@ class ServerCalls:
                         self.servers.answered(index)
                     return _judged(response, method, url, ok, gone_ok)
                 failure = Unreachable(f"{method} {url} answered {response.status_code}")
-            self.failovers += 1
-            if pinned is None:
+            if pinned is None:  # a pinned request (a replica's request channel) moves nothing
+                self.failovers += 1
                 self.servers.failed(index, str(failure))
         raise failure
 

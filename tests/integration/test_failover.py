@@ -7,19 +7,22 @@ The two-replica scenarios on one PostgreSQL database live in test_replicas.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from graphium.control.agent import Agent
 from graphium.control.client import ServerClient
 from graphium.errors import GraphiumError
 from tests.integration.server_fixture import DEFAULT_HOSTS, ServerProcess
-from tests.support import free_port, graphium_run, stack_doc, unique_name
+from tests.support import free_port, graphium_run, stack_doc, unique_name, wait_for
 from tests.tls import session_pki
 
 
@@ -131,3 +134,103 @@ def test_every_replica_down_says_so(server: ServerProcess) -> None:
     with ServerClient([first, second], server.admin_token) as client, pytest.raises(GraphiumError) as caught:
         client.list_stacks()
     assert f"cannot reach the graphium server at {first}, {second}" in str(caught.value)
+
+
+# the agent: a claim whose answer never came back -------------------------------------------------
+class AnswerDropper:
+    """A TCP proxy to a plain-HTTP server that passes everything through, except the answer to a
+    claim that hands out tasks: that one is swallowed and the client's connection reset, as when
+    a replica dies after committing the claim but before answering it."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        claiming = threading.Event()
+        with (
+            contextlib.suppress(OSError),
+            client,
+            socket.create_connection(("127.0.0.1", self.upstream_port)) as up,
+        ):
+
+            def forward() -> None:  # client -> server, noting when a claim goes out
+                with contextlib.suppress(OSError):
+                    while data := client.recv(65536):
+                        if (
+                            data.startswith(b"POST /api/v1/agents/")
+                            and b"/claims?" in data.split(b"\r\n", 1)[0]
+                        ):
+                            claiming.set()
+                        up.sendall(data)
+
+            threading.Thread(target=forward, daemon=True).start()
+            while data := up.recv(65536):
+                if claiming.is_set() and b"\r\n\r\n[]" not in data:  # tasks were handed out
+                    self.dropped += 1
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.shutdown(socket.SHUT_RDWR)  # wakes the forwarding thread, ends the answer
+                    return
+                claiming.clear()
+                client.sendall(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.listener.close()
+
+
+@pytest.fixture(name="plain_server", scope="module")
+def plain_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("plain"), ["h1"], tls=False)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_an_agent_gives_back_the_tasks_of_a_claim_whose_answer_was_lost(
+    plain_server: ServerProcess, docker_url: str
+) -> None:
+    """Without the give-back the task would sit under the lost claim's lease (20 s here) and come
+    back with retryCount 1; with it, the agent claims it again at once through the other URL."""
+    proxy = AnswerDropper(plain_server.port)
+    token = plain_server.agent_tokens["h1"]
+    agent = Agent("h1", [proxy.url, plain_server.url], token, docker_host=docker_url, lease_seconds=20)
+    running = asyncio.create_task(agent.run())
+    try:
+        with plain_server.admin() as api:
+            await asyncio.to_thread(wait_for, lambda: api.get("/agents").json(), 20, "the agent registered")
+            body = {"taskType": "stop", "hostId": "h1", "payload": {"dockerName": unique_name("gone-")}}
+            task_id = api.post("/tasks", json=body).json()["id"]
+            started = time.monotonic()
+
+            def ended() -> bool:
+                return api.get(f"/tasks/{task_id}").json()["status"] in ("completed", "failed")
+
+            await asyncio.to_thread(wait_for, ended, 15, "the task of the lost claim was not run")
+            took = time.monotonic() - started
+            task = api.get(f"/tasks/{task_id}").json()
+        assert proxy.dropped == 1, "the claim's answer was not lost: nothing was tested"
+        assert task["retryCount"] == 0 and took < 20, (task, took)
+        assert agent.server_url == plain_server.url
+        assert [o.task_id for o in agent.outcomes] == [task_id]  # run once
+    finally:
+        agent.stop()
+        await running
+        proxy.close()
