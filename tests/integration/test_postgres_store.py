@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from graphium.errors import StoreError  # noqa: E402
 from graphium.records.event import Event  # noqa: E402
+from graphium.records.task import TaskStatus  # noqa: E402
 from graphium.store.base import TaskStore  # noqa: E402
 from graphium.store.open import open_store  # noqa: E402
 from graphium.store.postgres import PostgresTaskStore, notify  # noqa: E402
@@ -290,3 +291,17 @@ def test_a_closed_store_refuses_operations(database: str) -> None:
 def test_open_store_opens_postgres_for_a_url(database: str) -> None:
     with open_store(database) as store:
         assert isinstance(store, PostgresTaskStore)
+
+
+def test_the_store_outlives_its_connections_being_dropped(database: str) -> None:
+    """A database restart (or an idle timeout) kills pooled connections: the next operation
+    still works, on a new connection."""
+    with PostgresTaskStore(database, max_connections=2, idle_check_seconds=0) as store:
+        store.create_tasks([make_task("survivor")])
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        assert store.get_task("survivor").id == "survivor"
+        store.transition("survivor", TaskStatus.cancelled)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +49,24 @@ def describe(exc: BaseException, where: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return f"{where}: {text}"
+
+
+class IdleCheck:
+    """The pool's check of a connection it hands out: one that sat idle for ``seconds`` is
+    pinged first (a database restart or an idle timeout leaves dead connections in the pool;
+    handing one out would fail the caller's operation), a busy one is trusted (no round trip)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._returned: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+
+    def check(self, conn: Connection) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned >= self.seconds:
+            conn.execute("")  # raises if the connection is dead: the pool replaces it
+
+    def reset(self, conn: Connection) -> None:
+        self._returned[conn] = time.monotonic()
 
 
 class Sessions:
@@ -160,4 +180,4 @@ class Sessions:
             raise self.error(exc) from exc
 
 
-__all__ = ["Connection", "Frame", "Sessions", "describe"]
+__all__ = ["Connection", "Frame", "IdleCheck", "Sessions", "describe"]

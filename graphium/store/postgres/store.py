@@ -34,7 +34,7 @@ from graphium.store.postgres import notify
 from graphium.store.postgres.events import insert_numbered
 from graphium.store.postgres.leadership import Leadership
 from graphium.store.postgres.schema import migrate
-from graphium.store.postgres.session import Connection, Sessions, describe
+from graphium.store.postgres.session import Connection, IdleCheck, Sessions, describe
 from graphium.store.postgres.tasks import TaskOperations
 
 
@@ -51,7 +51,9 @@ class PostgresTaskStore(TaskOperations):
 
     ``retry_backoff_seconds`` and ``max_backoff_seconds`` shape the delay before a task whose
     lease expired may be claimed again (as in the JSON store); ``max_events`` bounds the events
-    kept; ``max_connections`` bounds the pool (one connection per concurrent operation or batch).
+    kept; ``max_connections`` bounds the pool (one connection per concurrent operation or batch);
+    a pooled connection idle for ``idle_check_seconds`` is pinged before use, so the store
+    outlives a database restart.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class PostgresTaskStore(TaskOperations):
         max_connections: int = 10,
         connect_timeout: float = 10.0,
         pool_timeout: float = 30.0,
+        idle_check_seconds: float = 2.0,
     ) -> None:
         self.retry_backoff_seconds = retry_backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -78,8 +81,11 @@ class PostgresTaskStore(TaskOperations):
                 migrate(conn, self.location)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the task store: {self._describe(exc)}") from exc
+        idle = IdleCheck(idle_check_seconds)
         pool: ConnectionPool[Connection] = ConnectionPool(
             url,
+            check=idle.check,
+            reset=idle.reset,
             min_size=1,
             max_size=max_connections,
             kwargs={"autocommit": True},
