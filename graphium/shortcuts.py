@@ -17,9 +17,10 @@ from graphium.executors.router import default_executor
 from graphium.plan.model import Plan
 from graphium.records.version import StackVersion
 from graphium.run import versions
+from graphium.run.defaults import DEFAULT_PARALLELISM
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus, Subscriber
-from graphium.run.runner import DEFAULT_PARALLELISM, RunResult
+from graphium.run.runner import RunResult
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import StackDocument, load_stack
 from graphium.stack.models import Inventory

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from graphium.errors import GraphiumError, StackError
-from graphium.run.runner import DEFAULT_PARALLELISM
+from graphium.run.defaults import DEFAULT_PARALLELISM
 from graphium.store.open import DEFAULT_STATE, is_database_url
 
 if TYPE_CHECKING:  # the rest is imported where used: a command pays only for what it runs

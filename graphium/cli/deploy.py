@@ -43,8 +43,6 @@ from graphium.cli.safety import (
 )
 from graphium.control.envelope import referenced_variables
 from graphium.errors import InterruptedRunError, Problem, ValidationError, WaitTimeoutError
-from graphium.plan.model import Plan
-from graphium.plan.saved import is_saved_plan, seal, unseal
 from graphium.stack.inventory import load_inventory
 from graphium.stack.loader import load_stack, read_stack_document
 from graphium.stack.models import Inventory
@@ -53,6 +51,7 @@ from graphium.stack.variables import fill_variables, resolve_variables
 
 if TYPE_CHECKING:  # rich (cli.output), httpx (control.client) and the engines: where they are used
     from graphium.control.client import ServerClient
+    from graphium.plan.model import Plan
     from graphium.records.event import Event
     from graphium.run.deployer import Deployer
     from graphium.run.runner import RunResult
@@ -168,6 +167,8 @@ def _server_plan(
     document, variables = _with_variables(stack)
     with server_client(server_url, token) as client:
         found = client.preview(document, destroy=for_destroy, variables=variables)
+    from graphium.plan.model import Plan
+
     result = Plan.model_validate(found["plan"])
     _show_plan(result, opts.as_json, show_unchanged=show_unchanged)
     if detailed_exitcode and result.has_changes:
@@ -200,6 +201,8 @@ def _with_variables(stack: str) -> tuple[Any, dict[str, str]]:
 
 
 def _save_plan(plan_: Plan, path: Path) -> None:
+    from graphium.plan.saved import seal
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # plans hold env values
     with os.fdopen(fd, "w") as fh:
@@ -209,6 +212,8 @@ def _save_plan(plan_: Plan, path: Path) -> None:
 def _read_plan(path: str) -> Plan | None:
     """The saved plan in ``path`` (sensitive variables filled from the environment), or None when
     the file is a stack document."""
+    from graphium.plan.saved import is_saved_plan, unseal
+
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):

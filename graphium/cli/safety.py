@@ -20,21 +20,12 @@ import click
 
 from graphium.cli.common import stack_name, state_option
 from graphium.errors import ApplyCancelled, GraphiumError
-from graphium.executors.host_lock import release_host_locks
-from graphium.executors.owner import Owner
-from graphium.executors.router import default_executor
-from graphium.plan.model import Plan
-from graphium.records.stack import StackStatus
-from graphium.records.task import TaskStatus
-from graphium.run.deployer import Deployer
-from graphium.run.runner import RunResult
-from graphium.stack.inventory import load_inventory
-from graphium.stack.loader import load_stack
-from graphium.stack.models import Host
-from graphium.stack.secrets import redact_text
-from graphium.store.open import mask_url, open_store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engines and the store: imported by the functions that use them
+    from graphium.plan.model import Plan
+    from graphium.run.deployer import Deployer
+    from graphium.run.runner import RunResult
+    from graphium.stack.models import Host
     from graphium.store.base import TaskStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +128,8 @@ def drain(deployer: Deployer, signal_name: str) -> None:
 
 
 def hint_if_left_deleting(deployer: Deployer, stack: str, verb: str) -> None:
+    from graphium.records.stack import StackStatus
+
     stored = deployer.store.get_stack(stack)
     if stored is not None and stored.status is StackStatus.deleting and verb != "destroy":
         click.echo(
@@ -148,6 +141,9 @@ def hint_if_left_deleting(deployer: Deployer, stack: str, verb: str) -> None:
 
 def interrupted_message(the_plan: Plan, result: RunResult, verb: str) -> str:
     """What an interrupted run did and what it left, for the error line."""
+    from graphium.records.task import TaskStatus
+    from graphium.stack.secrets import redact_text
+
     done = [t for t in result.tasks.values() if t.status is TaskStatus.completed]
     lines = [f"stack {the_plan.stack}: interrupted; {len(done)} task(s) done, {len(result.cancelled)} left"]
     lines += [f"  done: {t.host_id}: {t.description}" for t in done]
@@ -170,6 +166,11 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
     """Release a stack held by a process that is gone: its runner lease in the state file and its
     lock on each host (STACK may be the stack file, whose hosts count too). A dead process of this
     machine is taken over by the next apply without this."""
+    from graphium.executors.owner import Owner
+    from graphium.stack.inventory import load_inventory
+    from graphium.stack.loader import load_stack
+    from graphium.store.open import mask_url, open_store
+
     name = stack_name(stack)
     doc_hosts = load_stack(stack).hosts if os.path.isfile(stack) else []
     hosts = load_inventory(inventory, doc_hosts, stack_file=stack).hosts
@@ -192,6 +193,9 @@ def unlock(stack: str, inventory: str | None, state: str) -> None:
 
 
 async def _release_on_hosts(store: TaskStore, hosts: list[Host], stack: str) -> list[tuple[str, str]]:
+    from graphium.executors.host_lock import release_host_locks
+    from graphium.executors.router import default_executor
+
     executor = default_executor(store)
     try:
         return await release_host_locks(executor, hosts, stack)

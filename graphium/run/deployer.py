@@ -24,8 +24,9 @@ from graphium.records.stack import StackRecord, StackStatus
 from graphium.records.task import Task, TaskStatus, utcnow
 from graphium.records.version import StackVersion
 from graphium.run import lifecycle, rollouts, versions
+from graphium.run.defaults import DEFAULT_PARALLELISM, DEFAULT_PER_HOST
 from graphium.run.events import EventBus, EventType, stack_event, task_event
-from graphium.run.runner import DEFAULT_PARALLELISM, DEFAULT_PER_HOST, Runner, RunResult
+from graphium.run.runner import Runner, RunResult
 from graphium.stack.loader import StackDocument, check_hosts
 from graphium.stack.models import Connection, Inventory
 from graphium.stack.variables import resolve

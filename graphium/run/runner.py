@@ -20,13 +20,12 @@ from graphium.errors import ExecutionError, GraphiumError, TransitionError
 from graphium.executors.base import Executor
 from graphium.records.task import Task, TaskStatus
 from graphium.run import rollouts
+from graphium.run.defaults import DEFAULT_PARALLELISM, DEFAULT_PER_HOST
 from graphium.run.events import EventBus, EventType, task_event
 from graphium.run.lifecycle import failure_lines
 from graphium.stack.models import Connection, Host
 from graphium.store.base import TaskStore
 
-DEFAULT_PARALLELISM = 10
-DEFAULT_PER_HOST = 8
 # an agent-run task may wait in the queue and be retried after a lost lease before it ends
 AGENT_QUEUE_GRACE = 300.0
 
