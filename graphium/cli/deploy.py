@@ -30,6 +30,7 @@ from graphium.cli.common import (
     server_client,
     server_options,
 )
+from graphium.cli.following import hand_over
 from graphium.cli.problems import emit_problems, problems_as_json, report_warnings
 from graphium.cli.safety import (
     auto_approve_option,
@@ -50,7 +51,6 @@ from graphium.stack.secrets import redact_event, redact_text
 from graphium.stack.variables import fill_variables, resolve_variables
 
 if TYPE_CHECKING:  # rich (cli.output), httpx (control.client) and the engines: where they are used
-    from graphium.control.client import ServerClient
     from graphium.plan.model import Plan
     from graphium.records.event import Event
     from graphium.run.deployer import Deployer
@@ -185,12 +185,6 @@ def _show_plan(plan_: Plan, as_json: bool, *, show_unchanged: bool = False, cons
     render_plan(plan_, make_console() if console is None else console, show_unchanged=show_unchanged)
 
 
-def _console() -> Any:
-    from graphium.cli.output import make_console
-
-    return make_console()
-
-
 def _with_variables(stack: str) -> tuple[Any, dict[str, str]]:
     """``--server``: the stack document as written, and the values of the variables it refers to
     from this environment (the server fills them, knowing which are secrets). An unset variable
@@ -240,7 +234,11 @@ def _execute(
     (InterruptedRunError, exit 130, once it is drained)."""
     from graphium.run.events import event_json
 
-    console: Any = None if opts.as_json else _console()  # rich only when rendering
+    console: Any = None
+    if not opts.as_json:
+        from graphium.cli.output import make_console  # rich only when rendering
+
+        console = make_console()
     holder: dict[str, Any] = {}
     ask = not auto_approve and interactive()
 
@@ -317,63 +315,6 @@ def _report(opts: Options, the_plan: Plan, result: RunResult, wait: bool, consol
         render_result(result, the_plan, console)
 
 
-def follow_server(
-    client: ServerClient,
-    stack_id: str,
-    as_json: bool,
-    *,
-    deleting: bool = False,
-    timeout: float | None = None,
-) -> bool:
-    """Print a stack's progress from the server until it settles (or ``timeout``); True when it
-    ended well. Hosts whose tasks wait for want of a live agent are said so."""
-    seen: dict[str, str] = {}
-    told: dict[str, str] = {}
-    final: dict[str, Any] = {}
-    for state in client.follow(stack_id, deleting=deleting, timeout=timeout):
-        final = state
-        if as_json:
-            emit("stack_state", state)
-            continue
-        for waiting in state.get("waiting", []):
-            host, message = waiting["hostId"], waiting["message"]
-            if told.get(host, "").split(",")[0] != message.split(",")[0]:  # news, not a new age
-                told[host] = message
-                click.echo(f"{'waiting':<9} {host:<16} {message}")
-        for task in state.get("tasks", []):
-            if seen.get(task["id"]) != task["status"]:
-                seen[task["id"]] = task["status"]
-                error = f": {task['error']}" if task.get("error") else ""
-                click.echo(f"{task['status']:<9} {task['hostId']:<16} {task['description']}{error}")
-    status = final.get("status")
-    if not as_json:
-        detail = f": {final['error']}" if final.get("error") else ""
-        click.echo(f"Stack {stack_id} is {status}{detail}.")
-    return status in ("running", "deleted")
-
-
-def _hand_over(
-    client: ServerClient,
-    accepted: dict[str, Any],
-    as_json: bool,
-    *,
-    no_wait: bool,
-    deleting: bool = False,
-    timeout: float | None = None,
-) -> None:
-    """Say what the server accepted, then follow the stack until it settles (exit 1 if it failed)."""
-    if as_json:
-        emit("accepted", accepted)
-    else:
-        click.echo(f"Stack {accepted['id']}: {accepted['status']} ({accepted['tasks']} task(s)).")
-        for note in accepted.get("notes") or []:
-            click.echo(f"Note: {note}")
-    if no_wait or not accepted["tasks"]:
-        return
-    if not follow_server(client, accepted["id"], as_json, deleting=deleting, timeout=timeout):
-        sys.exit(EXIT_ERROR)
-
-
 @click.command()
 @click.argument("target", type=click.Path(exists=True, dir_okay=False))
 @server_options
@@ -403,7 +344,7 @@ def apply(
         document, variables = _with_variables(target)
         with server_client(server_url, token) as client:
             accepted = client.post_stack(document, variables)
-            _hand_over(client, accepted, opts.as_json, no_wait=no_wait, timeout=timeout)
+            hand_over(client, accepted, opts.as_json, no_wait=no_wait, timeout=timeout)
         return
     if saved is not None:
         inventory = (
@@ -483,7 +424,7 @@ def destroy(
         name = load_stack(stack).stack.name
         with server_client(server_url, token) as client:
             accepted = client.delete_stack(name, volumes=volumes)
-            _hand_over(client, accepted, opts.as_json, no_wait=no_wait, deleting=True, timeout=timeout)
+            hand_over(client, accepted, opts.as_json, no_wait=no_wait, deleting=True, timeout=timeout)
         return
     doc, inventory = load_checked(stack, opts, resolve=False)
     _, result = _execute(

@@ -26,7 +26,8 @@ from graphium.cli.common import (
     stack_name,
     state_option,
 )
-from graphium.cli.deploy import _execute, _hand_over
+from graphium.cli.deploy import _execute
+from graphium.cli.following import hand_over
 from graphium.cli.safety import auto_approve_option, confirm, interactive, lock_wait_option
 from graphium.control.client import ServerClient
 from graphium.errors import Problem, StackError
@@ -187,4 +188,4 @@ def _server_rollback(client: ServerClient, name: str, to: int | None, as_json: b
     if target and not approved and interactive():
         confirm("rollback", name, as_json=as_json)
     accepted = client.rollback(name, to, {n: os.environ[n] for n in needed})
-    _hand_over(client, accepted, as_json, no_wait=False)
+    hand_over(client, accepted, as_json, no_wait=False)

@@ -20,7 +20,8 @@ from graphium.cli.common import (
     stack_name,
     state_option,
 )
-from graphium.cli.deploy import follow_server, timeout_option
+from graphium.cli.deploy import timeout_option
+from graphium.cli.following import follow_server
 from graphium.cli.ops import insecure_option, inventory_option, only_stack, refresh
 from graphium.cli.output import make_console, render_agents, render_stack, render_stacks, render_tasks
 from graphium.control.client import ServerClient
