@@ -56,6 +56,8 @@ class Round:
     cycle_ms_median: float  # claim + transition(completed)
     tasks_per_second: float  # of the whole round, one caller
     claimed: int
+    compact_seconds: float | None = None  # the JSON store's full rewrite of its file at this size
+    file_mb: float | None = None  # the JSON store's file after that rewrite
 
 
 def _task(i: int, hosts: int, pending: bool) -> Task:
@@ -200,13 +202,28 @@ def bench_store(
                 claimed, cycles = claim_round(stores[n], per_block, hosts, first_host=block * per_block)
                 times[n][0].extend(claimed)
                 times[n][1].extend(cycles)
+        rounds = [
+            _summary(size, fill_s, open_s, claimed, cycles)
+            for size, (fill_s, open_s), (claimed, cycles) in zip(sizes, filled, times, strict=True)
+        ]
+        for location, store, summary in zip(locations, stores, rounds, strict=True):
+            _file_costs(location, store, summary)
     finally:
         for store in stores:
             _close(store)
-    return [
-        _summary(size, fill_s, open_s, claimed, cycles)
-        for size, (fill_s, open_s), (claimed, cycles) in zip(sizes, filled, times, strict=True)
-    ]
+    return rounds
+
+
+def _file_costs(location: str, store: TaskStore, summary: Round) -> None:
+    """A file store's compaction (it rewrites the whole file, now and then, under its lock) and
+    the file's size: the costs that grow with the store even when claims do not."""
+    compact = getattr(store, "compact", None)
+    if not callable(compact):
+        return
+    began = time.perf_counter()
+    compact()
+    summary.compact_seconds = round(time.perf_counter() - began, 2)
+    summary.file_mb = round(os.path.getsize(location) / 1e6, 1)
 
 
 def _print(label: str, rounds: list[Round], claims: int) -> None:
@@ -217,6 +234,11 @@ def _print(label: str, rounds: list[Round], claims: int) -> None:
             f" claim+complete median {r.cycle_ms_median:.2f} ms, {r.tasks_per_second:,.0f} tasks/s"
             f" ({r.claimed}/{claims} claimed); filled in {r.fill_seconds:.1f} s, opened in"
             f" {r.open_seconds:.2f} s"
+            + (
+                f"; a compaction (full rewrite, {r.file_mb:.0f} MB file) takes {r.compact_seconds:.1f} s"
+                if r.compact_seconds is not None and r.file_mb is not None
+                else ""
+            )
         )
     first, last = rounds[0], rounds[-1]
     ratio = last.claim_ms_median / first.claim_ms_median
