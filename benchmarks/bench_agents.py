@@ -36,6 +36,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -300,10 +301,46 @@ def _stamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def bench_throughput(servers: Servers, count: int, agents: int, slots: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def profiling(servers: Servers, directory: Path | None) -> Iterator[None]:
+    """With a directory: py-spy samples every server process meanwhile (all threads, idle
+    included), written as collapsed stacks to ``directory/server-N.txt`` (flamegraph.pl and
+    speedscope read them)."""
+    if directory is None or not servers.procs:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    directory.mkdir(parents=True, exist_ok=True)
+    samplers = [
+        subprocess.Popen(
+            [
+                *(spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200"),
+                *("--threads", "--idle", "--nonblocking", "-o", str(directory / f"server-{n}.txt")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n, proc in enumerate(servers.procs)
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.send_signal(signal.SIGINT)
+        for sampler in samplers:
+            try:
+                sampler.wait(30)
+            except subprocess.TimeoutExpired:
+                sampler.kill()
+                sampler.wait(5)
+
+
+def bench_throughput(
+    servers: Servers, count: int, agents: int, slots: int, profile: Path | None = None
+) -> dict[str, Any]:
     """``count`` tasks enqueued (not timed; through the store when the script started the
     servers, else through POST /tasks), then ``agents`` agent processes, spread round-robin
-    over the servers, claim and complete them."""
+    over the servers, claim and complete them (the servers profiled meanwhile with ``profile``)."""
     run = uuid.uuid4().hex[:8]
     bodies = [noop_task(run, i) for i in range(count)]
     started = time.perf_counter()
@@ -321,9 +358,14 @@ def bench_throughput(servers: Servers, count: int, agents: int, slots: int) -> d
         )
         for i in range(agents)
     ]
-    with httpx.Client(
-        base_url=f"{servers.urls[0]}/api/v1", headers={"Authorization": f"Bearer {servers.admin}"}, timeout=60
-    ) as client:
+    with (
+        httpx.Client(
+            base_url=f"{servers.urls[0]}/api/v1",
+            headers={"Authorization": f"Bearer {servers.admin}"},
+            timeout=60,
+        ) as client,
+        profiling(servers, profile),
+    ):
         wall = time.time()
         for p in procs:
             p.start()
@@ -372,6 +414,10 @@ class Setup:
         return cls(store, int(replicas))
 
     @property
+    def slug(self) -> str:
+        return f"{'json' if self.store == 'json' else 'postgres'}-{self.replicas}"
+
+    @property
     def label(self) -> str:
         kind = "JSON file" if self.store == "json" else "PostgreSQL"
         return f"{kind}, {self.replicas} server{'s' if self.replicas > 1 else ''}"
@@ -405,7 +451,8 @@ def measure(setup: Setup, workdir: Path, args: argparse.Namespace) -> dict[str, 
             lat = asyncio.run(
                 bench_latency(enqueue_url, poll_url, servers.admin, servers.agent, args.samples, args.slots)
             )
-            tp = bench_throughput(servers, args.tasks, args.agents, args.slots)
+            profile = args.profile / setup.slug if args.profile else None
+            tp = bench_throughput(servers, args.tasks, args.agents, args.slots, profile)
         finally:
             servers.stop()
     return {"setup": setup, "latency": lat, "throughput": tp, "cross_replica": enqueue_url != poll_url}
@@ -466,6 +513,12 @@ def main() -> None:
         help="STORE[:REPLICAS], STORE json, postgres (a fresh database of the lab's throwaway cluster) "
         "or a postgresql:// URL; repeatable, measured one after the other "
         "(default: json:1 and postgres:2)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the servers with py-spy during the throughput phase: DIR/SETUP/server-N.txt",
     )
     parser.add_argument("--server", help="an already running server (instead of --setup)")
     parser.add_argument("--admin-token", default=os.environ.get("GRAPHIUM_ADMIN_TOKEN"))
