@@ -17,7 +17,7 @@ from graphium.executors.router import default_executor
 from graphium.plan.model import Plan
 from graphium.records.version import StackVersion
 from graphium.run import versions
-from graphium.run.defaults import DEFAULT_PARALLELISM
+from graphium.run.defaults import DEFAULT_PARALLELISM, DEFAULT_PER_HOST
 from graphium.run.deployer import Deployer
 from graphium.run.events import EventBus, Subscriber
 from graphium.run.runner import RunResult
@@ -44,16 +44,20 @@ def _open(
 async def _with_deployer(
     inventory: Inventory,
     store: TaskStore,
-    parallelism: int,
+    parallelism: int | None,
     on_event: Subscriber | None,
     work: Callable[[Deployer], Any],
+    per_host: int = DEFAULT_PER_HOST,
 ) -> Any:
     events = EventBus(store)
     if on_event is not None:
         events.subscribe(on_event)
     executor = default_executor(store, notify=events.emit)
     try:
-        return await work(Deployer(store, executor, inventory, events=events, parallelism=parallelism))
+        deployer = Deployer(
+            store, executor, inventory, events=events, parallelism=parallelism, per_host=per_host
+        )
+        return await work(deployer)
     finally:
         await executor.close()
 
@@ -81,7 +85,8 @@ def apply(
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
     environ: Mapping[str, str] | None = None,
-    parallelism: int = DEFAULT_PARALLELISM,
+    parallelism: int | None = DEFAULT_PARALLELISM,
+    per_host: int = DEFAULT_PER_HOST,
     on_event: Subscriber | None = None,
 ) -> RunResult:
     """Plan (unless given a plan, which is checked for staleness) and apply; raises nothing on task
@@ -100,7 +105,7 @@ def apply(
         assert doc is not None
         return await deployer.apply(await deployer.plan(doc, environ))
 
-    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work, per_host))
     return result
 
 
@@ -109,7 +114,8 @@ def destroy(
     *,
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
-    parallelism: int = DEFAULT_PARALLELISM,
+    parallelism: int | None = DEFAULT_PARALLELISM,
+    per_host: int = DEFAULT_PER_HOST,
     on_event: Subscriber | None = None,
     volumes: bool = False,
 ) -> RunResult:
@@ -122,7 +128,7 @@ def destroy(
     async def work(deployer: Deployer) -> RunResult:
         return await deployer.apply(await deployer.plan_destroy(name, volumes=volumes))
 
-    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work))
+    result: RunResult = asyncio.run(_with_deployer(inv, store, parallelism, on_event, work, per_host))
     return result
 
 
@@ -152,7 +158,8 @@ def rollback(
     inventory: str | Path | Inventory | None = None,
     state: str | Path = DEFAULT_STATE,
     environ: Mapping[str, str] | None = None,
-    parallelism: int = DEFAULT_PARALLELISM,
+    parallelism: int | None = DEFAULT_PARALLELISM,
+    per_host: int = DEFAULT_PER_HOST,
     on_event: Subscriber | None = None,
 ) -> RunResult:
     """Apply an earlier version of a stack again: version ``to``, or the one before the running
@@ -172,7 +179,7 @@ def rollback(
     async def work(deployer: Deployer) -> RunResult:
         return await deployer.apply(await deployer.plan_rollback(target, environ))
 
-    result: RunResult = asyncio.run(_with_deployer(inventory, store, parallelism, on_event, work))
+    result: RunResult = asyncio.run(_with_deployer(inventory, store, parallelism, on_event, work, per_host))
     return result
 
 

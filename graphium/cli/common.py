@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from graphium.errors import GraphiumError, StackError
-from graphium.run.defaults import DEFAULT_PARALLELISM
+from graphium.run.defaults import DEFAULT_PARALLELISM, DEFAULT_PER_HOST
 from graphium.store.open import DEFAULT_STATE, is_database_url
 
 if TYPE_CHECKING:  # the rest is imported where used: a command pays only for what it runs
@@ -40,12 +40,19 @@ class Options:
     """The common options every deploying subcommand takes."""
 
     def __init__(
-        self, inventory: str | None, state: str, as_json: bool, parallelism: int, insecure: bool
+        self,
+        inventory: str | None,
+        state: str,
+        as_json: bool,
+        parallelism: int | None,
+        insecure: bool,
+        per_host: int = DEFAULT_PER_HOST,
     ) -> None:
         self.inventory = inventory
         self.state = state
         self.as_json = as_json
-        self.parallelism = parallelism
+        self.parallelism = parallelism  # tasks at once in all (None: per_host on every host)
+        self.per_host = per_host
         self.insecure = insecure
 
     @classmethod
@@ -57,6 +64,7 @@ class Options:
             kwargs.pop("as_json"),
             kwargs.pop("parallelism"),
             kwargs.pop("insecure"),
+            kwargs.pop("per_host"),
         )
 
     def store(self) -> TaskStore:
@@ -100,8 +108,14 @@ def common_options(func: F) -> F:
                 "--parallelism",
                 type=click.IntRange(1, 1000),
                 default=DEFAULT_PARALLELISM,
+                help="Most tasks run at once across all hosts [default: no cap, --per-host on each].",
+            ),
+            click.option(
+                "--per-host",
+                type=click.IntRange(1, 1000),
+                default=DEFAULT_PER_HOST,
                 show_default=True,
-                help="Tasks run at once (across all hosts).",
+                help="Most tasks run at once on one host.",
             ),
             click.option(
                 "--insecure-skip-host-key-check",
@@ -228,7 +242,10 @@ async def run_deployer(
             err=True,
         )
     try:
-        return await work(Deployer(store, executor, inventory, events=events, parallelism=opts.parallelism))
+        deployer = Deployer(
+            store, executor, inventory, events=events, parallelism=opts.parallelism, per_host=opts.per_host
+        )
+        return await work(deployer)
     finally:
         await executor.close()
 

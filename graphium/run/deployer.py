@@ -43,7 +43,7 @@ class Deployer:
         inventory: Inventory,
         *,
         events: EventBus | None = None,
-        parallelism: int = DEFAULT_PARALLELISM,
+        parallelism: int | None = DEFAULT_PARALLELISM,
         per_host: int = DEFAULT_PER_HOST,
     ) -> None:
         self.store = store

@@ -11,6 +11,7 @@ same way: nothing new starts, what is in flight finishes or rolls back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,17 +63,19 @@ class Runner:
         hosts: Mapping[str, Host],
         *,
         events: EventBus | None = None,
-        parallelism: int = DEFAULT_PARALLELISM,
+        parallelism: int | None = DEFAULT_PARALLELISM,
         per_host: int = DEFAULT_PER_HOST,
         on_task_end: Callable[[Task], None] | None = None,
     ) -> None:
-        if parallelism < 1 or per_host < 1:
+        """``per_host``: tasks at once on one host; ``parallelism``: tasks at once in all (None: no
+        cap but the hosts' own, so the work at once grows with the hosts)."""
+        if (parallelism is not None and parallelism < 1) or per_host < 1:
             raise ValueError("parallelism must be at least 1")
         self._store = store
         self._executor = executor
         self._hosts = hosts
         self._events = events or EventBus(None)
-        self._global = asyncio.Semaphore(parallelism)
+        self._global = asyncio.Semaphore(parallelism) if parallelism is not None else None
         self._per_host: dict[str, asyncio.Semaphore] = {}
         self._per_host_limit = per_host
         self._on_task_end = on_task_end
@@ -137,7 +140,7 @@ class Runner:
     async def _run_one(self, task: Task) -> Task:
         host = self._hosts.get(task.host_id)
         per_host = self._per_host.setdefault(task.host_id, asyncio.Semaphore(self._per_host_limit))
-        async with self._global, per_host:
+        async with self._global or contextlib.nullcontext(), per_host:
             if host is None:
                 return self._finish(task, error=f"host {task.host_id} is not in the inventory")
             reports_itself = host.connection is Connection.agent

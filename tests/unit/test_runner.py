@@ -103,6 +103,18 @@ async def test_parallelism_is_bounded_globally_and_per_host(
     assert ex.peak_total == min(parallelism, 2 * per_host)  # and the bound is actually used
 
 
+async def test_by_default_only_each_host_is_bounded_so_more_hosts_do_more_at_once(tmp_path: Path) -> None:
+    hosts = {f"h{i}": Host.model_validate({"@id": f"h{i}"}) for i in range(6)}
+    tasks = [task(f"t{i}", f"h{i % 6}") for i in range(36)]
+    ex = ScriptedExecutor(delay=0.05)
+    store = JsonTaskStore(tmp_path / "state.json")
+    store.create_tasks(tasks)
+    result = await Runner(store, ex, hosts, per_host=4).run(tasks)
+    assert result.ok
+    assert max(ex.peak_per_host.values()) <= 4
+    assert ex.peak_total == 6 * 4  # 24 at once: no global cap of 10 any more
+
+
 async def test_failure_stops_new_tasks_and_cancels_the_rest(tmp_path: Path) -> None:
     tasks = [
         task("bad", "a"),
