@@ -29,10 +29,12 @@ import docker.errors
 import requests.exceptions
 
 from graphium.docker.client import api_client
-from graphium.docker.observed import clip, crash_report, last_health, observed_container, split_containers
+from graphium.docker.observed import clip, observed_container, split_containers
 from graphium.docker.replace import replace_container, short_id
 from graphium.docker.requests import container_create
+from graphium.docker.settle import wait_running_and_healthy
 from graphium.docker.volumes import VolumeOps
+from graphium.docker.watch import ContainerEvents
 from graphium.errors import EngineError, GraphiumError, HostUnreachableError
 from graphium.plan.model import (
     LABEL_CONTAINER,
@@ -73,7 +75,8 @@ class DockerEngine(VolumeOps):
     ) -> None:
         """``settle_seconds``: how long a container without a health check must stay up before a
         deploy counts as done, so that a command that exits at once fails the task instead of
-        slipping through between ``start`` and the first inspect."""
+        slipping through between ``start`` and the first inspect; ``poll_interval``: between
+        inspects when the engine's event stream is not there."""
         self.base_url = base_url
         self.host_id = host_id
         self.timeout = timeout
@@ -82,11 +85,13 @@ class DockerEngine(VolumeOps):
         self.poll_interval = poll_interval
         # images seen on this engine during its life (one run): a deploy need not ask again
         self._images_present: set[str] = set()
+        self._image_checks: dict[str, asyncio.Future[bool]] = {}
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix=f"docker-{host_id}")
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closed = False
         self._network_locks: dict[str, asyncio.Lock] = {}
+        self._events = ContainerEvents(self._api, host_id)
 
     def __repr__(self) -> str:
         return f"DockerEngine({self.base_url!r}, host_id={self.host_id!r})"
@@ -152,6 +157,7 @@ class DockerEngine(VolumeOps):
         if self._closed:
             return
         self._closed = True
+        self._events.close()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -211,8 +217,22 @@ class DockerEngine(VolumeOps):
     # -- images --------------------------------------------------------------------------------
 
     async def image_present(self, image: str) -> bool:
+        """Whether the engine has ``image``; deploys asking at once share one inspect."""
         if image in self._images_present:
             return True
+        asked = self._image_checks.get(image)
+        if asked is None:
+            asked = asyncio.ensure_future(self._inspect_image(image))
+            self._image_checks[image] = asked
+            asked.add_done_callback(lambda done: self._image_checked(image, done))
+        return await asyncio.shield(asked)
+
+    def _image_checked(self, image: str, done: asyncio.Future[bool]) -> None:
+        self._image_checks.pop(image, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have been cancelled
+
+    async def _inspect_image(self, image: str) -> bool:
         try:
             await self._call(f"inspecting image {image}", lambda c: c.inspect_image(image))
         except _Missing:
@@ -312,53 +332,12 @@ class DockerEngine(VolumeOps):
 
     async def wait_running_and_healthy(self, container_id: str, timeout: float) -> str:
         """Wait until the container runs and, when it has a health check (declared or from the
-        image), is healthy. Fails fast, quoting the last health output or the exit code and log
-        tail, when it exits, restarts or turns unhealthy. Returns the health: ``healthy`` or
-        ``none`` (no health check)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()  # callers wait right after starting: the settle window counts from here
-        deadline = started + timeout
-        restarts: int | None = None
-        running_since: float | None = None
-        while True:
-            info = await self.inspect(container_id)
-            name = str(info.get("Name", container_id)).lstrip("/")
-            state = info.get("State") or {}
-            status = state.get("Status", "")
-            health = state.get("Health") or None
-            restart_count = int(info.get("RestartCount") or 0)
-            restarts = restart_count if restarts is None else restarts
-            if status in ("exited", "dead", "restarting") or restart_count > restarts:
-                logs = await self._log_tail(container_id)
-                raise EngineError(f"container {name} {crash_report(state, logs)}", host=self.host_id)
-            if status == "running":
-                if health is not None:
-                    if health.get("Status") == "healthy":
-                        return "healthy"
-                    if health.get("Status") == "unhealthy":
-                        raise EngineError(
-                            f"container {name} is unhealthy: {last_health(health)}", host=self.host_id
-                        )
-                else:
-                    running_since = started if running_since is None else running_since
-                    if loop.time() - running_since >= self.settle_seconds:
-                        return "none"
-            if loop.time() >= deadline:
-                waited = (
-                    f"health {health.get('Status')}, last check: {last_health(health)}"
-                    if health
-                    else (f"state {status}")
-                )
-                raise EngineError(
-                    f"container {name} not running and healthy after {timeout:g}s ({waited})",
-                    host=self.host_id,
-                )
-            pause = self.poll_interval
-            if health is None and running_since is not None:
-                pause = min(pause, max(0.0, running_since + self.settle_seconds - loop.time()))
-            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        image), is healthy, watching the engine's events (see :mod:`.settle`). Fails fast, quoting
+        the last health output or the exit code and log tail, when it exits, restarts or turns
+        unhealthy. Returns the health: ``healthy`` or ``none`` (no health check)."""
+        return await wait_running_and_healthy(self, self._events, container_id, timeout)
 
-    async def _log_tail(self, container_id: str) -> str:
+    async def log_tail(self, container_id: str) -> str:
         try:
             raw = await self._call(
                 f"reading logs of {container_id}", lambda c: c.logs(container_id, tail=20, timestamps=False)
