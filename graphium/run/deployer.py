@@ -361,13 +361,15 @@ class Deployer:
         total = len(plan.tasks)
         ended = {t.id for t in plan.tasks if t.terminal}  # resumed tasks that had ended count too
 
-        def progress(task: Task) -> None:
-            if task.terminal and task.id not in ended:
-                ended.add(task.id)
-                current = self.store.get_stack(plan.stack)
-                percent = min(100, int(100 * len(ended) / total))  # rollbacks add tasks
-                if current is not None and current.progress != percent:
-                    self.store.save_stack(current.model_copy(update={"progress": percent}))
+        def progress(tasks: list[Task]) -> None:
+            before = len(ended)
+            ended.update(t.id for t in tasks if t.terminal)
+            if len(ended) == before:
+                return
+            current = self.store.get_stack(plan.stack)
+            percent = min(100, int(100 * len(ended) / total))  # rollbacks add tasks
+            if current is not None and current.progress != percent:
+                self.store.save_stack(current.model_copy(update={"progress": percent}))
 
         runner = Runner(
             self.store,
@@ -376,7 +378,7 @@ class Deployer:
             events=self.events,
             parallelism=self.parallelism,
             per_host=self.per_host,
-            on_task_end=progress,
+            on_tasks_end=progress,
         )
         if self._draining:
             runner.drain()

@@ -21,6 +21,7 @@ from graphium.errors import ExecutionError, GraphiumError, TransitionError
 from graphium.executors.base import Executor
 from graphium.records.task import Task, TaskStatus
 from graphium.run import rollouts
+from graphium.run.commits import GroupCommit
 from graphium.run.defaults import DEFAULT_PARALLELISM, DEFAULT_PER_HOST
 from graphium.run.events import EventBus, EventType, task_event
 from graphium.run.lifecycle import failure_lines
@@ -65,10 +66,12 @@ class Runner:
         events: EventBus | None = None,
         parallelism: int | None = DEFAULT_PARALLELISM,
         per_host: int = DEFAULT_PER_HOST,
-        on_task_end: Callable[[Task], None] | None = None,
+        on_tasks_end: Callable[[list[Task]], None] | None = None,
     ) -> None:
         """``per_host``: tasks at once on one host; ``parallelism``: tasks at once in all (None: no
-        cap but the hosts' own, so the work at once grows with the hosts)."""
+        cap but the hosts' own, so the work at once grows with the hosts); ``on_tasks_end``: called
+        with tasks that ended, inside the store batch that records them (several at a time: task
+        starts and ends close together share one batch, see :mod:`.commits`)."""
         if (parallelism is not None and parallelism < 1) or per_host < 1:
             raise ValueError("parallelism must be at least 1")
         self._store = store
@@ -78,7 +81,8 @@ class Runner:
         self._global = asyncio.Semaphore(parallelism) if parallelism is not None else None
         self._per_host: dict[str, asyncio.Semaphore] = {}
         self._per_host_limit = per_host
-        self._on_task_end = on_task_end
+        self._on_tasks_end = on_tasks_end
+        self._writes = GroupCommit(store, after=self._batch_written)
         self._draining = False
 
     def drain(self) -> None:
@@ -142,32 +146,35 @@ class Runner:
         per_host = self._per_host.setdefault(task.host_id, asyncio.Semaphore(self._per_host_limit))
         async with self._global or contextlib.nullcontext(), per_host:
             if host is None:
-                return self._finish(task, error=f"host {task.host_id} is not in the inventory")
+                return await self._finish(task, error=f"host {task.host_id} is not in the inventory")
             reports_itself = host.connection is Connection.agent
             if not reports_itself:
-                with self._store.batch():
-                    task = self._store.transition(task.id, TaskStatus.running)
-                    self._events.emit(task_event(EventType.task_updated, task))
+                task = await self._writes.write(lambda: self._started(task))
             try:
                 result = await asyncio.wait_for(self._executor.run(task, host), task.timeout_seconds)
             except TimeoutError:
-                return self._finish(
+                return await self._finish(
                     task, error=f"timed out after {task.timeout_seconds:g} s", store=not reports_itself
                 )
             except GraphiumError as exc:
-                return self._finish(task, error=str(exc), store=not reports_itself)
+                return await self._finish(task, error=str(exc), store=not reports_itself)
             except Exception as exc:  # an executor bug must not leave the task running forever
-                return self._finish(
+                return await self._finish(
                     task, error=f"unexpected {type(exc).__name__}: {exc}", store=not reports_itself
                 )
             if reports_itself:
                 ended = self._store.get_task(task.id)
-                if self._on_task_end is not None:
-                    self._on_task_end(ended)
+                if self._on_tasks_end is not None:
+                    self._on_tasks_end([ended])
                 return ended
-            return self._finish(task, result=result)
+            return await self._finish(task, result=result)
 
-    def _finish(
+    def _started(self, task: Task) -> Task:
+        started = self._store.transition(task.id, TaskStatus.running)
+        self._events.emit(task_event(EventType.task_updated, started))
+        return started
+
+    async def _finish(
         self,
         task: Task,
         *,
@@ -179,15 +186,21 @@ class Runner:
             current = self._store.get_task(task.id)
             if current.terminal:
                 return current
+        return await self._writes.write(lambda: self._ended(task, result, error))
+
+    def _ended(self, task: Task, result: dict[str, Any] | None, error: str | None) -> Task:
         status = TaskStatus.failed if error is not None else TaskStatus.completed
-        with self._store.batch():
-            if self._store.get_task(task.id).status is TaskStatus.pending:
-                self._store.transition(task.id, TaskStatus.running)
-            ended = self._store.transition(task.id, status, result=result, error=error)
-            self._events.emit(task_event(EventType.task_updated, ended))
-            if self._on_task_end is not None:
-                self._on_task_end(ended)
+        if self._store.get_task(task.id).status is TaskStatus.pending:
+            self._store.transition(task.id, TaskStatus.running)
+        ended = self._store.transition(task.id, status, result=result, error=error)
+        self._events.emit(task_event(EventType.task_updated, ended))
         return ended
+
+    def _batch_written(self, outcomes: list[Any]) -> None:
+        """Once per group commit, inside its batch: the tasks that ended in it, to the callback."""
+        ended = [t for t in outcomes if isinstance(t, Task) and t.terminal]
+        if ended and self._on_tasks_end is not None:
+            self._on_tasks_end(ended)
 
     def _cancel_unstarted(
         self, tasks: list[Task], failure: list[Task], by_id: dict[str, Task], *, interrupted: bool
