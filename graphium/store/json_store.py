@@ -146,10 +146,26 @@ class JsonTaskStore(JournalledStore):
             check_stack_transition(record.id, current.status if current else None, record.status)
             moment = iso(now())
             created = current.created_at if current else (record.created_at or moment)
-            stored = clone(record, revision=revision + 1, created_at=created, updated_at=moment)
+            stamps = {"revision": revision + 1, "created_at": created, "updated_at": moment}
+            if current is not None and record.spec == current.spec:
+                stored = self._stage_stack_patch(record, current, stamps)
+            else:
+                stored = clone(record, **stamps)
+                self._staged.append(["stack", stored.dump()])
             self._state.stacks[stored.id] = stored
-            self._staged.append(["stack", stored.dump()])
             return clone(stored)
+
+    def _stage_stack_patch(
+        self, record: StackRecord, current: StackRecord, stamps: dict[str, Any]
+    ) -> StackRecord:
+        """A save that keeps the stored spec (progress, phase, lease, placements): journal every
+        field but the spec, which the replay takes from the record it patches. The spec is most
+        of a record's size, and runs save their stack at every few task ends."""
+        head = clone(record.model_copy(update={"spec": {}}), **stamps)
+        patch = head.dump()
+        del patch["spec"]
+        self._staged.append(["stack~", patch])
+        return head.model_copy(update={"spec": current.spec})
 
     def delete_stack(self, stack_id: str) -> None:
         with self._txn():

@@ -82,6 +82,9 @@ class StoreState:
                 self.drop_task(value)
             elif kind == "stack":
                 self.stacks[value["id"]] = StackRecord.model_validate(value)
+            elif kind == "stack~":  # every field but the spec, kept from the stored record
+                kept = self.stacks[value["id"]].spec
+                self.stacks[value["id"]] = StackRecord.model_validate({**value, "spec": kept})
             elif kind == "stack-":
                 self.stacks.pop(value, None)
             elif kind == "observed":
