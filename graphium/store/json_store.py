@@ -158,13 +158,17 @@ class JsonTaskStore(JournalledStore):
     def _stage_stack_patch(
         self, record: StackRecord, current: StackRecord, stamps: dict[str, Any]
     ) -> StackRecord:
-        """A save that keeps the stored spec (progress, phase, lease, placements): journal every
-        field but the spec, which the replay takes from the record it patches. The spec is most
-        of a record's size, and runs save their stack at every few task ends."""
+        """A save that keeps the stored spec (progress, phase, lease, placements): journal only
+        the fields that changed, which the replay lays over the record it patches. The spec and
+        the placements are most of a record's size, and runs save their stack at every few task
+        ends."""
         head = clone(record.model_copy(update={"spec": {}}), **stamps)
-        patch = head.dump()
-        del patch["spec"]
-        self._staged.append(["stack~", patch])
+        changed = {
+            name
+            for name in StackRecord.model_fields
+            if name == "id" or (name != "spec" and getattr(head, name) != getattr(current, name))
+        }
+        self._staged.append(["stack~", head.model_dump(mode="json", by_alias=True, include=changed)])
         return head.model_copy(update={"spec": current.spec})
 
     def delete_stack(self, stack_id: str) -> None:
@@ -422,8 +426,16 @@ class JsonTaskStore(JournalledStore):
 
     # staging --------------------------------------------------------------------------------
     def _stage_task(self, task: Task) -> None:
+        """Journal a task; a change that keeps its payload (a status change, a lease) leaves the
+        payload out (``task~``: the replay keeps the stored one), since it is most of a task."""
+        old = self._state.tasks.get(task.id)
         self._state.put_task(task)
-        self._staged.append(["task", task.dump()])
+        record = task.dump()
+        if old is not None and old.payload == task.payload:
+            del record["payload"]
+            self._staged.append(["task~", record])
+        else:
+            self._staged.append(["task", record])
 
     def _requeue_host(self, host_id: str, moment: datetime) -> list[Task]:
         """Give back tasks whose lease expired: pending after a backoff, or failed when out of retries."""

@@ -78,13 +78,16 @@ class StoreState:
         for kind, value in ops:
             if kind == "task":
                 self.put_task(Task.model_validate(value))
+            elif kind == "task~":  # every field but the payload, kept from the stored task
+                payload = self.tasks[value["id"]].payload
+                self.put_task(Task.model_validate({**value, "payload": payload}))
             elif kind == "task-":
                 self.drop_task(value)
             elif kind == "stack":
                 self.stacks[value["id"]] = StackRecord.model_validate(value)
-            elif kind == "stack~":  # every field but the spec, kept from the stored record
-                kept = self.stacks[value["id"]].spec
-                self.stacks[value["id"]] = StackRecord.model_validate({**value, "spec": kept})
+            elif kind == "stack~":  # the fields that changed, over the stored record
+                stored = self.stacks[value["id"]]
+                self.stacks[stored.id] = StackRecord.model_validate({**stored.dump(), **value})
             elif kind == "stack-":
                 self.stacks.pop(value, None)
             elif kind == "observed":

@@ -19,7 +19,7 @@ def _journal_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (path.parent / (path.name + ".journal")).read_text().splitlines()]
 
 
-def test_a_progress_save_journals_every_field_but_the_spec(tmp_path: Path) -> None:
+def test_a_progress_save_journals_only_the_fields_that_changed(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     store = JsonTaskStore(path)
     store.save_stack(StackRecord(id="shop", name="shop", status=StackStatus.deploying, spec=SPEC))
@@ -29,6 +29,7 @@ def test_a_progress_save_journals_every_field_but_the_spec(tmp_path: Path) -> No
     *_, last = _journal_lines(path)
     [[kind, patch]] = last["ops"]  # type: ignore[misc]
     assert kind == "stack~" and "spec" not in patch and patch["progress"] == 40
+    assert "placements" not in patch and "name" not in patch  # unchanged: left out
     assert len(json.dumps(last)) < len(json.dumps(SPEC))
     reopened = JsonTaskStore(path).get_stack("shop")
     assert reopened is not None
@@ -70,3 +71,24 @@ def test_a_returned_record_is_a_copy_the_store_does_not_share(tmp_path: Path) ->
     current.spec["name"] = "changed by the caller"
     kept = store.get_stack("shop")
     assert kept is not None and kept.spec == SPEC
+
+
+def test_a_status_change_journals_the_task_without_its_payload(tmp_path: Path) -> None:
+    from graphium.records.task import Task, TaskStatus, TaskType
+
+    path = tmp_path / "state.json"
+    store = JsonTaskStore(path)
+    payload = {"container": {"spec": SPEC}}
+    store.create_tasks([Task(id="t1", task_type=TaskType.deploy, host_id="h", payload=payload)])
+    store.transition("t1", TaskStatus.running)
+    store.transition("t1", TaskStatus.completed, result={"containerId": "abc"})
+    lines = _journal_lines(path)
+    kinds = [op[0] for line in lines for op in line["ops"]]  # type: ignore[attr-defined]
+    assert kinds == ["task", "task~", "task~"]
+    assert all("payload" not in op[1] for line in lines[1:] for op in line["ops"])  # type: ignore[attr-defined]
+    reopened = JsonTaskStore(path).get_task("t1")
+    assert (reopened.payload, reopened.status, reopened.result) == (
+        payload,
+        TaskStatus.completed,
+        {"containerId": "abc"},
+    )
