@@ -2,10 +2,11 @@
 
 A container without a health check must stay up for the engine's settle window, so that a command
 that exits at once fails its task instead of slipping through between ``start`` and the first
-look. The wait is one inspect after subscribing to the engine's event stream
-(:mod:`.watch`), then the window spent listening for the container's ``die``/``oom``: no event
-and an unbroken stream mean it stayed up, with no further request. A health check is waited on
-its ``health_status`` events (with a slow safety poll). Whenever the stream is not there (it
+look. The wait subscribes to the engine's event stream (:mod:`.watch`), spends the window
+listening for the container's ``die`` (which cuts it short), then inspects once: that inspect,
+at the window's end as the polls' last one was, is what decides (an event may arrive late on a
+busy machine; the state never does). A health check is then waited on its ``health_status``
+events (with a slow safety poll). Whenever the stream is not there (it
 failed to open, or broke), the wait polls with inspects every ``poll_interval``, as it always did.
 """
 
@@ -60,6 +61,9 @@ async def _wait(
     loop = asyncio.get_running_loop()
     settled_at = started + engine.settle_seconds
     restarts: int | None = None
+    died = False
+    if subscription is not None and subscription.intact:  # the window first: a die cuts it short
+        died = await subscription.next(settled_at - loop.time()) == "die"
     while True:
         info = await engine.inspect(container_id)
         name = str(info.get("Name", container_id)).lstrip("/")
@@ -68,7 +72,7 @@ async def _wait(
         health = state.get("Health") or None
         restart_count = int(info.get("RestartCount") or 0)
         restarts = restart_count if restarts is None else restarts
-        if status in ("exited", "dead", "restarting") or restart_count > restarts:
+        if died or status in ("exited", "dead", "restarting") or restart_count > restarts:
             logs = await engine.log_tail(container_id)
             raise EngineError(f"container {name} {crash_report(state, logs)}", host=engine.host_id)
         if status == "running" and health is not None:
@@ -97,8 +101,6 @@ async def _wait(
         elif not settling:  # a health check (or an odd state): events, and a slow look now and then
             wake = min(wake, loop.time() + (HEALTH_POLL if health is not None else engine.poll_interval))
         if listening and subscription is not None:
-            event = await subscription.next(wake - loop.time())
-            if event is None and settling and subscription.intact and loop.time() >= settled_at:
-                return "none"  # the window passed, and the engine said nothing of this container
+            died = await subscription.next(wake - loop.time()) == "die"
         else:
             await asyncio.sleep(max(0.0, wake - loop.time()))
