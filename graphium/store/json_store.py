@@ -34,7 +34,7 @@ import filelock
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.errors import NotFoundError, StoreError
 from graphium.graph import cycles
 from graphium.plan.model import ObservedHost
 from graphium.records.agent import AgentRecord
@@ -51,7 +51,7 @@ from graphium.store.memory import (
     iso,
     now,
     parse_time,
-    stamped,
+    transitioned,
 )
 from graphium.store.open import DEFAULT_STATE
 
@@ -266,18 +266,9 @@ class JsonTaskStore(JournalledStore):
         """
         with self._txn():
             current = self._state.task(task_id)
-            if expected is not None and current.status != expected:
-                raise TransitionError(f"task {task_id}: is {current.status.value}, expected {expected.value}")
-            check_transition(task_id, current.status, status)
-            if (
-                agent_id is not None
-                and current.status in LEASED
-                and current.agent_id is not None
-                and current.agent_id != agent_id
-            ):
-                raise StoreError(f"task {task_id}: held by agent {current.agent_id}, not {agent_id}")
-            update = stamped(current, status, iso(now()), agent_id=agent_id, error=error, result=result)
-            stored = clone(current, **update)
+            stored = transitioned(
+                current, status, error=error, result=result, agent_id=agent_id, expected=expected
+            )
             self._stage_task(stored)
             return clone(stored)
 

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
-from graphium.errors import NotFoundError
+from graphium.errors import NotFoundError, StoreError, TransitionError
 from graphium.plan.model import ObservedHost
 from graphium.records.agent import AgentRecord
 from graphium.records.event import Event
 from graphium.records.stack import StackRecord
-from graphium.records.task import Task, TaskStatus
+from graphium.records.task import Task, TaskStatus, check_transition
 from graphium.records.version import KEEP_VERSIONS, StackVersion
 
 FORMAT_VERSION = 1  # of the main file's document
@@ -233,6 +233,33 @@ def stamped(
     return update
 
 
+def transitioned(
+    current: Task,
+    status: TaskStatus,
+    *,
+    error: str | None,
+    result: dict[str, Any] | None,
+    agent_id: str | None,
+    expected: TaskStatus | None,
+) -> Task:
+    """``current`` after a status change, by every backend's rules: compare-and-set with
+    ``expected``, the allowed transitions, and refused for an agent other than the one holding an
+    assigned or running task (one whose lease was taken over cannot overwrite its successor)."""
+    task_id = current.id
+    if expected is not None and current.status != expected:
+        raise TransitionError(f"task {task_id}: is {current.status.value}, expected {expected.value}")
+    check_transition(task_id, current.status, status)
+    if (
+        agent_id is not None
+        and current.status in LEASED
+        and current.agent_id is not None
+        and current.agent_id != agent_id
+    ):
+        raise StoreError(f"task {task_id}: held by agent {current.agent_id}, not {agent_id}")
+    update = stamped(current, status, iso(now()), agent_id=agent_id, error=error, result=result)
+    return clone(current, **update)
+
+
 def expired(task: Task, moment: datetime, backoff: float, max_backoff: float) -> dict[str, Any]:
     """What a task whose lease expired becomes: pending after a doubling backoff, or failed once
     it used its retries."""
@@ -271,4 +298,5 @@ __all__ = [
     "parse_time",
     "queue_key",
     "stamped",
+    "transitioned",
 ]

@@ -12,10 +12,10 @@ from typing import Any
 
 from psycopg import sql
 
-from graphium.errors import NotFoundError, StoreError, TransitionError
+from graphium.errors import NotFoundError, StoreError
 from graphium.graph import cycles
-from graphium.records.task import Task, TaskStatus, check_transition
-from graphium.store.memory import LEASED, clone, iso, now, parse_time, stamped
+from graphium.records.task import Task, TaskStatus
+from graphium.store.memory import LEASED, clone, iso, now, parse_time, transitioned
 from graphium.store.postgres import claims
 from graphium.store.postgres.rows import INSERT_TASK, UPDATE_TASK, task_row, tasks_of
 from graphium.store.postgres.session import Connection, Sessions
@@ -122,18 +122,9 @@ class TaskOperations:
         refused for an agent other than the one holding the task."""
         with self._sessions.write() as frame:
             current = _locked(frame.conn, task_id)
-            if expected is not None and current.status != expected:
-                raise TransitionError(f"task {task_id}: is {current.status.value}, expected {expected.value}")
-            check_transition(task_id, current.status, status)
-            if (
-                agent_id is not None
-                and current.status in LEASED
-                and current.agent_id is not None
-                and current.agent_id != agent_id
-            ):
-                raise StoreError(f"task {task_id}: held by agent {current.agent_id}, not {agent_id}")
-            update = stamped(current, status, iso(now()), agent_id=agent_id, error=error, result=result)
-            stored = clone(current, **update)
+            stored = transitioned(
+                current, status, error=error, result=result, agent_id=agent_id, expected=expected
+            )
             _put(frame.conn, stored)
             return stored
 
