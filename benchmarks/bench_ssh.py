@@ -51,10 +51,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -148,7 +148,15 @@ class Size:
         return len(self.hosts)
 
 
-def stack_document(name: str, hosts: list[lab.LabHost], per_host: int) -> dict[str, Any]:
+class HasId(Protocol):
+    """A host of either kind (the lab's, or an inventory's): only its id matters here."""
+
+    @property
+    def id(self) -> str: ...
+
+
+def stack_document(name: str, hosts: Sequence[HasId], per_host: int) -> dict[str, Any]:
+    """The benchmark's stack: ``per_host`` containers pinned to each host (profile_apply.py uses it too)."""
     parts = [
         {
             "@type": "SoftwareApplication",

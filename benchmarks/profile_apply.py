@@ -35,6 +35,8 @@ import docker
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_ssh import stack_document  # noqa: E402  (a sibling script: benchmarks/ is sys.path[0])
+
 import lab  # noqa: E402
 from graphium.executors.ssh import SshExecutor  # noqa: E402
 from graphium.shortcuts import Deployer  # noqa: E402
@@ -44,28 +46,6 @@ from graphium.store.json_store import JsonTaskStore  # noqa: E402
 
 IMAGE = "graphium-test/web:1"
 _T = TypeVar("_T")
-
-
-def stack_document(name: str, hosts: list[Host], per_host: int) -> dict[str, Any]:
-    parts = [
-        {
-            "@type": "SoftwareApplication",
-            "name": f"{h.id}-c{i:02}",
-            "image": IMAGE,
-            "locatedInHost": {"@id": h.id},
-            "environment": {"INDEX": str(i)},
-        }
-        for h in hosts
-        for i in range(per_host)
-    ]
-    graph = {
-        "@id": f"https://graphium.local/stacks/{name}",
-        "@type": ["datacenter:Stack", "SoftwareApplication"],
-        "name": name,
-        "deployment": {"placementStrategy": "manual"},
-        "hasPart": parts,
-    }
-    return {"@context": "https://schema.org", "@graph": [graph]}
 
 
 def _cpu() -> float:
