@@ -64,8 +64,13 @@ class Leadership:
                 return False
 
     def release(self) -> None:
-        """Give leadership up (closing the connection releases the lock)."""
+        """Give leadership up: unlocked before the connection closes, since a closed connection's
+        backend lets go of its locks only once it has exited, which another process may not
+        see yet when it tries next."""
         with self._lock:
+            if self._held and self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
             self._drop()
 
     def _drop(self) -> None:
